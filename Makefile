@@ -1,0 +1,28 @@
+# hds: the two commands are `make run` and `make test`.
+CARGO ?= cargo
+DATA_DIR ?= ./data
+
+.PHONY: run test tools check fmt clippy build e2e
+
+## Start all four services in one process on embedded defaults (SQLite, local folder, embedded bus).
+run:
+	$(CARGO) run --release -p hds -- up --data-dir $(DATA_DIR)
+
+## The whole suite: installs tansu and s3s-fs once, then runs every test against them and PostgreSQL.
+test: tools
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace --no-fail-fast
+
+tools:
+	./scripts/test-tools.sh
+
+build:
+	$(CARGO) build --workspace --release
+
+check: fmt clippy
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings

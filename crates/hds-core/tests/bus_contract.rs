@@ -1,0 +1,239 @@
+//! The EventBus contract, run against Kafka (a real tansu broker) and the embedded bus.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use common::{take, BusEnv};
+use hds_core::bus::{consume, OutgoingMessage};
+use hds_core::CancellationToken;
+use hds_testkit::unique;
+
+fn msg(key: &str, n: usize) -> OutgoingMessage {
+    OutgoingMessage::new(format!("{key}:{n}"))
+        .with_key(key)
+        .with_header("n", n.to_string())
+}
+
+fn parse(payload: &[u8]) -> (String, usize) {
+    let s = std::str::from_utf8(payload).unwrap();
+    let (k, n) = s.split_once(':').unwrap();
+    (k.to_owned(), n.parse().unwrap())
+}
+
+async fn keyed_messages_arrive_in_order_with_headers(env: BusEnv) {
+    let bus = env.bus();
+    let topic = unique("t");
+    bus.ensure_topic(&topic, 3).await.unwrap();
+    let keys = ["alpha", "beta", "gamma", "delta"];
+    for n in 0..15 {
+        for k in keys {
+            bus.publish(&topic, msg(k, n)).await.unwrap();
+        }
+    }
+    let mut sub = bus.subscribe(&unique("g"), &[&topic]).await.unwrap();
+    let got = take(&mut sub, 60).await;
+    let mut per_key: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let mut partition_of: BTreeMap<String, HashSet<i32>> = BTreeMap::new();
+    for d in &got {
+        let (k, n) = parse(&d.payload);
+        assert_eq!(d.key.as_deref(), Some(k.as_bytes()));
+        assert_eq!(d.header_str("n"), Some(n.to_string().as_str()));
+        assert_eq!(d.topic, topic);
+        per_key.entry(k.clone()).or_default().push(n);
+        partition_of.entry(k).or_default().insert(d.partition);
+    }
+    for k in keys {
+        assert_eq!(per_key[k], (0..15).collect::<Vec<_>>(), "order of key {k}");
+        assert_eq!(partition_of[k].len(), 1, "key {k} spread over partitions");
+    }
+    sub.close().await;
+}
+
+async fn group_resumes_after_last_commit(env: BusEnv) {
+    let bus = env.bus();
+    let topic = unique("t");
+    let group = unique("g");
+    bus.ensure_topic(&topic, 1).await.unwrap();
+    for n in 0..10 {
+        bus.publish(&topic, msg("k", n)).await.unwrap();
+    }
+    let mut first = bus.subscribe(&group, &[&topic]).await.unwrap();
+    let got = take(&mut first, 4).await;
+    first.commit(&got[3]).await.unwrap();
+    first.close().await;
+    for n in 10..12 {
+        bus.publish(&topic, msg("k", n)).await.unwrap();
+    }
+    let mut second = bus.subscribe(&group, &[&topic]).await.unwrap();
+    let got: Vec<usize> = take(&mut second, 8)
+        .await
+        .iter()
+        .map(|d| parse(&d.payload).1)
+        .collect();
+    assert_eq!(got, (4..12).collect::<Vec<_>>());
+    second.close().await;
+}
+
+async fn uncommitted_messages_are_delivered_again(env: BusEnv) {
+    let bus = env.bus();
+    let topic = unique("t");
+    let group = unique("g");
+    bus.ensure_topic(&topic, 1).await.unwrap();
+    for n in 0..3 {
+        bus.publish(&topic, msg("k", n)).await.unwrap();
+    }
+    let mut first = bus.subscribe(&group, &[&topic]).await.unwrap();
+    let seen = take(&mut first, 3).await;
+    first.close().await;
+    let mut second = bus.subscribe(&group, &[&topic]).await.unwrap();
+    let again = take(&mut second, 3).await;
+    assert_eq!(
+        seen.iter().map(|d| d.offset).collect::<Vec<_>>(),
+        again.iter().map(|d| d.offset).collect::<Vec<_>>()
+    );
+    second.close().await;
+}
+
+async fn every_group_receives_everything(env: BusEnv) {
+    let bus = env.bus();
+    let topic = unique("t");
+    bus.ensure_topic(&topic, 2).await.unwrap();
+    for n in 0..6 {
+        bus.publish(&topic, msg(&format!("k{n}"), n)).await.unwrap();
+    }
+    for _ in 0..2 {
+        let mut sub = bus.subscribe(&unique("g"), &[&topic]).await.unwrap();
+        let mut got: Vec<usize> = take(&mut sub, 6)
+            .await
+            .iter()
+            .map(|d| parse(&d.payload).1)
+            .collect();
+        got.sort();
+        assert_eq!(got, (0..6).collect::<Vec<_>>());
+        sub.close().await;
+    }
+}
+
+/// `consume` retries a failing handler on the same message, never skips it, and commits only
+/// what was handled: a later member of the group starts after the last handled message.
+async fn consume_commits_only_after_success(env: BusEnv) {
+    let bus = env.bus();
+    let topic = unique("t");
+    let group = unique("g");
+    bus.ensure_topic(&topic, 1).await.unwrap();
+    for n in 0..5 {
+        bus.publish(&topic, msg("k", n)).await.unwrap();
+    }
+    let attempts: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let shutdown = CancellationToken::new();
+    let sub = bus.subscribe(&group, &[&topic]).await.unwrap();
+    let task = {
+        let attempts = attempts.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(consume(sub, shutdown.clone(), move |d| {
+            let attempts = attempts.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                let n = parse(&d.payload).1;
+                let tries = {
+                    let mut a = attempts.lock().unwrap();
+                    a.push(n);
+                    a.iter().filter(|x| **x == n).count()
+                };
+                if n == 2 && tries < 3 {
+                    anyhow::bail!("message 2 fails twice");
+                }
+                if n == 3 {
+                    // Handled 0..=2; stop before handling 3, which stays uncommitted.
+                    shutdown.cancel();
+                    anyhow::bail!("stopping");
+                }
+                Ok(())
+            }
+        }))
+    };
+    task.await.unwrap().unwrap();
+    assert_eq!(*attempts.lock().unwrap(), vec![0, 1, 2, 2, 2, 3]);
+    let mut next = bus.subscribe(&group, &[&topic]).await.unwrap();
+    let rest: Vec<usize> = take(&mut next, 2)
+        .await
+        .iter()
+        .map(|d| parse(&d.payload).1)
+        .collect();
+    assert_eq!(rest, vec![3, 4]);
+    next.close().await;
+}
+
+async fn acknowledged_messages_survive_a_restart(mut env: BusEnv) {
+    let topic = unique("t");
+    let group = unique("g");
+    env.bus().ensure_topic(&topic, 2).await.unwrap();
+    for n in 0..8 {
+        env.bus()
+            .publish(&topic, msg(&format!("k{n}"), n))
+            .await
+            .unwrap();
+    }
+    let mut sub = env.bus().subscribe(&group, &[&topic]).await.unwrap();
+    let first = take(&mut sub, 8).await;
+    // Commit everything of one partition only.
+    let p = first[0].partition;
+    let last_of_p = first.iter().rfind(|d| d.partition == p).unwrap();
+    sub.commit(last_of_p).await.unwrap();
+    sub.close().await;
+    let expected: HashSet<usize> = first
+        .iter()
+        .filter(|d| d.partition != p)
+        .map(|d| parse(&d.payload).1)
+        .collect();
+    assert!(!expected.is_empty(), "all keys landed in one partition");
+
+    env.restart().await;
+
+    let mut sub = env.bus().subscribe(&group, &[&topic]).await.unwrap();
+    let again: HashSet<usize> = take(&mut sub, expected.len())
+        .await
+        .iter()
+        .map(|d| parse(&d.payload).1)
+        .collect();
+    assert_eq!(again, expected);
+    sub.close().await;
+}
+
+macro_rules! bus_contract {
+    ($backend:ident) => {
+        mod $backend {
+            use super::*;
+
+            #[tokio::test]
+            async fn keyed_messages_arrive_in_order_with_headers() {
+                super::keyed_messages_arrive_in_order_with_headers(BusEnv::$backend().await).await
+            }
+            #[tokio::test]
+            async fn group_resumes_after_last_commit() {
+                super::group_resumes_after_last_commit(BusEnv::$backend().await).await
+            }
+            #[tokio::test]
+            async fn uncommitted_messages_are_delivered_again() {
+                super::uncommitted_messages_are_delivered_again(BusEnv::$backend().await).await
+            }
+            #[tokio::test]
+            async fn every_group_receives_everything() {
+                super::every_group_receives_everything(BusEnv::$backend().await).await
+            }
+            #[tokio::test]
+            async fn consume_commits_only_after_success() {
+                super::consume_commits_only_after_success(BusEnv::$backend().await).await
+            }
+            #[tokio::test]
+            async fn acknowledged_messages_survive_a_restart() {
+                super::acknowledged_messages_survive_a_restart(BusEnv::$backend().await).await
+            }
+        }
+    };
+}
+
+bus_contract!(kafka);
+bus_contract!(embedded);

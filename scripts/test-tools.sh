@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the real servers the test suite starts on loopback, once; later runs reuse them.
+#   tansu   - a Kafka-compatible broker (needs the sqlite storage engine: --features dynostore,libsql)
+#   s3s-fs  - an S3-compatible server over a folder (0.14.1: later versions need a newer rustc)
+# PostgreSQL is not installed here: the suite uses HDS_TEST_DATABASE_URL (default: the local server).
+set -euo pipefail
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/$1" ]; }
+
+if ! have s3s-fs; then
+  echo "installing s3s-fs (about 2 minutes, once)"
+  cargo install s3s-fs@0.14.1 --features binary --locked
+fi
+if ! have tansu; then
+  echo "installing tansu (about 10-15 minutes on 2 cores, once)"
+  cargo install tansu@0.6.0 --features dynostore,libsql --locked
+fi
