@@ -8,6 +8,7 @@
 //! - [`blob`]: the [`blob::BlobStore`] seam (S3 or a local folder);
 //! - [`outbox`]: events committed with the change they report, relayed to the bus after;
 //! - [`events`]: the protobuf events of `proto/` and their topics;
+//! - [`provisioning`]: the data-plane side of provisioning, shared by the three data-plane services;
 //! - [`auth`]: bearer tokens and Azure's data-plane roles;
 //! - [`telemetry`]: logs, traces and W3C trace-context propagation;
 //! - [`ops`]: the operational HTTP surface every service has (health, metrics, server start).
@@ -21,6 +22,7 @@ pub mod events;
 pub mod names;
 pub mod ops;
 pub mod outbox;
+pub mod provisioning;
 pub mod telemetry;
 
 pub use tokio_util::sync::CancellationToken;

@@ -261,10 +261,25 @@ async fn observe(
     Ok(res)
 }
 
-/// A running HTTP server.
-pub struct RunningServer {
+/// A running service: its HTTP server and its background tasks (consumers, relay).
+pub struct Running {
     pub addr: SocketAddr,
-    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Waits until the server stopped and every background task finished (after shutdown).
+    pub async fn wait(self) {
+        match self.server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
+            Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
 }
 
 /// Serves `routes` plus the operational endpoints on `listener` until `shutdown`, then stops
@@ -276,7 +291,7 @@ pub fn serve<F>(
     metrics: Metrics,
     routes: F,
     shutdown: CancellationToken,
-) -> Result<RunningServer, StartError>
+) -> Result<Running, StartError>
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
@@ -309,9 +324,10 @@ where
         shutdown.cancelled().await;
         handle.stop(true).await;
     });
-    Ok(RunningServer {
+    Ok(Running {
         addr,
-        task: tokio::spawn(server),
+        server: tokio::spawn(server),
+        tasks: Vec::new(),
     })
 }
 
@@ -325,4 +341,165 @@ pub async fn principal(
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     auth.authenticate(header).await
+}
+
+/// The settings every service binary has.
+pub trait ServiceSettings: serde::Serialize + serde::de::DeserializeOwned {
+    fn http(&self) -> &HttpSettings;
+    fn auth(&self) -> &AuthSettings;
+    fn telemetry(&self) -> &crate::config::TelemetrySettings;
+}
+
+/// The flags every service binary takes; they override the file and the environment.
+#[derive(clap::Parser, Debug, Clone, Default)]
+pub struct ServiceArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "HDS_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+    /// Address to listen on (http.bind).
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// postgres://... or sqlite://... (database.url).
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// text or json (telemetry.log_format).
+    #[arg(long)]
+    pub log_format: Option<String>,
+}
+
+impl ServiceArgs {
+    pub fn flags(&self) -> Vec<(&'static str, figment::value::Value)> {
+        let mut flags = Vec::new();
+        if let Some(v) = &self.bind {
+            flags.push(("http.bind", v.clone().into()));
+        }
+        if let Some(v) = &self.database_url {
+            flags.push(("database.url", v.clone().into()));
+        }
+        if let Some(v) = &self.log_format {
+            flags.push(("telemetry.log_format", v.clone().into()));
+        }
+        flags
+    }
+}
+
+/// The `main` of a service binary: flags, settings, telemetry, the listening rules, then
+/// `start` until SIGTERM. Every failure to start is one line naming what to fix, exit code 2
+/// for bad configuration and 1 for anything else; never a panic.
+pub fn run_service<S, F, Fut>(
+    name: &'static str,
+    about: &'static str,
+    defaults: S,
+    start: F,
+) -> std::process::ExitCode
+where
+    S: ServiceSettings,
+    F: FnOnce(S, TcpListener, CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<Running, StartError>>,
+{
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = ServiceArgs::command().name(name).about(about).get_matches();
+    let args = match ServiceArgs::from_arg_matches(&matches) {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
+    let settings = match crate::config::load(&defaults, args.config.as_deref(), args.flags()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{name}: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let _telemetry = match crate::telemetry::init(name, settings.telemetry()) {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        };
+        if let Err(e) = check_bind(settings.http().bind, settings.auth()) {
+            eprintln!("{name}: {e}");
+            return std::process::ExitCode::from(2);
+        }
+        if !settings.auth().enabled {
+            tracing::warn!(
+                "authentication is OFF: every caller may do everything (allowed on loopback only)"
+            );
+        }
+        let listener = match listen(settings.http().bind) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        let shutdown = shutdown_on_signals();
+        match start(settings, listener, shutdown).await {
+            Ok(running) => {
+                tracing::info!(addr = %running.addr, "{name} listening");
+                running.wait().await;
+                tracing::info!("{name} stopped");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{name}: cannot start: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// The authenticated caller of a request, as an extractor. `E` is the service's error type,
+/// so a missing or bad token answers 401/403 in the service's own error shape. Needs the
+/// service's [`crate::auth::Authenticator`] as `web::Data`.
+pub struct Caller<E> {
+    pub principal: crate::auth::Principal,
+    _error: std::marker::PhantomData<E>,
+}
+
+impl<E> Caller<E>
+where
+    E: From<crate::auth::AuthError>,
+{
+    pub fn require(&self, permission: crate::auth::Permission) -> Result<(), E> {
+        self.principal.require(permission).map_err(E::from)
+    }
+}
+
+impl<E> actix_web::FromRequest for Caller<E>
+where
+    E: From<crate::auth::AuthError> + actix_web::ResponseError + 'static,
+{
+    type Error = E;
+    type Future = futures::future::LocalBoxFuture<'static, Result<Self, E>>;
+
+    fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let auth = req
+                .app_data::<web::Data<crate::auth::Authenticator>>()
+                .cloned()
+                .ok_or_else(|| {
+                    E::from(crate::auth::AuthError::Config(
+                        "no authenticator registered".into(),
+                    ))
+                })?;
+            let principal = principal(&req, &auth).await.map_err(E::from)?;
+            Ok(Caller {
+                principal,
+                _error: std::marker::PhantomData,
+            })
+        })
+    }
 }

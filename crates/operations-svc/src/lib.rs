@@ -1,1 +1,153 @@
+//! operations-svc: the control plane. It owns the records of workspaces, their services and
+//! every long-running operation, serves them as Azure's `Microsoft.HealthcareApis`
+//! management API, and provisions data-plane instances by publishing commands on
+//! `hds.operations.commands` and following the reports on `hds.operations.status`.
+//!
+//! A library first: [`start`] wires dependencies from [`Settings`]; [`start_with`] takes them
+//! ready-made (`hds up` passes the embedded ones, tests their own).
 
+pub mod bootstrap;
+pub mod error;
+pub mod operations;
+pub mod routes;
+pub mod status;
+
+use std::net::TcpListener;
+use std::path::Path;
+
+use hds_core::auth::{AuthSettings, Authenticator};
+use hds_core::bus::SharedBus;
+use hds_core::config::{BusConfig, HttpSettings, TelemetrySettings};
+use hds_core::db::{sqlite_url, Database, DatabaseSettings, Migrations};
+use hds_core::events::topics;
+use hds_core::ops::{serve, Metrics, Readiness, Running, ServiceSettings, StartError};
+use hds_core::outbox::{self, Relay};
+use hds_core::provisioning::TOPIC_PARTITIONS;
+use hds_core::CancellationToken;
+use serde::{Deserialize, Serialize};
+
+pub use bootstrap::Bootstrap;
+
+pub const NAME: &str = "operations-svc";
+pub const DEFAULT_PORT: u16 = 8080;
+/// The management API version hds implements.
+pub const API_VERSION: &str = "2024-03-31";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub bus: BusConfig,
+    #[serde(default)]
+    pub auth: AuthSettings,
+    #[serde(default)]
+    pub telemetry: TelemetrySettings,
+    /// A workspace (and services) to create at start if missing, so a new installation has
+    /// working URLs at once.
+    #[serde(default)]
+    pub bootstrap: Option<Bootstrap>,
+}
+
+impl Settings {
+    /// Everything local, with the default workspace bootstrapped.
+    pub fn local_defaults(data_dir: &Path) -> Self {
+        Self {
+            http: HttpSettings::new(([127, 0, 0, 1], DEFAULT_PORT).into()),
+            database: DatabaseSettings::new(sqlite_url(&data_dir.join("operations.db"))),
+            bus: BusConfig::embedded(sqlite_url(&data_dir.join("bus.db"))),
+            auth: AuthSettings::default(),
+            telemetry: TelemetrySettings::default(),
+            bootstrap: Some(Bootstrap::default()),
+        }
+    }
+}
+
+impl ServiceSettings for Settings {
+    fn http(&self) -> &HttpSettings {
+        &self.http
+    }
+    fn auth(&self) -> &AuthSettings {
+        &self.auth
+    }
+    fn telemetry(&self) -> &TelemetrySettings {
+        &self.telemetry
+    }
+}
+
+pub fn migrations() -> Migrations {
+    Migrations {
+        postgres: sqlx::migrate!("./migrations/postgres"),
+        sqlite: sqlx::migrate!("./migrations/sqlite"),
+    }
+}
+
+#[derive(Clone)]
+pub struct Deps {
+    pub db: Database,
+    pub bus: SharedBus,
+}
+
+impl Deps {
+    pub async fn connect(settings: &Settings) -> Result<Self, StartError> {
+        let db = Database::connect(&settings.database).await?;
+        let bus = hds_core::bus::connect(&settings.bus.resolve()?, None).await?;
+        bus.check().await?;
+        Ok(Self { db, bus })
+    }
+}
+
+pub async fn start(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<Running, StartError> {
+    let deps = Deps::connect(&settings).await?;
+    start_with(settings, deps, listener, shutdown).await
+}
+
+pub async fn start_with(
+    settings: Settings,
+    deps: Deps,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<Running, StartError> {
+    let auth = Authenticator::new(&settings.auth)?;
+    deps.db.migrate(&outbox::migrations()).await?;
+    deps.db.migrate(&migrations()).await?;
+    for topic in [topics::OPERATIONS_COMMANDS, topics::OPERATIONS_STATUS] {
+        deps.bus.ensure_topic(topic, TOPIC_PARTITIONS).await?;
+    }
+    let relay = Relay::new(deps.db.clone(), deps.bus.clone());
+    let waker = relay.waker();
+    // Subscribe before bootstrapping, so no report of ours can be missed.
+    let statuses = status::StatusConsumer::subscribe(deps.db.clone(), &deps.bus).await?;
+    if let Some(b) = &settings.bootstrap {
+        bootstrap::apply(&deps.db, b)
+            .await
+            .map_err(|e| StartError::Other(format!("bootstrap: {e}")))?;
+        waker.wake();
+    }
+    let tasks = vec![
+        relay.spawn(shutdown.clone()),
+        statuses.spawn(shutdown.clone()),
+    ];
+
+    let readiness = Readiness::new()
+        .database(deps.db.clone())
+        .bus(deps.bus.clone());
+    let state = routes::AppState {
+        auth,
+        db: deps.db.clone(),
+    };
+    let mut running = serve(
+        listener,
+        &settings.http,
+        readiness,
+        Metrics::new(NAME),
+        move |cfg| routes::configure(cfg, &state),
+        shutdown,
+    )?;
+    running.tasks.extend(tasks);
+    Ok(running)
+}

@@ -240,12 +240,13 @@ impl EventBus for KafkaBus {
 
     async fn check(&self) -> Result<(), BusError> {
         let producer = self.producer.clone();
+        let brokers = self.settings.brokers.clone();
         tokio::task::spawn_blocking(move || {
             producer
                 .client()
                 .fetch_metadata(None, Duration::from_secs(3))
                 .map(|_| ())
-                .map_err(|e| BusError::Unavailable(kafka_err(e)))
+                .map_err(|e| BusError::Unavailable(format!("kafka at {brokers}: {}", kafka_err(e))))
         })
         .await
         .map_err(|e| BusError::Unavailable(e.to_string()))?

@@ -162,7 +162,8 @@ pub type HandlerError = anyhow::Error;
 /// A message is committed only after its handler returned `Ok`. A failing handler is retried
 /// with exponential backoff (100 ms to 30 s) and the partition does not advance past it. On
 /// shutdown the message in hand is finished (or, if it is between retries, left uncommitted
-/// for the next start) and the subscription leaves its group.
+/// for the next start) and the subscription leaves its group. An unreachable bus is waited
+/// for, not given up on: the loop ends only at shutdown.
 pub async fn consume<H, F>(
     mut subscription: Box<dyn Subscription>,
     shutdown: CancellationToken,
@@ -172,18 +173,31 @@ where
     H: FnMut(Delivery) -> F + Send,
     F: Future<Output = Result<(), HandlerError>> + Send,
 {
-    let result = loop {
+    let mut idle_backoff = Duration::from_millis(100);
+    loop {
         let delivery = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break Ok(()),
+            _ = shutdown.cancelled() => break,
             next = subscription.next() => match next {
-                Ok(d) => d,
-                Err(e) => break Err(e),
+                Ok(d) => {
+                    idle_backoff = Duration::from_millis(100);
+                    d
+                }
+                Err(e) => {
+                    // The bus is unreachable: wait and ask again; nothing is lost meanwhile.
+                    tracing::warn!(error = %e, retry_in_ms = idle_backoff.as_millis() as u64, "consuming failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(idle_backoff) => {}
+                    }
+                    idle_backoff = (idle_backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
             },
         };
         let mut backoff = Duration::from_millis(100);
         let mut attempt = 1u32;
-        let outcome = loop {
+        let handled = loop {
             let span = tracing::info_span!(
                 "consume",
                 topic = %delivery.topic,
@@ -193,7 +207,7 @@ where
             );
             crate::telemetry::set_parent_from_headers(&span, &delivery.headers);
             match handler(delivery.clone()).instrument(span).await {
-                Ok(()) => break Ok(()),
+                Ok(()) => break true,
                 Err(e) => {
                     tracing::warn!(
                         topic = %delivery.topic,
@@ -204,7 +218,7 @@ where
                         "handler failed; retrying"
                     );
                     tokio::select! {
-                        _ = shutdown.cancelled() => break Err(()),
+                        _ = shutdown.cancelled() => break false,
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -212,17 +226,17 @@ where
                 }
             }
         };
-        match outcome {
-            Ok(()) => {
-                if let Err(e) = subscription.commit(&delivery).await {
-                    break Err(e);
-                }
-            }
-            Err(()) => break Ok(()),
+        if !handled {
+            break;
         }
-    };
+        if let Err(e) = subscription.commit(&delivery).await {
+            // Not fatal: the message was handled; at worst it is delivered again after a
+            // restart, which at-least-once consumers expect.
+            tracing::warn!(error = %e, "commit failed");
+        }
+    }
     subscription.close().await;
-    result
+    Ok(())
 }
 
 /// FNV-1a: a stable hash, so that a key maps to the same embedded partition in every version.

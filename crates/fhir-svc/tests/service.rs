@@ -1,0 +1,307 @@
+//! fhir-svc as a client sees it, on SQLite + the embedded bus and on PostgreSQL + Kafka.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fhir_svc::{Deps, Settings};
+use hds_core::auth::{AuthSettings, LocalKey, LOCAL_ISSUER};
+use hds_core::bus::embedded::{EmbeddedBus, EmbeddedBusSettings};
+use hds_core::bus::kafka::KafkaBus;
+use hds_core::bus::{SharedBus, Subscription};
+use hds_core::events::v1::{OperationCommand, OperationKind, OperationState, OperationStatus};
+use hds_core::events::{new_event_id, to_message, topics};
+use hds_core::names::ServiceKind;
+use hds_core::CancellationToken;
+use hds_testkit::{unique, Tansu};
+use prost::Message;
+
+struct Env {
+    base: String,
+    bus: SharedBus,
+    shutdown: CancellationToken,
+    running: Option<hds_core::ops::Running>,
+    _tansu: Option<Tansu>,
+    _dir: tempfile::TempDir,
+}
+
+impl Env {
+    async fn embedded() -> Self {
+        Self::embedded_with(AuthSettings::default()).await
+    }
+
+    async fn embedded_with(auth: AuthSettings) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = hds_testkit::sqlite_database(dir.path(), "fhir").await;
+        let bus_db = hds_testkit::sqlite_database(dir.path(), "bus").await;
+        let bus: SharedBus = Arc::new(
+            EmbeddedBus::open(bus_db, EmbeddedBusSettings::new("unused"))
+                .await
+                .unwrap(),
+        );
+        Self::start(Deps { db, bus }, auth, None, dir).await
+    }
+
+    async fn kafka() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let tansu = Tansu::start().await;
+        let bus: SharedBus = Arc::new(KafkaBus::new(&tansu.settings()).unwrap());
+        let db = hds_testkit::pg_database("fhir").await;
+        Self::start(Deps { db, bus }, AuthSettings::default(), Some(tansu), dir).await
+    }
+
+    async fn start(
+        deps: Deps,
+        auth: AuthSettings,
+        tansu: Option<Tansu>,
+        dir: tempfile::TempDir,
+    ) -> Self {
+        // One status partition: the order of status events is the order of handling.
+        deps.bus
+            .ensure_topic(topics::OPERATIONS_STATUS, 1)
+            .await
+            .unwrap();
+        let mut settings = Settings::local_defaults(dir.path());
+        settings.auth = auth;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let shutdown = CancellationToken::new();
+        let bus = deps.bus.clone();
+        let running = fhir_svc::start_with(settings, deps, listener, shutdown.clone())
+            .await
+            .unwrap();
+        Env {
+            base: format!("http://{}", running.addr),
+            bus,
+            shutdown,
+            running: Some(running),
+            _tansu: tansu,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn command(&self, kind: OperationKind, instance: &str) -> OperationCommand {
+        let cmd = OperationCommand {
+            event_id: new_event_id(),
+            operation_id: new_event_id(),
+            kind: kind as i32,
+            resource_id: format!("/subscriptions/s/resourceGroups/rg/providers/Microsoft.HealthcareApis/workspaces/ws1/fhirservices/{instance}"),
+            service_kind: ServiceKind::Fhir.to_proto() as i32,
+            instance: instance.into(),
+            properties_json: "{}".into(),
+            requested_at_unix_ms: 0,
+        };
+        self.publish(&cmd).await;
+        cmd
+    }
+
+    async fn publish(&self, cmd: &OperationCommand) {
+        self.bus
+            .publish(
+                topics::OPERATIONS_COMMANDS,
+                to_message(cmd, cmd.resource_id.clone()),
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.running.take().unwrap().wait())
+            .await
+            .expect("graceful shutdown within 30 s");
+    }
+}
+
+async fn next_status(sub: &mut Box<dyn Subscription>) -> OperationStatus {
+    let d = tokio::time::timeout(Duration::from_secs(60), sub.next())
+        .await
+        .expect("a status within 60 s")
+        .unwrap();
+    OperationStatus::decode(d.payload.as_slice()).unwrap()
+}
+
+async fn health_and_metrics(env: Env) {
+    let c = reqwest::Client::new();
+    assert_eq!(
+        c.get(env.url("/health/live"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let ready = c.get(env.url("/health/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["checks"]["database"]["status"], "Healthy");
+    assert_eq!(body["checks"]["bus"]["status"], "Healthy");
+    let metrics = c
+        .get(env.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("http_requests_total{"), "{metrics}");
+    assert!(metrics.contains("route=\"/health/ready\""), "{metrics}");
+    env.stop().await;
+}
+
+/// A provisioning command crosses the bus, is handled once however often it arrives, and its
+/// status comes back; deleting the instance makes it unknown again.
+async fn instances_come_and_go_by_command(env: Env) {
+    let c = reqwest::Client::new();
+    let mut statuses = env
+        .bus
+        .subscribe(&unique("g"), &[topics::OPERATIONS_STATUS])
+        .await
+        .unwrap();
+    let unknown = c.get(env.url("/ws1-fhir/Patient/1")).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    let outcome: serde_json::Value = unknown.json().await.unwrap();
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    assert!(outcome["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap()
+        .contains("ws1-fhir"));
+
+    let create = env
+        .command(OperationKind::ProvisionInstance, "ws1-fhir")
+        .await;
+    env.publish(&create).await; // redelivered: must not be handled twice
+    let status = next_status(&mut statuses).await;
+    assert_eq!(status.operation_id, create.operation_id);
+    assert_eq!(status.state, OperationState::Succeeded as i32);
+    assert_eq!(status.reporter, "fhir-svc");
+
+    let listed: serde_json::Value = c
+        .get(env.url("/instances"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["value"][0]["name"], "ws1-fhir");
+    assert_eq!(listed["value"].as_array().unwrap().len(), 1);
+
+    let delete = env
+        .command(OperationKind::DeprovisionInstance, "ws1-fhir")
+        .await;
+    let status = next_status(&mut statuses).await;
+    assert_eq!(
+        status.operation_id, delete.operation_id,
+        "the duplicate was handled twice"
+    );
+    assert_eq!(status.state, OperationState::Succeeded as i32);
+    let listed: serde_json::Value = c
+        .get(env.url("/instances"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["value"].as_array().unwrap().len(), 0);
+    statuses.close().await;
+    env.stop().await;
+}
+
+macro_rules! service_suite {
+    ($backend:ident) => {
+        mod $backend {
+            #[tokio::test]
+            async fn health_and_metrics() {
+                super::health_and_metrics(super::Env::$backend().await).await
+            }
+            #[tokio::test]
+            async fn instances_come_and_go_by_command() {
+                super::instances_come_and_go_by_command(super::Env::$backend().await).await
+            }
+        }
+    };
+}
+
+service_suite!(embedded);
+service_suite!(kafka);
+
+#[tokio::test]
+async fn readiness_reports_an_unreachable_bus() {
+    let mut env = Env::kafka().await;
+    env._tansu.as_mut().unwrap().stop().await;
+    let res = reqwest::get(env.url("/health/ready")).await.unwrap();
+    assert_eq!(res.status(), 503);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["checks"]["bus"]["status"], "Unhealthy");
+    assert_eq!(body["checks"]["database"]["status"], "Healthy");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_are_checked_with_azure_roles() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = LocalKey::load_or_create(keys.path()).unwrap();
+    let auth = AuthSettings {
+        enabled: true,
+        issuer: Some(LOCAL_ISSUER.into()),
+        audience: Some("https://fhir.test".into()),
+        public_key_file: Some(key.public_key_file.clone()),
+        ..AuthSettings::default()
+    };
+    let env = Env::embedded_with(auth).await;
+    let c = reqwest::Client::new();
+    let get = |token: Option<String>| {
+        let mut r = c.get(env.url("/instances"));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let ttl = Duration::from_secs(600);
+    let roles = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    let missing = get(None).await.unwrap();
+    assert_eq!(missing.status(), 401);
+    assert_eq!(missing.headers()["www-authenticate"], "Bearer");
+    let outcome: serde_json::Value = missing.json().await.unwrap();
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    assert_eq!(outcome["issue"][0]["code"], "login");
+
+    let wrong_audience = key
+        .mint("u", "https://other", &roles(&["FHIR Data Reader"]), ttl)
+        .unwrap();
+    assert_eq!(get(Some(wrong_audience)).await.unwrap().status(), 401);
+    assert_eq!(get(Some("not.a.jwt".into())).await.unwrap().status(), 401);
+
+    let no_role = key
+        .mint(
+            "u",
+            "https://fhir.test",
+            &roles(&["DICOM Data Reader2"]),
+            ttl,
+        )
+        .unwrap();
+    let forbidden = get(Some(no_role)).await.unwrap();
+    assert_eq!(forbidden.status(), 403);
+    let outcome: serde_json::Value = forbidden.json().await.unwrap();
+    assert_eq!(outcome["issue"][0]["code"], "forbidden");
+
+    let reader = key
+        .mint("u", "https://fhir.test", &roles(&["FHIR Data Reader"]), ttl)
+        .unwrap();
+    assert_eq!(get(Some(reader)).await.unwrap().status(), 200);
+    // Probes need no token.
+    assert_eq!(
+        c.get(env.url("/health/live"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    env.stop().await;
+}
