@@ -16,6 +16,9 @@ use crate::operations::{self, NewOperation, OperationKind};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Bootstrap {
+    /// `false` turns the bootstrap off (a deployment whose workspaces come through the API).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
     #[serde(default = "default_subscription")]
     pub subscription_id: String,
     #[serde(default = "default_resource_group")]
@@ -33,6 +36,9 @@ pub struct Bootstrap {
     pub medtech_service: Option<ServiceName>,
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_subscription() -> String {
     "00000000-0000-0000-0000-000000000000".into()
 }
@@ -49,6 +55,7 @@ fn default_workspace() -> WorkspaceName {
 impl Default for Bootstrap {
     fn default() -> Self {
         Self {
+            enabled: true,
             subscription_id: default_subscription(),
             resource_group: default_resource_group(),
             location: default_location(),
@@ -79,6 +86,9 @@ pub fn operation_id(resource_id: &str) -> String {
 }
 
 pub fn plan(b: &Bootstrap) -> Vec<Planned> {
+    if !b.enabled {
+        return Vec::new();
+    }
     [
         (ServiceKind::Fhir, &b.fhir_service),
         (ServiceKind::Dicom, &b.dicom_service),
