@@ -202,6 +202,45 @@ async fn acknowledged_messages_survive_a_restart(mut env: BusEnv) {
     sub.close().await;
 }
 
+/// W3C trace context of the publishing span travels in the message headers.
+async fn trace_context_travels_in_headers(env: BusEnv) {
+    static TELEMETRY: std::sync::OnceLock<hds_core::telemetry::TelemetryGuard> =
+        std::sync::OnceLock::new();
+    TELEMETRY
+        .get_or_init(|| hds_core::telemetry::init("bus-contract", &Default::default()).unwrap());
+    use tracing::Instrument;
+    let bus = env.bus();
+    let topic = unique("t");
+    bus.ensure_topic(&topic, 1).await.unwrap();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let span = tracing::info_span!("incoming request");
+    hds_core::telemetry::set_parent_from_headers(
+        &span,
+        &vec![(
+            "traceparent".to_owned(),
+            format!("00-{trace_id}-00f067aa0ba902b7-01").into_bytes(),
+        )],
+    );
+    bus.publish(&topic, msg("k", 0))
+        .instrument(span)
+        .await
+        .unwrap();
+    let mut sub = bus.subscribe(&unique("g"), &[&topic]).await.unwrap();
+    let got = take(&mut sub, 1).await;
+    let traceparent = got[0]
+        .header_str("traceparent")
+        .expect("a traceparent header");
+    assert!(
+        traceparent.starts_with(&format!("00-{trace_id}-")),
+        "{traceparent}"
+    );
+    assert!(
+        !traceparent.contains("00f067aa0ba902b7"),
+        "the publisher's own span is the parent"
+    );
+    sub.close().await;
+}
+
 macro_rules! bus_contract {
     ($backend:ident) => {
         mod $backend {
@@ -226,6 +265,10 @@ macro_rules! bus_contract {
             #[tokio::test]
             async fn consume_commits_only_after_success() {
                 super::consume_commits_only_after_success(BusEnv::$backend().await).await
+            }
+            #[tokio::test]
+            async fn trace_context_travels_in_headers() {
+                super::trace_context_travels_in_headers(BusEnv::$backend().await).await
             }
             #[tokio::test]
             async fn acknowledged_messages_survive_a_restart() {
