@@ -44,3 +44,12 @@ impl ResponseError for DicomError {
         res.content_type("text/plain; charset=utf-8").body(message)
     }
 }
+
+impl hds_core::dataplane::DataPlaneError for DicomError {
+    fn unknown_instance(instance: &hds_core::names::InstanceName) -> Self {
+        DicomError::UnknownInstance(instance.to_string())
+    }
+    fn not_found(method: &str, path: &str) -> Self {
+        DicomError::NotFound(format!("{method} {path}"))
+    }
+}

@@ -7,22 +7,23 @@
 
 pub mod error;
 pub mod instances;
-pub mod routes;
 
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 
-use hds_core::auth::{AuthSettings, Authenticator};
+use hds_core::auth::AuthSettings;
 use hds_core::blob::SharedBlobStore;
 use hds_core::bus::SharedBus;
 use hds_core::config::{BlobConfig, BusConfig, HttpSettings, TelemetrySettings};
+use hds_core::dataplane::{self, Spec};
 use hds_core::db::{sqlite_url, Database, DatabaseSettings};
 use hds_core::names::ServiceKind;
-use hds_core::ops::{serve, Metrics, Readiness, Running, ServiceSettings, StartError};
-use hds_core::provisioning::DataPlane;
+use hds_core::ops::{connect_db_and_bus, Running, StartError};
 use hds_core::CancellationToken;
 use serde::{Deserialize, Serialize};
+
+use crate::error::DicomError;
 
 pub const NAME: &str = "dicom-svc";
 pub const DEFAULT_PORT: u16 = 8082;
@@ -39,6 +40,7 @@ pub struct Settings {
     #[serde(default)]
     pub telemetry: TelemetrySettings,
 }
+hds_core::service_settings!(Settings);
 
 impl Settings {
     /// Everything local: SQLite, the embedded bus and a blob folder under `data_dir`.
@@ -54,18 +56,6 @@ impl Settings {
     }
 }
 
-impl ServiceSettings for Settings {
-    fn http(&self) -> &HttpSettings {
-        &self.http
-    }
-    fn auth(&self) -> &AuthSettings {
-        &self.auth
-    }
-    fn telemetry(&self) -> &TelemetrySettings {
-        &self.telemetry
-    }
-}
-
 #[derive(Clone)]
 pub struct Deps {
     pub db: Database,
@@ -75,9 +65,7 @@ pub struct Deps {
 
 impl Deps {
     pub async fn connect(settings: &Settings) -> Result<Self, StartError> {
-        let db = Database::connect(&settings.database).await?;
-        let bus = hds_core::bus::connect(&settings.bus.resolve()?, None).await?;
-        bus.check().await?;
+        let (db, bus) = connect_db_and_bus(&settings.database, &settings.bus).await?;
         let blobs = hds_core::blob::connect(&settings.blobs.resolve()?).await?;
         blobs.check().await?;
         Ok(Self { db, bus, blobs })
@@ -99,34 +87,17 @@ pub async fn start_with(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
-    let auth = Authenticator::new(&settings.auth)?;
-    let data_plane = DataPlane::start(
-        deps.db.clone(),
-        deps.bus.clone(),
-        ServiceKind::Dicom,
-        NAME,
-        Arc::new(instances::DicomInstances {
+    let spec = Spec {
+        name: NAME,
+        kind: ServiceKind::Dicom,
+        http: &settings.http,
+        auth: &settings.auth,
+        lifecycle: Arc::new(instances::DicomInstances {
             blobs: deps.blobs.clone(),
         }),
-        shutdown.clone(),
-    )
-    .await?;
-    let readiness = Readiness::new()
-        .database(deps.db.clone())
-        .bus(deps.bus.clone())
-        .blobs(deps.blobs.clone());
-    let state = routes::AppState {
-        auth,
-        registry: data_plane.registry.clone(),
+        db: deps.db,
+        bus: deps.bus,
+        blobs: Some(deps.blobs),
     };
-    let mut running = serve(
-        listener,
-        &settings.http,
-        readiness,
-        Metrics::new(NAME),
-        move |cfg| routes::configure(cfg, &state),
-        shutdown,
-    )?;
-    running.tasks.extend(data_plane.tasks);
-    Ok(running)
+    dataplane::start::<DicomError, _>(spec, |_| {}, listener, shutdown).await
 }

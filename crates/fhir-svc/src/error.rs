@@ -66,3 +66,12 @@ impl ResponseError for FhirError {
             .body(outcome.to_string())
     }
 }
+
+impl hds_core::dataplane::DataPlaneError for FhirError {
+    fn unknown_instance(instance: &hds_core::names::InstanceName) -> Self {
+        FhirError::UnknownInstance(instance.to_string())
+    }
+    fn not_found(method: &str, path: &str) -> Self {
+        FhirError::NotFound(format!("{method} {path}"))
+    }
+}

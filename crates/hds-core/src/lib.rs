@@ -9,6 +9,7 @@
 //! - [`outbox`]: events committed with the change they report, relayed to the bus after;
 //! - [`events`]: the protobuf events of `proto/` and their topics;
 //! - [`provisioning`]: the data-plane side of provisioning, shared by the three data-plane services;
+//! - [`dataplane`]: start-up and instance routes of the three data-plane services;
 //! - [`auth`]: bearer tokens and Azure's data-plane roles;
 //! - [`telemetry`]: logs, traces and W3C trace-context propagation;
 //! - [`ops`]: the operational HTTP surface every service has (health, metrics, server start).
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod blob;
 pub mod bus;
 pub mod config;
+pub mod dataplane;
 pub mod db;
 pub mod events;
 pub mod names;

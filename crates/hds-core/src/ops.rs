@@ -343,6 +343,36 @@ pub async fn principal(
     auth.authenticate(header).await
 }
 
+/// Implements [`ServiceSettings`] for a settings struct with `http`, `auth` and `telemetry`
+/// fields.
+#[macro_export]
+macro_rules! service_settings {
+    ($t:ty) => {
+        impl $crate::ops::ServiceSettings for $t {
+            fn http(&self) -> &$crate::config::HttpSettings {
+                &self.http
+            }
+            fn auth(&self) -> &$crate::auth::AuthSettings {
+                &self.auth
+            }
+            fn telemetry(&self) -> &$crate::config::TelemetrySettings {
+                &self.telemetry
+            }
+        }
+    };
+}
+
+/// Connects the database and the bus a service's settings name, and checks the bus answers.
+pub async fn connect_db_and_bus(
+    database: &crate::db::DatabaseSettings,
+    bus: &crate::config::BusConfig,
+) -> Result<(crate::db::Database, crate::bus::SharedBus), StartError> {
+    let db = crate::db::Database::connect(database).await?;
+    let bus = crate::bus::connect(&bus.resolve()?, None).await?;
+    bus.check().await?;
+    Ok((db, bus))
+}
+
 /// The settings every service binary has.
 pub trait ServiceSettings: serde::Serialize + serde::de::DeserializeOwned {
     fn http(&self) -> &HttpSettings;

@@ -57,3 +57,12 @@ impl ResponseError for MedtechError {
         res.json(serde_json::json!({"error": {"code": self.code(), "message": message}}))
     }
 }
+
+impl hds_core::dataplane::DataPlaneError for MedtechError {
+    fn unknown_instance(instance: &hds_core::names::InstanceName) -> Self {
+        MedtechError::UnknownInstance(instance.to_string())
+    }
+    fn not_found(method: &str, path: &str) -> Self {
+        MedtechError::NotFound(format!("{method} {path}"))
+    }
+}

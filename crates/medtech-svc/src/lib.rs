@@ -1,26 +1,29 @@
-//! medtech-svc: the MedTech service of Azure Health Data Services: each instance consumes
+//! medtech-svc: the MedTech service of Azure Health Data Services. Each instance consumes
 //! `hds.devices.{workspace}-{service}` and writes Observations to its FHIR service.
 //!
 //! This crate is a library first: [`start`] wires dependencies from [`Settings`];
 //! [`start_with`] takes them ready-made (`hds up` passes the embedded ones, tests their own).
+//! The device pipeline comes with the MedTech issue; today the service provisions its
+//! instances (and their device topics).
 
 pub mod error;
 pub mod instances;
-pub mod routes;
 
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 
-use hds_core::auth::{AuthSettings, Authenticator};
+use hds_core::auth::AuthSettings;
 use hds_core::bus::SharedBus;
 use hds_core::config::{BusConfig, HttpSettings, TelemetrySettings};
+use hds_core::dataplane::{self, Spec};
 use hds_core::db::{sqlite_url, Database, DatabaseSettings};
 use hds_core::names::ServiceKind;
-use hds_core::ops::{serve, Metrics, Readiness, Running, ServiceSettings, StartError};
-use hds_core::provisioning::DataPlane;
+use hds_core::ops::{connect_db_and_bus, Running, StartError};
 use hds_core::CancellationToken;
 use serde::{Deserialize, Serialize};
+
+use crate::error::MedtechError;
 
 pub const NAME: &str = "medtech-svc";
 pub const DEFAULT_PORT: u16 = 8083;
@@ -36,6 +39,7 @@ pub struct Settings {
     #[serde(default)]
     pub telemetry: TelemetrySettings,
 }
+hds_core::service_settings!(Settings);
 
 impl Settings {
     /// Everything local: SQLite and the embedded bus under `data_dir`, loopback, no auth.
@@ -50,78 +54,38 @@ impl Settings {
     }
 }
 
-impl ServiceSettings for Settings {
-    fn http(&self) -> &HttpSettings {
-        &self.http
-    }
-    fn auth(&self) -> &AuthSettings {
-        &self.auth
-    }
-    fn telemetry(&self) -> &TelemetrySettings {
-        &self.telemetry
-    }
-}
-
-/// What the service runs on.
 #[derive(Clone)]
 pub struct Deps {
     pub db: Database,
     pub bus: SharedBus,
 }
 
-impl Deps {
-    pub async fn connect(settings: &Settings) -> Result<Self, StartError> {
-        let db = Database::connect(&settings.database).await?;
-        let bus = hds_core::bus::connect(&settings.bus.resolve()?, None).await?;
-        bus.check().await?;
-        Ok(Self { db, bus })
-    }
-}
-
-/// Starts the service on its configured dependencies.
 pub async fn start(
     settings: Settings,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
-    let deps = Deps::connect(&settings).await?;
-    start_with(settings, deps, listener, shutdown).await
+    let (db, bus) = connect_db_and_bus(&settings.database, &settings.bus).await?;
+    start_with(settings, Deps { db, bus }, listener, shutdown).await
 }
 
-/// Starts the service on the given dependencies.
 pub async fn start_with(
     settings: Settings,
     deps: Deps,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
-    let auth = Authenticator::new(&settings.auth)?;
-    let data_plane = DataPlane::start(
-        deps.db.clone(),
-        deps.bus.clone(),
-        ServiceKind::Medtech,
-        NAME,
-        Arc::new(instances::MedtechInstances {
+    let spec = Spec {
+        name: NAME,
+        kind: ServiceKind::Medtech,
+        http: &settings.http,
+        auth: &settings.auth,
+        lifecycle: Arc::new(instances::MedtechInstances {
             bus: deps.bus.clone(),
         }),
-        shutdown.clone(),
-    )
-    .await?;
-    let readiness = Readiness::new()
-        .database(deps.db.clone())
-        .bus(deps.bus.clone());
-    let state = routes::AppState {
-        auth,
-        registry: data_plane.registry.clone(),
+        db: deps.db,
+        bus: deps.bus,
+        blobs: None,
     };
-    let mut running = serve(
-        listener,
-        &settings.http,
-        readiness,
-        Metrics::new(NAME),
-        move |cfg| routes::configure(cfg, &state),
-        shutdown,
-    )?;
-    running.tasks.extend(data_plane.tasks);
-    Ok(running)
+    dataplane::start::<MedtechError, _>(spec, |_| {}, listener, shutdown).await
 }

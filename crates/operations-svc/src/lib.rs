@@ -20,7 +20,7 @@ use hds_core::bus::SharedBus;
 use hds_core::config::{BusConfig, HttpSettings, TelemetrySettings};
 use hds_core::db::{sqlite_url, Database, DatabaseSettings, Migrations};
 use hds_core::events::topics;
-use hds_core::ops::{serve, Metrics, Readiness, Running, ServiceSettings, StartError};
+use hds_core::ops::{connect_db_and_bus, serve, Metrics, Readiness, Running, StartError};
 use hds_core::outbox::{self, Relay};
 use hds_core::provisioning::TOPIC_PARTITIONS;
 use hds_core::CancellationToken;
@@ -48,6 +48,7 @@ pub struct Settings {
     #[serde(default)]
     pub bootstrap: Option<Bootstrap>,
 }
+hds_core::service_settings!(Settings);
 
 impl Settings {
     /// Everything local, with the default workspace bootstrapped.
@@ -60,18 +61,6 @@ impl Settings {
             telemetry: TelemetrySettings::default(),
             bootstrap: Some(Bootstrap::default()),
         }
-    }
-}
-
-impl ServiceSettings for Settings {
-    fn http(&self) -> &HttpSettings {
-        &self.http
-    }
-    fn auth(&self) -> &AuthSettings {
-        &self.auth
-    }
-    fn telemetry(&self) -> &TelemetrySettings {
-        &self.telemetry
     }
 }
 
@@ -90,9 +79,7 @@ pub struct Deps {
 
 impl Deps {
     pub async fn connect(settings: &Settings) -> Result<Self, StartError> {
-        let db = Database::connect(&settings.database).await?;
-        let bus = hds_core::bus::connect(&settings.bus.resolve()?, None).await?;
-        bus.check().await?;
+        let (db, bus) = connect_db_and_bus(&settings.database, &settings.bus).await?;
         Ok(Self { db, bus })
     }
 }
