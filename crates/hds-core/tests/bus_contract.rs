@@ -202,6 +202,96 @@ async fn acknowledged_messages_survive_a_restart(mut env: BusEnv) {
     sub.close().await;
 }
 
+/// Members of one group share the partitions: once both are in, each message goes to exactly
+/// one of them and both get some.
+async fn group_members_share_the_partitions(env: BusEnv) {
+    let bus = env.bus();
+    let topic = unique("t");
+    let group = unique("g");
+    bus.ensure_topic(&topic, 4).await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, String)>();
+    let stop = CancellationToken::new();
+    let mut members = Vec::new();
+    for member in 0..2 {
+        let mut sub = bus.subscribe(&group, &[&topic]).await.unwrap();
+        let (tx, stop) = (tx.clone(), stop.clone());
+        members.push(tokio::spawn(async move {
+            loop {
+                let d = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    d = sub.next() => d.unwrap(),
+                };
+                // A commit can fail while a rebalance moves the partition; the message then
+                // goes to the other member, which the warm-up below absorbs.
+                let _ = sub.commit(&d).await;
+                let _ = tx.send((member, String::from_utf8(d.payload).unwrap()));
+            }
+            sub.close().await;
+        }));
+    }
+    // Warm up until both members have received something: both are then in the group.
+    let mut warmed = [false, false];
+    let mut n = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while !(warmed[0] && warmed[1]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a member never got a partition"
+        );
+        bus.publish(&topic, msg(&format!("warm{n}"), n))
+            .await
+            .unwrap();
+        n += 1;
+        if let Ok(Some((m, _))) =
+            tokio::time::timeout(std::time::Duration::from_millis(200), rx.recv()).await
+        {
+            warmed[m] = true;
+        }
+        while let Ok((m, _)) = rx.try_recv() {
+            warmed[m] = true;
+        }
+    }
+    // Let the warm-up traffic drain, then send the real messages.
+    let marker = format!("real:{}", unique("m"));
+    let keys: Vec<String> = (0..40).map(|i| format!("key{i}")).collect();
+    for (i, k) in keys.iter().enumerate() {
+        bus.publish(
+            &topic,
+            OutgoingMessage::new(format!("{marker}:{i}")).with_key(k.as_str()),
+        )
+        .await
+        .unwrap();
+    }
+    let mut got: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    while got.len() < keys.len() {
+        let (m, payload) = tokio::time::timeout(std::time::Duration::from_secs(60), rx.recv())
+            .await
+            .expect("the real messages arrived")
+            .unwrap();
+        if payload.starts_with(&marker) {
+            got.entry(payload).or_default().push(m);
+        }
+    }
+    stop.cancel();
+    for m in members {
+        m.await.unwrap();
+    }
+    while let Ok((m, payload)) = rx.try_recv() {
+        if payload.starts_with(&marker) {
+            got.entry(payload).or_default().push(m);
+        }
+    }
+    let per_member = |member: usize| got.values().filter(|ms| ms.contains(&member)).count();
+    assert!(
+        got.values().all(|ms| ms.len() == 1),
+        "delivered to both: {got:?}"
+    );
+    assert!(
+        per_member(0) > 0 && per_member(1) > 0,
+        "not shared: {got:?}"
+    );
+}
+
 /// W3C trace context of the publishing span travels in the message headers.
 async fn trace_context_travels_in_headers(env: BusEnv) {
     static TELEMETRY: std::sync::OnceLock<hds_core::telemetry::TelemetryGuard> =
@@ -265,6 +355,10 @@ macro_rules! bus_contract {
             #[tokio::test]
             async fn consume_commits_only_after_success() {
                 super::consume_commits_only_after_success(BusEnv::$backend().await).await
+            }
+            #[tokio::test]
+            async fn group_members_share_the_partitions() {
+                super::group_members_share_the_partitions(BusEnv::$backend().await).await
             }
             #[tokio::test]
             async fn trace_context_travels_in_headers() {
