@@ -2,7 +2,7 @@
 CARGO ?= cargo
 DATA_DIR ?= ./data
 
-.PHONY: run test tools check fmt clippy build e2e
+.PHONY: run test tools check fmt clippy build check-deploy
 
 ## Start all four services in one process on embedded defaults (SQLite, local folder, embedded bus).
 run:
@@ -26,3 +26,9 @@ fmt:
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Offline checks of deploy/ and helm/ (no Docker engine or cluster needed; installs its
+## Python tools into ~/.cache/hds-deploy-check once).
+check-deploy:
+	./helm/check.sh
+	./deploy/check.sh

@@ -21,6 +21,7 @@ pub struct AuthSettings {
     /// Off only for local use: a service bound to anything but loopback refuses to start
     /// without it.
     #[serde(default)]
+    #[serde(deserialize_with = "crate::config::lenient")]
     pub enabled: bool,
     /// Expected `iss`, e.g. `https://login.microsoftonline.com/{tenant}/v2.0` or `hds-local`.
     #[serde(default)]
@@ -42,6 +43,7 @@ pub struct AuthSettings {
     pub roles_claim: String,
     /// Clock skew allowed on `exp` and `nbf`, in seconds.
     #[serde(default = "default_leeway")]
+    #[serde(deserialize_with = "crate::config::lenient")]
     pub leeway_secs: u64,
 }
 

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -80,23 +80,90 @@ where
     Ok(figment.extract()?)
 }
 
+/// Deserializes a number or boolean from itself or from its text: environment variables are
+/// text, TOML files have types, and both must fill the same fields.
+pub fn lenient<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ValueOrText<T> {
+        Value(T),
+        Text(String),
+    }
+    match ValueOrText::<T>::deserialize(deserializer)? {
+        ValueOrText::Value(v) => Ok(v),
+        ValueOrText::Text(s) => s
+            .trim()
+            .parse()
+            .map_err(|e| serde::de::Error::custom(format!("'{s}': {e}"))),
+    }
+}
+
 /// `HDS_SECTION__KEY` variables whose first segment is one of the settings' own sections.
 /// Other `HDS_*` variables (`HDS_CONFIG`, the test suite's `HDS_TEST_*`) are not settings.
-fn settings_env<T: Serialize>(defaults: &T) -> Env {
+///
+/// Values stay text: figment's own `Env` guesses types, which turns a password `true` into a
+/// boolean and `[x]` into an array. Text still fills numeric and boolean fields.
+fn settings_env<T: Serialize>(defaults: &T) -> EnvText {
     let sections: Vec<String> = match serde_json::to_value(defaults) {
         Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
         _ => Vec::new(),
     };
     let prefix = ENV_PREFIX.to_ascii_lowercase();
-    Env::raw().filter_map(move |key| {
-        let lower = key.as_str().to_ascii_lowercase();
-        let path = lower.strip_prefix(&prefix)?.replace("__", ".");
-        let section = path.split('.').next()?;
-        sections
-            .iter()
-            .any(|s| s == section)
-            .then(|| path.clone().into())
-    })
+    let vars = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter_map(|(key, value)| {
+            let lower = key.to_ascii_lowercase();
+            let path = lower.strip_prefix(&prefix)?.replace("__", ".");
+            let section = path.split('.').next()?;
+            sections
+                .iter()
+                .any(|s| s == section)
+                .then_some((path, value))
+        })
+        .collect();
+    EnvText { vars }
+}
+
+struct EnvText {
+    vars: Vec<(String, String)>,
+}
+
+impl figment::Provider for EnvText {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("environment variable(s)")
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        fn insert(dict: &mut figment::value::Dict, path: &[&str], value: &str) {
+            match path {
+                [] => {}
+                [last] => {
+                    dict.insert((*last).to_owned(), value.into());
+                }
+                [first, rest @ ..] => {
+                    let entry = dict
+                        .entry((*first).to_owned())
+                        .or_insert_with(|| figment::value::Dict::new().into());
+                    if let figment::value::Value::Dict(_, inner) = entry {
+                        insert(inner, rest, value);
+                    }
+                }
+            }
+        }
+        let mut dict = figment::value::Dict::new();
+        for (path, value) in &self.vars {
+            let parts: Vec<&str> = path.split('.').collect();
+            insert(&mut dict, &parts, value);
+        }
+        Ok(figment::Profile::Default.collect(dict))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -109,9 +176,11 @@ pub struct HttpSettings {
     pub public_base_url: Option<String>,
     /// How long in-flight requests may take to finish after SIGTERM.
     #[serde(default = "default_shutdown_secs")]
+    #[serde(deserialize_with = "crate::config::lenient")]
     pub shutdown_timeout_secs: u64,
     /// Largest request body accepted.
     #[serde(default = "default_max_body")]
+    #[serde(deserialize_with = "crate::config::lenient")]
     pub max_body_bytes: usize,
 }
 
@@ -338,5 +407,46 @@ mod tests {
         d.bus.kind = BusKind::Kafka;
         let err = d.bus.resolve().unwrap_err().to_string();
         assert!(err.contains("bus.kafka.brokers"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::*;
+
+    /// Section names of this test's own, since the environment is process-wide.
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    struct Secretive {
+        envtestdb: crate::db::DatabaseSettings,
+        envtesthttp: HttpSettings,
+    }
+
+    #[test]
+    fn env_values_keep_their_text() {
+        let defaults = Secretive {
+            envtestdb: crate::db::DatabaseSettings::new("sqlite://x.db"),
+            envtesthttp: HttpSettings::new("127.0.0.1:1".parse().unwrap()),
+        };
+        std::env::set_var("HDS_ENVTESTDB__URL", "12345");
+        std::env::set_var("HDS_ENVTESTDB__SCHEMA", "true");
+        std::env::set_var("HDS_ENVTESTHTTP__SHUTDOWN_TIMEOUT_SECS", "7");
+        std::env::set_var("HDS_ENVTESTHTTP__MAX_BODY_BYTES", "[1]");
+        let s = load(&defaults, None, vec![]);
+        std::env::set_var("HDS_ENVTESTHTTP__MAX_BODY_BYTES", "1024");
+        let ok: Secretive = load(&defaults, None, vec![]).unwrap();
+        for k in [
+            "DB__URL",
+            "DB__SCHEMA",
+            "HTTP__SHUTDOWN_TIMEOUT_SECS",
+            "HTTP__MAX_BODY_BYTES",
+        ] {
+            std::env::remove_var(format!("HDS_ENVTEST{k}"));
+        }
+        let err = s.unwrap_err().to_string();
+        assert!(err.contains("envtesthttp.max_body_bytes"), "{err}");
+        assert_eq!(ok.envtestdb.url, "12345");
+        assert_eq!(ok.envtestdb.schema.as_deref(), Some("true"));
+        assert_eq!(ok.envtesthttp.shutdown_timeout_secs, 7);
+        assert_eq!(ok.envtesthttp.max_body_bytes, 1024);
     }
 }

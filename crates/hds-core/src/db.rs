@@ -26,8 +26,10 @@ pub struct DatabaseSettings {
     #[serde(default)]
     pub schema: Option<String>,
     #[serde(default = "default_max_connections")]
+    #[serde(deserialize_with = "crate::config::lenient")]
     pub max_connections: u32,
     #[serde(default = "default_acquire_timeout_secs")]
+    #[serde(deserialize_with = "crate::config::lenient")]
     pub acquire_timeout_secs: u64,
 }
 

@@ -368,7 +368,14 @@ pub async fn connect_db_and_bus(
     bus: &crate::config::BusConfig,
 ) -> Result<(crate::db::Database, crate::bus::SharedBus), StartError> {
     let db = crate::db::Database::connect(database).await?;
-    let bus = crate::bus::connect(&bus.resolve()?, None).await?;
+    let bus_settings = bus.resolve()?;
+    if let crate::config::BusSettings::Embedded(e) = &bus_settings {
+        tracing::warn!(
+            database = %crate::db::redact_url(&e.database_url),
+            "using the embedded event bus: its consumer groups live in this process, so services in other processes cannot share it; set bus.kind = \"kafka\" to run services apart"
+        );
+    }
+    let bus = crate::bus::connect(&bus_settings, None).await?;
     bus.check().await?;
     Ok((db, bus))
 }

@@ -18,6 +18,7 @@ use crate::operations::{self, NewOperation, OperationKind};
 pub struct Bootstrap {
     /// `false` turns the bootstrap off (a deployment whose workspaces come through the API).
     #[serde(default = "default_true")]
+    #[serde(deserialize_with = "hds_core::config::lenient")]
     pub enabled: bool,
     #[serde(default = "default_subscription")]
     pub subscription_id: String,
@@ -27,13 +28,35 @@ pub struct Bootstrap {
     pub location: String,
     #[serde(default = "default_workspace")]
     pub workspace: WorkspaceName,
-    /// Service names to create in the workspace; leave one out to skip it.
-    #[serde(default)]
+    /// Service names to create in the workspace; an empty name skips that kind.
+    #[serde(default = "default_fhir", deserialize_with = "name_or_empty")]
     pub fhir_service: Option<ServiceName>,
-    #[serde(default)]
+    #[serde(default = "default_dicom", deserialize_with = "name_or_empty")]
     pub dicom_service: Option<ServiceName>,
-    #[serde(default)]
+    #[serde(default = "default_medtech", deserialize_with = "name_or_empty")]
     pub medtech_service: Option<ServiceName>,
+}
+
+fn default_fhir() -> Option<ServiceName> {
+    "fhir".parse().ok()
+}
+fn default_dicom() -> Option<ServiceName> {
+    "dicom".parse().ok()
+}
+fn default_medtech() -> Option<ServiceName> {
+    "medtech".parse().ok()
+}
+
+/// A service name, or `""` (or nothing) for none: TOML and environment variables have no null.
+fn name_or_empty<'de, D>(deserializer: D) -> Result<Option<ServiceName>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    match Option::<String>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(s) if s.is_empty() => Ok(None),
+        Some(s) => s.parse().map(Some).map_err(serde::de::Error::custom),
+    }
 }
 
 fn default_true() -> bool {
@@ -60,9 +83,9 @@ impl Default for Bootstrap {
             resource_group: default_resource_group(),
             location: default_location(),
             workspace: default_workspace(),
-            fhir_service: Some("fhir".parse().expect("valid name")),
-            dicom_service: Some("dicom".parse().expect("valid name")),
-            medtech_service: Some("medtech".parse().expect("valid name")),
+            fhir_service: default_fhir(),
+            dicom_service: default_dicom(),
+            medtech_service: default_medtech(),
         }
     }
 }
@@ -212,4 +235,32 @@ pub async fn provisioning_state(
         .await?
         .map(|r| r.try_get("provisioning_state"))
         .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Settings;
+
+    #[test]
+    fn a_bootstrap_section_fills_in_defaults_and_empty_names_skip() {
+        let mut defaults = Settings::local_defaults(std::path::Path::new("/tmp/x"));
+        defaults.bootstrap = None;
+        let none: Settings = hds_core::config::load(&defaults, None, vec![]).unwrap();
+        assert_eq!(none.bootstrap, None);
+        let some: Settings = hds_core::config::load(
+            &defaults,
+            None,
+            vec![
+                ("bootstrap.workspace", "contoso".into()),
+                ("bootstrap.dicom_service", "".into()),
+            ],
+        )
+        .unwrap();
+        let b = some.bootstrap.unwrap();
+        assert_eq!(b.workspace.as_ref(), "contoso");
+        let kinds: Vec<ServiceKind> = plan(&b).iter().map(|p| p.kind).collect();
+        assert_eq!(kinds, vec![ServiceKind::Fhir, ServiceKind::Medtech]);
+        assert!(b.enabled);
+    }
 }

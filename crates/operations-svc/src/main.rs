@@ -1,10 +1,14 @@
 //! `operations-svc`: the control plane as its own process (Kafka, PostgreSQL from configuration).
 
 fn main() -> std::process::ExitCode {
+    // Alone, the control plane creates nothing until told to (a `[bootstrap]` section or
+    // HDS_BOOTSTRAP__WORKSPACE); `hds up` bootstraps the default workspace.
+    let mut defaults = operations_svc::Settings::local_defaults(std::path::Path::new("./data"));
+    defaults.bootstrap = None;
     hds_core::ops::run_service(
         operations_svc::NAME,
         "hds control plane (Microsoft.HealthcareApis management API, operation results)",
-        operations_svc::Settings::local_defaults(std::path::Path::new("./data")),
+        defaults,
         operations_svc::start,
     )
 }

@@ -28,12 +28,15 @@ pub struct S3Settings {
     pub secret_access_key: String,
     /// Path-style addressing (`endpoint/bucket/key`), which most S3-compatible stores need.
     #[serde(default = "default_true")]
+    #[serde(deserialize_with = "crate::config::lenient")]
     pub force_path_style: bool,
     /// Objects larger than this go up as a multipart upload in parts of this size (>= 5 MiB).
     #[serde(default = "default_part_size")]
+    #[serde(deserialize_with = "crate::config::lenient")]
     pub part_size: usize,
     /// Create the bucket at start if it does not exist.
     #[serde(default = "default_true")]
+    #[serde(deserialize_with = "crate::config::lenient")]
     pub create_bucket: bool,
 }
 

@@ -37,8 +37,10 @@ pub struct EmbeddedBusSettings {
     pub database_url: String,
     /// Partitions of a topic created implicitly by a publish or subscribe.
     #[serde(default = "default_partitions")]
+    #[serde(deserialize_with = "crate::config::lenient")]
     pub default_partitions: u32,
     #[serde(default = "default_poll_interval_ms")]
+    #[serde(deserialize_with = "crate::config::lenient")]
     pub poll_interval_ms: u64,
 }
 

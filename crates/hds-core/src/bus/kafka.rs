@@ -24,15 +24,21 @@ pub struct KafkaSettings {
     pub brokers: String,
     /// Replication factor of the topics hds creates.
     #[serde(default = "default_replication")]
+    #[serde(deserialize_with = "crate::config::lenient")]
     pub replication_factor: i32,
     /// How long a publish may wait for the broker before it fails (and the outbox retries).
     #[serde(default = "default_message_timeout_ms")]
+    #[serde(deserialize_with = "crate::config::lenient")]
     pub message_timeout_ms: u64,
     #[serde(default = "default_session_timeout_ms")]
+    #[serde(deserialize_with = "crate::config::lenient")]
     pub session_timeout_ms: u64,
     #[serde(default = "default_max_poll_interval_ms")]
+    #[serde(deserialize_with = "crate::config::lenient")]
     pub max_poll_interval_ms: u64,
-    /// Further librdkafka properties (e.g. `security.protocol`, `sasl.mechanism`).
+    /// Further librdkafka properties (e.g. `security.protocol = "SASL_SSL"`,
+    /// `sasl.mechanism = "SCRAM-SHA-512"`). `_` in a name stands for `.`, so that they can be
+    /// set from the environment: `HDS_BUS__KAFKA__PROPERTIES__SASL_PASSWORD`.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
 }
@@ -66,7 +72,8 @@ impl KafkaSettings {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);
         for (k, v) in &self.properties {
-            c.set(k, v);
+            // librdkafka property names have no '_'.
+            c.set(k.replace('_', "."), v);
         }
         c
     }
