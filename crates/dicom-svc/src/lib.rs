@@ -99,5 +99,5 @@ pub async fn start_with(
         bus: deps.bus,
         blobs: Some(deps.blobs),
     };
-    dataplane::start::<DicomError, _>(spec, |_| {}, listener, shutdown).await
+    dataplane::start::<DicomError, _, _>(spec, dataplane::no_routes, listener, shutdown).await
 }

@@ -3,6 +3,31 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use hds_core::auth::AuthError;
+use serde_json::json;
+
+/// One problem, as an `OperationOutcome.issue`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Issue {
+    /// An issue-type code: `invalid`, `structure`, `value`, `required`, `not-supported`, ...
+    pub code: &'static str,
+    pub diagnostics: String,
+    /// Where, as a FHIRPath expression (`Patient.name[0].given`).
+    pub expression: Option<String>,
+}
+
+impl Issue {
+    pub fn invalid(diagnostics: impl Into<String>) -> Self {
+        Self {
+            code: "invalid",
+            diagnostics: diagnostics.into(),
+            expression: None,
+        }
+    }
+    pub fn at(mut self, expression: impl Into<String>) -> Self {
+        self.expression = Some(expression.into());
+        self
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FhirError {
@@ -12,21 +37,123 @@ pub enum FhirError {
     UnknownInstance(String),
     #[error("'{0}' is not a supported FHIR interaction here")]
     NotFound(String),
+    #[error("Resource type '{resource_type}' with id '{id}' couldn't be found.")]
+    ResourceNotFound { resource_type: String, id: String },
+    #[error(
+        "Resource type '{resource_type}' with id '{id}' and version '{version}' couldn't be found."
+    )]
+    VersionNotFound {
+        resource_type: String,
+        id: String,
+        version: String,
+    },
+    #[error("The resource '{resource_type}/{id}' has been deleted (version {version}).")]
+    Gone {
+        resource_type: String,
+        id: String,
+        version: i64,
+    },
+    #[error(
+        "The supplied version '{wanted}' did not match the current version '{current}' (If-Match)."
+    )]
+    VersionMismatch { current: i64, wanted: i64 },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the request is invalid")]
+    Invalid(Vec<Issue>),
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("Content-Type '{0}' is not supported: send application/fhir+json")]
+    UnsupportedMediaType(String),
     #[error("storage: {0}")]
     Storage(#[from] sqlx::Error),
+    #[error("outbox: {0}")]
+    Outbox(#[from] hds_core::outbox::OutboxError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<hds_core::db::DbError> for FhirError {
+    fn from(e: hds_core::db::DbError) -> Self {
+        match e {
+            hds_core::db::DbError::Query(e) => FhirError::Storage(e),
+            other => FhirError::Internal(other.to_string()),
+        }
+    }
 }
 
 impl FhirError {
-    /// The OperationOutcome issue type (http://hl7.org/fhir/R4/valueset-issue-type.html).
+    /// A single-issue 400.
+    pub fn invalid(diagnostics: impl Into<String>) -> Self {
+        FhirError::Invalid(vec![Issue::invalid(diagnostics)])
+    }
+
     fn issue_code(&self) -> &'static str {
         match self {
             FhirError::Auth(AuthError::Forbidden(_)) => "forbidden",
             FhirError::Auth(AuthError::Config(_)) => "exception",
             FhirError::Auth(_) => "login",
-            FhirError::UnknownInstance(_) | FhirError::NotFound(_) => "not-found",
-            FhirError::Storage(_) => "exception",
+            FhirError::UnknownInstance(_)
+            | FhirError::NotFound(_)
+            | FhirError::ResourceNotFound { .. }
+            | FhirError::VersionNotFound { .. } => "not-found",
+            FhirError::Gone { .. } => "deleted",
+            FhirError::VersionMismatch { .. } | FhirError::Conflict(_) => "conflict",
+            FhirError::Invalid(_) => "invalid",
+            FhirError::PayloadTooLarge { .. } => "too-costly",
+            FhirError::UnsupportedMediaType(_) => "not-supported",
+            FhirError::Storage(_) | FhirError::Outbox(_) => "transient",
+            FhirError::Internal(_) => "exception",
         }
     }
+
+    fn issues(&self) -> Vec<serde_json::Value> {
+        let one = |code: &str, diagnostics: String| {
+            vec![json!({"severity": "error", "code": code, "diagnostics": diagnostics})]
+        };
+        match self {
+            FhirError::Invalid(issues) => issues
+                .iter()
+                .map(|i| {
+                    let mut v =
+                        json!({"severity": "error", "code": i.code, "diagnostics": i.diagnostics});
+                    if let Some(e) = &i.expression {
+                        v["expression"] = json!([e]);
+                    }
+                    v
+                })
+                .collect(),
+            // Storage details stay in the log.
+            FhirError::Storage(e) => {
+                tracing::error!(error = %e, "storage failure");
+                one(
+                    self.issue_code(),
+                    "the service's storage is unavailable; try again".into(),
+                )
+            }
+            FhirError::Outbox(e) => {
+                tracing::error!(error = %e, "outbox failure");
+                one(
+                    self.issue_code(),
+                    "the service's storage is unavailable; try again".into(),
+                )
+            }
+            FhirError::Internal(e) => {
+                tracing::error!(error = %e, "internal error");
+                one(self.issue_code(), "an internal error occurred".into())
+            }
+            other => one(other.issue_code(), other.to_string()),
+        }
+    }
+}
+
+/// An `OperationOutcome` with the given issues.
+pub fn operation_outcome(issues: Vec<serde_json::Value>) -> serde_json::Value {
+    json!({
+        "resourceType": "OperationOutcome",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "issue": issues,
+    })
 }
 
 impl ResponseError for FhirError {
@@ -35,35 +162,28 @@ impl ResponseError for FhirError {
             FhirError::Auth(e) => {
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED)
             }
-            FhirError::UnknownInstance(_) | FhirError::NotFound(_) => StatusCode::NOT_FOUND,
-            FhirError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            FhirError::UnknownInstance(_)
+            | FhirError::NotFound(_)
+            | FhirError::ResourceNotFound { .. }
+            | FhirError::VersionNotFound { .. } => StatusCode::NOT_FOUND,
+            FhirError::Gone { .. } => StatusCode::GONE,
+            FhirError::VersionMismatch { .. } => StatusCode::PRECONDITION_FAILED,
+            FhirError::Conflict(_) => StatusCode::CONFLICT,
+            FhirError::Invalid(_) => StatusCode::BAD_REQUEST,
+            FhirError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            FhirError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            FhirError::Storage(_) | FhirError::Outbox(_) => StatusCode::SERVICE_UNAVAILABLE,
+            FhirError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        let diagnostics = match self {
-            // Storage details stay in the log.
-            FhirError::Storage(e) => {
-                tracing::error!(error = %e, "storage failure");
-                "the service's storage is unavailable; try again".to_owned()
-            }
-            other => other.to_string(),
-        };
-        let outcome = serde_json::json!({
-            "resourceType": "OperationOutcome",
-            "id": uuid::Uuid::new_v4().to_string(),
-            "issue": [{
-                "severity": "error",
-                "code": self.issue_code(),
-                "diagnostics": diagnostics,
-            }]
-        });
         let mut res = HttpResponse::build(self.status_code());
         if self.status_code() == StatusCode::UNAUTHORIZED {
             res.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        res.content_type("application/fhir+json; charset=utf-8")
-            .body(outcome.to_string())
+        res.content_type(crate::http::FHIR_JSON)
+            .body(operation_outcome(self.issues()).to_string())
     }
 }
 

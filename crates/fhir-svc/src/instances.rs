@@ -1,8 +1,7 @@
 //! What a FHIR service instance is made of, created and removed by the control plane.
 //!
-//! All instances share the service's tables, every row keyed by instance; an instance owns
-//! nothing else yet, so creating one is recording it (done by the shared provisioning code)
-//! and deleting one removes its rows.
+//! All instances share the service's tables, every row keyed by instance, so creating one is
+//! recording it (done by the shared provisioning code) and deleting one removes its rows.
 
 use async_trait::async_trait;
 use hds_core::names::InstanceName;
@@ -24,9 +23,14 @@ impl InstanceLifecycle for FhirInstances {
 
     async fn deprovision(
         &self,
-        _tx: &mut Transaction<'_, Any>,
-        _instance: &InstanceName,
+        tx: &mut Transaction<'_, Any>,
+        instance: &InstanceName,
     ) -> Result<(), LifecycleError> {
-        Ok(())
+        crate::store::Store::delete_instance(tx, instance)
+            .await
+            .map_err(|e| LifecycleError {
+                code: "StorageFailed".into(),
+                message: e.to_string(),
+            })
     }
 }

@@ -3,16 +3,22 @@
 //!
 //! This crate is a library first: [`start`] wires dependencies from [`Settings`];
 //! [`start_with`] takes them ready-made (`hds up` passes the embedded ones, tests their own).
-//! The FHIR interactions come with the FHIR REST issue; today the service provisions its
-//! instances and answers for them.
+//! The folder reads like the spec: `handlers/` holds one module per interaction, `store`
+//! keeps every version, `routes` is where URLs meet handlers.
 
+pub mod domain;
 pub mod error;
+pub mod handlers;
+pub mod http;
 pub mod instances;
+pub mod routes;
+pub mod store;
 
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 
+use actix_web::web;
 use hds_core::auth::AuthSettings;
 use hds_core::bus::SharedBus;
 use hds_core::config::{BusConfig, HttpSettings, TelemetrySettings};
@@ -78,15 +84,41 @@ pub async fn start_with(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
+    deps.db.migrate(&store::migrations()).await?;
+    deps.bus
+        .ensure_topic(
+            hds_core::events::topics::FHIR_RESOURCES,
+            hds_core::provisioning::TOPIC_PARTITIONS,
+        )
+        .await?;
     let spec = Spec {
         name: NAME,
         kind: ServiceKind::Fhir,
         http: &settings.http,
         auth: &settings.auth,
-        db: deps.db,
+        db: deps.db.clone(),
         bus: deps.bus,
         blobs: None,
         lifecycle: Arc::new(instances::FhirInstances),
     };
-    dataplane::start::<FhirError, _>(spec, |_| {}, listener, shutdown).await
+    let max_body_bytes = settings.http.max_body_bytes;
+    let public_base_url = settings.http.public_base_url.clone();
+    let db = deps.db;
+    dataplane::start::<FhirError, _, _>(
+        spec,
+        move |handles| {
+            let state = web::Data::new(http::FhirState {
+                store: store::Store::new(db, Some(handles.relay.clone())),
+                max_body_bytes,
+                public_base_url,
+            });
+            move |cfg: &mut web::ServiceConfig| {
+                cfg.app_data(state.clone());
+                routes::configure(cfg);
+            }
+        },
+        listener,
+        shutdown,
+    )
+    .await
 }

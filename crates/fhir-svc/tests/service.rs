@@ -1,127 +1,14 @@
 //! fhir-svc as a client sees it, on SQLite + the embedded bus and on PostgreSQL + Kafka.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use fhir_svc::{Deps, Settings};
+use common::{next_status, Env};
 use hds_core::auth::{AuthSettings, LocalKey, LOCAL_ISSUER};
-use hds_core::bus::embedded::{EmbeddedBus, EmbeddedBusSettings};
-use hds_core::bus::kafka::KafkaBus;
-use hds_core::bus::{SharedBus, Subscription};
-use hds_core::events::v1::{OperationCommand, OperationKind, OperationState, OperationStatus};
-use hds_core::events::{new_event_id, to_message, topics};
-use hds_core::names::ServiceKind;
-use hds_core::CancellationToken;
-use hds_testkit::{unique, Tansu};
-use prost::Message;
-
-struct Env {
-    base: String,
-    bus: SharedBus,
-    shutdown: CancellationToken,
-    running: Option<hds_core::ops::Running>,
-    _tansu: Option<Tansu>,
-    _dir: tempfile::TempDir,
-}
-
-impl Env {
-    async fn embedded() -> Self {
-        Self::embedded_with(AuthSettings::default()).await
-    }
-
-    async fn embedded_with(auth: AuthSettings) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let db = hds_testkit::sqlite_database(dir.path(), "fhir").await;
-        let bus_db = hds_testkit::sqlite_database(dir.path(), "bus").await;
-        let bus: SharedBus = Arc::new(
-            EmbeddedBus::open(bus_db, EmbeddedBusSettings::new("unused"))
-                .await
-                .unwrap(),
-        );
-        Self::start(Deps { db, bus }, auth, None, dir).await
-    }
-
-    async fn kafka() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let tansu = Tansu::start().await;
-        let bus: SharedBus = Arc::new(KafkaBus::new(&tansu.settings()).unwrap());
-        let db = hds_testkit::pg_database("fhir").await;
-        Self::start(Deps { db, bus }, AuthSettings::default(), Some(tansu), dir).await
-    }
-
-    async fn start(
-        deps: Deps,
-        auth: AuthSettings,
-        tansu: Option<Tansu>,
-        dir: tempfile::TempDir,
-    ) -> Self {
-        // One status partition: the order of status events is the order of handling.
-        deps.bus
-            .ensure_topic(topics::OPERATIONS_STATUS, 1)
-            .await
-            .unwrap();
-        let mut settings = Settings::local_defaults(dir.path());
-        settings.auth = auth;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let shutdown = CancellationToken::new();
-        let bus = deps.bus.clone();
-        let running = fhir_svc::start_with(settings, deps, listener, shutdown.clone())
-            .await
-            .unwrap();
-        Env {
-            base: format!("http://{}", running.addr),
-            bus,
-            shutdown,
-            running: Some(running),
-            _tansu: tansu,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn command(&self, kind: OperationKind, instance: &str) -> OperationCommand {
-        let cmd = OperationCommand {
-            event_id: new_event_id(),
-            operation_id: new_event_id(),
-            kind: kind as i32,
-            resource_id: format!("/subscriptions/s/resourceGroups/rg/providers/Microsoft.HealthcareApis/workspaces/ws1/fhirservices/{instance}"),
-            service_kind: ServiceKind::Fhir.to_proto() as i32,
-            instance: instance.into(),
-            properties_json: "{}".into(),
-            requested_at_unix_ms: 0,
-        };
-        self.publish(&cmd).await;
-        cmd
-    }
-
-    async fn publish(&self, cmd: &OperationCommand) {
-        self.bus
-            .publish(
-                topics::OPERATIONS_COMMANDS,
-                to_message(cmd, cmd.resource_id.clone()),
-            )
-            .await
-            .unwrap();
-    }
-
-    async fn stop(mut self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.running.take().unwrap().wait())
-            .await
-            .expect("graceful shutdown within 30 s");
-    }
-}
-
-async fn next_status(sub: &mut Box<dyn Subscription>) -> OperationStatus {
-    let d = tokio::time::timeout(Duration::from_secs(60), sub.next())
-        .await
-        .expect("a status within 60 s")
-        .unwrap();
-    OperationStatus::decode(d.payload.as_slice()).unwrap()
-}
+use hds_core::events::topics;
+use hds_core::events::v1::{OperationKind, OperationState};
+use hds_testkit::unique;
 
 async fn health_and_metrics(env: Env) {
     let c = reqwest::Client::new();

@@ -19,6 +19,7 @@ use crate::config::HttpSettings;
 use crate::db::Database;
 use crate::names::{InstanceName, ServiceKind};
 use crate::ops::{serve, Caller, Metrics, Readiness, Running, StartError};
+use crate::outbox::RelayWaker;
 use crate::provisioning::{DataPlane, InstanceLifecycle, InstanceRegistry};
 
 /// A data-plane service's error type: its own wire shape for the shared failures.
@@ -42,16 +43,29 @@ pub struct Spec<'a> {
     pub lifecycle: Arc<dyn InstanceLifecycle>,
 }
 
-/// Starts the shared background work and the HTTP server with `routes` (the service's API)
-/// plus the instance routes, until `shutdown`.
-pub async fn start<E, F>(
+/// What a service's routes may need from the shared machinery.
+pub struct Handles {
+    pub registry: InstanceRegistry,
+    /// Wakes the outbox relay after a commit, so events leave at once.
+    pub relay: RelayWaker,
+}
+
+/// The routes of a service whose API is still to come: none of its own.
+pub fn no_routes(_: &Handles) -> fn(&mut web::ServiceConfig) {
+    |_| {}
+}
+
+/// Starts the shared background work and the HTTP server with the routes `routes` builds
+/// (the service's API) plus the instance routes, until `shutdown`.
+pub async fn start<E, B, F>(
     spec: Spec<'_>,
-    routes: F,
+    routes: B,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<Running, StartError>
 where
     E: DataPlaneError,
+    B: FnOnce(&Handles) -> F,
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
     let auth = Authenticator::new(spec.auth)?;
@@ -69,6 +83,10 @@ where
         readiness = readiness.blobs(blobs);
     }
     let registry = data_plane.registry.clone();
+    let routes = routes(&Handles {
+        registry: registry.clone(),
+        relay: data_plane.relay.clone(),
+    });
     let mut running = serve(
         listener,
         spec.http,

@@ -124,7 +124,7 @@ impl Database {
             source,
         };
 
-        let mut options = AnyConnectOptions::from_str(&sqlite_create_mode(url))
+        let options = AnyConnectOptions::from_str(&sqlite_create_mode(url))
             .map_err(connect_err)?
             .log_statements(tracing::log::LevelFilter::Trace)
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
@@ -174,7 +174,6 @@ impl Database {
                         }
                     }
                 }
-                options = options.log_statements(tracing::log::LevelFilter::Trace);
                 pool_options
                     .after_connect(|conn, _meta| {
                         Box::pin(async move {

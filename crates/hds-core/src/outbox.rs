@@ -160,7 +160,13 @@ impl Relay {
             let woken = self.wake.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            let wait = match self.relay_once().await {
+            // A publish can wait for the broker up to its timeout: shutdown does not wait for
+            // it (the rows stay and go out at the next start).
+            let result = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = self.relay_once() => r,
+            };
+            let wait = match result {
                 Ok(n) if n as i64 == self.batch => Duration::ZERO,
                 Ok(_) => {
                     backoff = Duration::from_millis(200);

@@ -229,9 +229,14 @@ impl Provisioner {
         tx.commit().await?;
         self.registry.forget(&instance.to_string()).await;
         self.relay.wake();
+        let done = if command.kind == OperationKind::DeprovisionInstance as i32 {
+            "deleted"
+        } else {
+            "ready"
+        };
         match &outcome {
             Ok(()) => {
-                tracing::info!(instance = %instance, operation = %command.operation_id, "instance {}", if command.kind == OperationKind::DeprovisionInstance as i32 { "deleted" } else { "ready" })
+                tracing::info!(instance = %instance, operation = %command.operation_id, "instance {done}")
             }
             Err(e) => {
                 tracing::warn!(instance = %instance, operation = %command.operation_id, error = %e, "provisioning failed")

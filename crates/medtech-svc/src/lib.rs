@@ -87,5 +87,5 @@ pub async fn start_with(
         bus: deps.bus,
         blobs: None,
     };
-    dataplane::start::<MedtechError, _>(spec, |_| {}, listener, shutdown).await
+    dataplane::start::<MedtechError, _, _>(spec, dataplane::no_routes, listener, shutdown).await
 }

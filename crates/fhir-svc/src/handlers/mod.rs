@@ -1,0 +1,16 @@
+//! One module per FHIR interaction (R4 `http.html`), named as the spec names them.
+
+pub mod capabilities;
+pub mod create;
+pub mod delete;
+pub mod history;
+pub mod purge_history;
+pub mod read;
+pub mod update;
+pub mod vread;
+
+use hds_core::ops::Caller;
+
+use crate::error::FhirError;
+
+pub type FhirCaller = Caller<FhirError>;

@@ -1,0 +1,64 @@
+//! update: `PUT [base]/[type]/[id]` — a new version, or the resource created with the
+//! client's id (update-as-create, 201). `If-Match: W/"n"` makes it conditional on the current
+//! version: 412 if another write came first.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use hds_core::auth::Permission;
+use serde_json::Value;
+
+use super::FhirCaller;
+use crate::domain::parse_etag;
+use crate::error::FhirError;
+use crate::http::{
+    base_url, check_type, prefer_return, read_resource, resource_id, resource_type,
+    version_response, FhirState, Instance,
+};
+use crate::store::Method;
+
+pub async fn update(
+    req: HttpRequest,
+    caller: FhirCaller,
+    Instance(instance): Instance,
+    path: web::Path<(String, String, String)>,
+    state: web::Data<FhirState>,
+    body: web::Payload,
+) -> Result<HttpResponse, FhirError> {
+    caller.require(Permission::Write)?;
+    let rt = resource_type(&path.1)?;
+    let id = resource_id(&path.2)?;
+    let resource = read_resource(&req, body, state.max_body_bytes).await?;
+    check_type(&resource, &rt)?;
+    match resource.get("id").and_then(Value::as_str) {
+        Some(body_id) if body_id == id.as_str() => {}
+        Some(body_id) => {
+            return Err(FhirError::invalid(format!(
+                "the resource's id '{body_id}' does not match the URL's id '{id}'"
+            )))
+        }
+        None => return Err(FhirError::invalid("an updated resource must carry its id")),
+    }
+    let expected = match req.headers().get(header::IF_MATCH) {
+        Some(h) => Some(h.to_str().ok().and_then(parse_etag).ok_or_else(|| {
+            FhirError::invalid("If-Match must be a version ETag such as W/\"1\"")
+        })?),
+        None => None,
+    };
+    let written = state
+        .store
+        .write(&instance, &rt, &id, resource, Method::Put, expected)
+        .await?;
+    let base = base_url(&req, &state, &instance);
+    let builder = if written.created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
+    Ok(version_response(
+        builder,
+        &written.version,
+        &base,
+        true,
+        prefer_return(&req),
+    ))
+}

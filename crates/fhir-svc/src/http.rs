@@ -1,0 +1,177 @@
+//! The FHIR HTTP conventions every handler shares: the instance in the path, request bodies,
+//! `Prefer`, and resource responses with `ETag`, `Last-Modified` and `Location`.
+
+use actix_web::dev::Payload;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use futures::future::LocalBoxFuture;
+use futures::StreamExt;
+use hds_core::names::InstanceName;
+use hds_core::provisioning::InstanceRegistry;
+use serde_json::Value;
+
+use crate::domain::{etag, ResourceId, ResourceType};
+use crate::error::FhirError;
+use crate::store::{Store, Version};
+
+pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+
+/// What handlers need besides the request.
+#[derive(Clone)]
+pub struct FhirState {
+    pub store: Store,
+    pub max_body_bytes: usize,
+    pub public_base_url: Option<String>,
+}
+
+/// The FHIR service instance the request addresses (first path segment), known to exist.
+pub struct Instance(pub InstanceName);
+
+impl FromRequest for Instance {
+    type Error = FhirError;
+    type Future = LocalBoxFuture<'static, Result<Self, FhirError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let raw = req
+                .match_info()
+                .get("instance")
+                .unwrap_or_default()
+                .to_owned();
+            let name: InstanceName = raw
+                .parse()
+                .map_err(|_| FhirError::NotFound(format!("{} {}", req.method(), req.path())))?;
+            let registry = req
+                .app_data::<web::Data<InstanceRegistry>>()
+                .ok_or_else(|| FhirError::Internal("no instance registry".into()))?;
+            match registry.get(&name).await? {
+                Some(_) => Ok(Instance(name)),
+                None => Err(FhirError::UnknownInstance(name.to_string())),
+            }
+        })
+    }
+}
+
+pub fn resource_type(raw: &str) -> Result<ResourceType, FhirError> {
+    raw.parse().map_err(|e: String| FhirError::NotFound(e))
+}
+
+pub fn resource_id(raw: &str) -> Result<ResourceId, FhirError> {
+    raw.parse().map_err(FhirError::invalid)
+}
+
+/// Reads a JSON resource body: content type checked, size limited, must be a JSON object.
+pub async fn read_resource(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Value, FhirError> {
+    if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
+        let mime = ct.split(';').next().unwrap_or_default().trim();
+        if !matches!(
+            mime,
+            "application/fhir+json" | "application/json" | "application/json+fhir"
+        ) {
+            return Err(FhirError::UnsupportedMediaType(ct));
+        }
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| FhirError::invalid(format!("reading the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(FhirError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| FhirError::invalid(format!("the body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(FhirError::invalid(
+            "the body must be a JSON object (a FHIR resource)",
+        ));
+    }
+    Ok(value)
+}
+
+/// Checks `resourceType` of a body against the URL's type.
+pub fn check_type(resource: &Value, rt: &ResourceType) -> Result<(), FhirError> {
+    match resource.get("resourceType").and_then(Value::as_str) {
+        Some(t) if t == rt.as_str() => Ok(()),
+        Some(t) => Err(FhirError::invalid(format!(
+            "resourceType '{t}' does not match the URL's type '{rt}'"
+        ))),
+        None => Err(FhirError::invalid("the resource has no resourceType")),
+    }
+}
+
+/// `Prefer: return=...`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Return {
+    Minimal,
+    Representation,
+    OperationOutcome,
+}
+
+pub fn prefer_return(req: &HttpRequest) -> Return {
+    req.headers()
+        .get_all("prefer")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| match p.trim() {
+            "return=minimal" => Some(Return::Minimal),
+            "return=representation" => Some(Return::Representation),
+            "return=OperationOutcome" => Some(Return::OperationOutcome),
+            _ => None,
+        })
+        .unwrap_or(Return::Representation)
+}
+
+/// The service's base URL for links: the configured public URL or the request's own.
+pub fn base_url(req: &HttpRequest, state: &FhirState, instance: &InstanceName) -> String {
+    let root = match &state.public_base_url {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => {
+            let info = req.connection_info();
+            format!("{}://{}", info.scheme(), info.host())
+        }
+    };
+    format!("{root}/{instance}")
+}
+
+fn http_date(v: &Version) -> String {
+    httpdate::fmt_http_date(std::time::SystemTime::from(v.last_updated))
+}
+
+/// A response carrying one version: `ETag`, `Last-Modified`, and for writes `Location`.
+pub fn version_response(
+    mut builder: actix_web::HttpResponseBuilder,
+    v: &Version,
+    base: &str,
+    location: bool,
+    ret: Return,
+) -> HttpResponse {
+    builder.insert_header((header::ETAG, etag(v.version)));
+    builder.insert_header((header::LAST_MODIFIED, http_date(v)));
+    if location {
+        let url = format!("{base}/{}/{}/_history/{}", v.resource_type, v.id, v.version);
+        if let Ok(value) = HeaderValue::from_str(&url) {
+            builder.insert_header((header::LOCATION, value));
+        }
+    }
+    match (ret, &v.body) {
+        (Return::Minimal, _) | (_, None) => builder.finish(),
+        (Return::OperationOutcome, _) => builder.content_type(FHIR_JSON).body(
+            crate::error::operation_outcome(vec![serde_json::json!({
+                "severity": "information",
+                "code": "informational",
+                "diagnostics": format!("{}/{} version {} stored", v.resource_type, v.id, v.version),
+            })])
+            .to_string(),
+        ),
+        (Return::Representation, Some(body)) => {
+            builder.content_type(FHIR_JSON).body(body.to_string())
+        }
+    }
+}

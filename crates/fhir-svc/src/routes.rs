@@ -1,0 +1,33 @@
+//! Where URLs meet handlers: the FHIR RESTful API under `/{workspace}-{service}/`.
+
+use actix_web::web;
+
+use crate::handlers::{capabilities, create, delete, history, purge_history, read, update, vread};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/{instance}/metadata",
+        web::get().to(capabilities::metadata),
+    )
+    .route("/{instance}/_history", web::get().to(history::system))
+    .route("/{instance}/{type}", web::post().to(create::create))
+    .route(
+        "/{instance}/{type}/_history",
+        web::get().to(history::of_type),
+    )
+    .route("/{instance}/{type}/{id}", web::get().to(read::read))
+    .route("/{instance}/{type}/{id}", web::put().to(update::update))
+    .route("/{instance}/{type}/{id}", web::delete().to(delete::delete))
+    .route(
+        "/{instance}/{type}/{id}/_history",
+        web::get().to(history::of_instance),
+    )
+    .route(
+        "/{instance}/{type}/{id}/_history/{vid}",
+        web::get().to(vread::vread),
+    )
+    .route(
+        "/{instance}/{type}/{id}/$purge-history",
+        web::post().to(purge_history::purge_history),
+    );
+}

@@ -1,0 +1,643 @@
+//! The FHIR RESTful interactions (R4 http.html) as a client sees them, on SQLite + the
+//! embedded bus and on PostgreSQL + Kafka.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::Env;
+use hds_core::events::topics;
+use hds_core::events::v1::{FhirResourceAction, FhirResourceEvent};
+use hds_testkit::unique;
+use prost::Message;
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+
+struct Fhir {
+    client: Client,
+    base: String,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} header"))
+            .to_str()
+            .unwrap()
+    }
+    fn is_outcome(&self) -> bool {
+        self.body["resourceType"] == "OperationOutcome"
+    }
+}
+
+impl Fhir {
+    async fn on(env: &Env, instance: &str) -> Self {
+        env.provision(instance).await;
+        Fhir {
+            client: Client::new(),
+            base: env.url(&format!("/{instance}")),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut r = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            r = r
+                .header("content-type", "application/fhir+json")
+                .body(b.to_string());
+        }
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        let res = r.send().await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.call(Method::GET, path, None, &[]).await
+    }
+    async fn post(&self, path: &str, body: Value) -> Answer {
+        self.call(Method::POST, path, Some(body), &[]).await
+    }
+    async fn put(&self, path: &str, body: Value) -> Answer {
+        self.call(Method::PUT, path, Some(body), &[]).await
+    }
+}
+
+async fn create_read_update_vread(env: Env) {
+    let fhir = Fhir::on(&env, "ws1-fhir").await;
+    let created = fhir
+        .post("/Patient", json!({"resourceType": "Patient", "id": "ignored", "name": [{"family": "Chalmers", "given": ["Peter"]}], "birthDate": "1974-12-25"}))
+        .await;
+    assert_eq!(created.status, 201);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert_ne!(id, "ignored");
+    assert_eq!(created.body["meta"]["versionId"], "1");
+    assert_eq!(created.header("etag"), "W/\"1\"");
+    assert!(created
+        .header("location")
+        .ends_with(&format!("/ws1-fhir/Patient/{id}/_history/1")));
+    assert!(created.headers.contains_key("last-modified"));
+    // Stored as received: the element order of the request is kept.
+    let keys: Vec<&String> = created.body.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["resourceType", "id", "name", "birthDate", "meta"]);
+
+    let read = fhir.get(&format!("/Patient/{id}")).await;
+    assert_eq!(read.status, 200);
+    assert_eq!(read.body, created.body);
+    assert_eq!(
+        read.header("content-type"),
+        "application/fhir+json; charset=utf-8"
+    );
+
+    let mut changed = read.body.clone();
+    changed["birthDate"] = json!("1974-12-26");
+    let updated = fhir.put(&format!("/Patient/{id}"), changed).await;
+    assert_eq!(updated.status, 200);
+    assert_eq!(updated.body["meta"]["versionId"], "2");
+    assert_eq!(updated.header("etag"), "W/\"2\"");
+
+    let v1 = fhir.get(&format!("/Patient/{id}/_history/1")).await;
+    assert_eq!(v1.status, 200);
+    assert_eq!(v1.body["birthDate"], "1974-12-25");
+    let v2 = fhir.get(&format!("/Patient/{id}/_history/2")).await;
+    assert_eq!(v2.body["birthDate"], "1974-12-26");
+    assert_eq!(
+        fhir.get(&format!("/Patient/{id}/_history/3")).await.status,
+        404
+    );
+    assert_eq!(
+        fhir.get(&format!("/Patient/{id}/_history/x")).await.status,
+        404
+    );
+
+    // Update-as-create with the client's id.
+    let made = fhir.put("/Observation/obs-1", json!({"resourceType": "Observation", "id": "obs-1", "status": "final", "code": {"text": "x"}})).await;
+    assert_eq!(made.status, 201);
+    assert_eq!(made.body["id"], "obs-1");
+
+    // Prefer: return=minimal and return=OperationOutcome.
+    let minimal = fhir
+        .call(
+            Method::POST,
+            "/Patient",
+            Some(json!({"resourceType": "Patient"})),
+            &[("prefer", "return=minimal")],
+        )
+        .await;
+    assert_eq!(minimal.status, 201);
+    assert_eq!(minimal.body, Value::Null);
+    assert!(minimal.headers.contains_key("location"));
+    let outcome = fhir
+        .call(
+            Method::POST,
+            "/Patient",
+            Some(json!({"resourceType": "Patient"})),
+            &[("prefer", "return=OperationOutcome")],
+        )
+        .await;
+    assert!(outcome.is_outcome());
+    env.stop().await;
+}
+
+async fn conditional_headers(env: Env) {
+    let fhir = Fhir::on(&env, "ws1-fhir").await;
+    let p = fhir
+        .put(
+            "/Patient/c1",
+            json!({"resourceType": "Patient", "id": "c1"}),
+        )
+        .await;
+    assert_eq!(p.status, 201);
+    let not_modified = fhir
+        .call(
+            Method::GET,
+            "/Patient/c1",
+            None,
+            &[("if-none-match", "W/\"1\"")],
+        )
+        .await;
+    assert_eq!(not_modified.status, 304);
+    let modified = fhir
+        .call(
+            Method::GET,
+            "/Patient/c1",
+            None,
+            &[("if-none-match", "W/\"0\"")],
+        )
+        .await;
+    assert_eq!(modified.status, 200);
+    let lm = p.header("last-modified").to_owned();
+    assert_eq!(
+        fhir.call(
+            Method::GET,
+            "/Patient/c1",
+            None,
+            &[("if-modified-since", &lm)]
+        )
+        .await
+        .status,
+        304
+    );
+    assert_eq!(
+        fhir.call(
+            Method::GET,
+            "/Patient/c1",
+            None,
+            &[("if-modified-since", "Mon, 01 Jan 2001 00:00:00 GMT")]
+        )
+        .await
+        .status,
+        200
+    );
+
+    let ok = fhir
+        .call(
+            Method::PUT,
+            "/Patient/c1",
+            Some(json!({"resourceType": "Patient", "id": "c1", "active": true})),
+            &[("if-match", "W/\"1\"")],
+        )
+        .await;
+    assert_eq!(ok.status, 200);
+    let stale = fhir
+        .call(
+            Method::PUT,
+            "/Patient/c1",
+            Some(json!({"resourceType": "Patient", "id": "c1", "active": false})),
+            &[("if-match", "W/\"1\"")],
+        )
+        .await;
+    assert_eq!(stale.status, 412);
+    assert!(stale.is_outcome());
+    let absent = fhir
+        .call(
+            Method::PUT,
+            "/Patient/none",
+            Some(json!({"resourceType": "Patient", "id": "none"})),
+            &[("if-match", "W/\"1\"")],
+        )
+        .await;
+    assert_eq!(absent.status, 412);
+    assert_eq!(fhir.get("/Patient/none").await.status, 404);
+    assert_eq!(fhir.get("/Patient/c1").await.body["active"], true);
+    env.stop().await;
+}
+
+/// Concurrent updates expecting the same version: exactly one wins, the rest get 412, and no
+/// version is lost or doubled.
+async fn concurrent_if_match_has_one_winner(env: Env) {
+    let fhir = std::sync::Arc::new(Fhir::on(&env, "ws1-fhir").await);
+    assert_eq!(
+        fhir.put(
+            "/Patient/race",
+            json!({"resourceType": "Patient", "id": "race"})
+        )
+        .await
+        .status,
+        201
+    );
+    let tasks: Vec<_> = (0..8)
+        .map(|n| {
+            let fhir = fhir.clone();
+            tokio::spawn(async move {
+                fhir.call(
+                    Method::PUT,
+                    "/Patient/race",
+                    Some(json!({"resourceType": "Patient", "id": "race", "gender": if n % 2 == 0 { "male" } else { "female" }})),
+                    &[("if-match", "W/\"1\"")],
+                )
+                .await
+                .status
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap().as_u16());
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 412, 412, 412, 412, 412, 412, 412]);
+    let history = fhir.get("/Patient/race/_history").await;
+    let versions: Vec<&str> = history.body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["meta"]["versionId"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["2", "1"]);
+    env.stop().await;
+}
+
+async fn delete_soft_hard_and_purge(env: Env) {
+    let fhir = Fhir::on(&env, "ws1-fhir").await;
+    for active in [true, false, true] {
+        fhir.put(
+            "/Patient/d1",
+            json!({"resourceType": "Patient", "id": "d1", "active": active}),
+        )
+        .await;
+    }
+    let purge = fhir
+        .call(Method::POST, "/Patient/d1/$purge-history", None, &[])
+        .await;
+    assert_eq!(purge.status, 204);
+    assert_eq!(fhir.get("/Patient/d1/_history/1").await.status, 404);
+    assert_eq!(fhir.get("/Patient/d1/_history/3").await.status, 200);
+
+    let deleted = fhir.call(Method::DELETE, "/Patient/d1", None, &[]).await;
+    assert_eq!(deleted.status, 204);
+    let gone = fhir.get("/Patient/d1").await;
+    assert_eq!(gone.status, 410);
+    assert!(gone.is_outcome());
+    assert_eq!(fhir.get("/Patient/d1/_history/4").await.status, 410);
+    let history = fhir.get("/Patient/d1/_history").await;
+    let entries = history.body["entry"].as_array().unwrap();
+    assert_eq!(entries[0]["request"]["method"], "DELETE");
+    assert!(entries[0].get("resource").is_none());
+    assert_eq!(entries.len(), 2);
+    // Deleting again, or something that never was, is still 204.
+    assert_eq!(
+        fhir.call(Method::DELETE, "/Patient/d1", None, &[])
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        fhir.call(Method::DELETE, "/Patient/never", None, &[])
+            .await
+            .status,
+        204
+    );
+    // Writing after a delete brings it back as a new version.
+    let back = fhir
+        .put(
+            "/Patient/d1",
+            json!({"resourceType": "Patient", "id": "d1"}),
+        )
+        .await;
+    assert_eq!(back.status, 201);
+    assert_eq!(back.body["meta"]["versionId"], "5");
+
+    let hard = fhir
+        .call(Method::DELETE, "/Patient/d1?hardDelete=true", None, &[])
+        .await;
+    assert_eq!(hard.status, 204);
+    assert_eq!(fhir.get("/Patient/d1").await.status, 404);
+    assert_eq!(fhir.get("/Patient/d1/_history").await.status, 404);
+    assert_eq!(
+        fhir.call(Method::DELETE, "/Patient/d1?hardDelete=maybe", None, &[])
+            .await
+            .status,
+        400
+    );
+    env.stop().await;
+}
+
+async fn history_pages_with_next_links(env: Env) {
+    let fhir = Fhir::on(&env, "ws1-fhir").await;
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+    for n in 0..5 {
+        fhir.put(&format!("/Encounter/e{n}"), json!({"resourceType": "Encounter", "id": format!("e{n}"), "status": "finished", "class": {"code": "AMB"}})).await;
+    }
+    fhir.put(
+        "/Patient/h1",
+        json!({"resourceType": "Patient", "id": "h1"}),
+    )
+    .await;
+    let mut url = "/Encounter/_history?_count=2".to_owned();
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = fhir.get(&url).await;
+        assert_eq!(page.status, 200);
+        assert_eq!(page.body["type"], "history");
+        pages += 1;
+        for e in page.body["entry"].as_array().unwrap() {
+            seen.push(e["resource"]["id"].as_str().unwrap().to_owned());
+        }
+        let next = page.body["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next");
+        match next {
+            Some(l) => {
+                let full = l["url"].as_str().unwrap();
+                url = full.split_once("/ws1-fhir").unwrap().1.to_owned();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, ["e4", "e3", "e2", "e1", "e0"]);
+    let system = fhir.get("/_history?_count=100").await;
+    assert_eq!(system.body["entry"].as_array().unwrap().len(), 6);
+    let since = fhir
+        .get(&format!(
+            "/_history?_since={}",
+            before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ))
+        .await;
+    assert_eq!(since.status, 200);
+    assert_eq!(since.body["entry"].as_array().unwrap().len(), 6);
+    let future = fhir.get("/_history?_since=2999-01-01T00:00:00Z").await;
+    assert_eq!(future.body["entry"].as_array().unwrap().len(), 0);
+    assert_eq!(fhir.get("/_history?_since=yesterday").await.status, 400);
+    assert_eq!(fhir.get("/_history?_count=-1").await.status, 400);
+    env.stop().await;
+}
+
+/// Bad input gets an OperationOutcome and stores nothing.
+async fn bad_input_is_refused_and_stores_nothing(env: Env) {
+    let fhir = Fhir::on(&env, "ws1-fhir").await;
+    let raw = |body: &'static str, ct: &'static str| {
+        let c = fhir.client.clone();
+        let url = format!("{}/Patient", fhir.base);
+        async move {
+            c.post(url)
+                .header("content-type", ct)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let malformed = raw("{\"resourceType\": \"Patient\",", "application/fhir+json").await;
+    assert_eq!(malformed.status(), 400);
+    let outcome: Value = malformed.json().await.unwrap();
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    assert_eq!(raw("[1, 2]", "application/fhir+json").await.status(), 400);
+    assert_eq!(
+        raw("{\"resourceType\": \"Patient\"}", "application/xml")
+            .await
+            .status(),
+        415
+    );
+
+    let wrong_type = fhir
+        .post("/Patient", json!({"resourceType": "Observation"}))
+        .await;
+    assert_eq!(wrong_type.status, 400);
+    assert!(wrong_type.body["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap()
+        .contains("resourceType"));
+    let no_type = fhir.post("/Patient", json!({"name": []})).await;
+    assert_eq!(no_type.status, 400);
+    let id_mismatch = fhir
+        .put("/Patient/a", json!({"resourceType": "Patient", "id": "b"}))
+        .await;
+    assert_eq!(id_mismatch.status, 400);
+    let no_id = fhir
+        .put("/Patient/a", json!({"resourceType": "Patient"}))
+        .await;
+    assert_eq!(no_id.status, 400);
+    let bad_id = fhir
+        .put(
+            "/Patient/a$b",
+            json!({"resourceType": "Patient", "id": "a$b"}),
+        )
+        .await;
+    assert_eq!(bad_id.status, 400);
+    let unknown_type = fhir
+        .post("/Patients", json!({"resourceType": "Patients"}))
+        .await;
+    assert_eq!(unknown_type.status, 404);
+    assert!(unknown_type.is_outcome());
+    let huge = json!({"resourceType": "Patient", "text": {"status": "generated", "div": "x".repeat(70 * 1024 * 1024)}});
+    let too_big = fhir.post("/Patient", huge).await;
+    assert_eq!(too_big.status, 413);
+    assert!(too_big.is_outcome());
+
+    let history = fhir.get("/_history").await;
+    assert_eq!(
+        history.body["entry"].as_array().unwrap().len(),
+        0,
+        "something was stored"
+    );
+    env.stop().await;
+}
+
+/// Instances are isolated, and every write reports its event through the outbox.
+async fn isolation_and_events(env: Env) {
+    let a = Fhir::on(&env, "ws1-fhir").await;
+    let b = Fhir::on(&env, "ws1-other").await;
+    let mut events = env
+        .bus
+        .subscribe(&unique("g"), &[topics::FHIR_RESOURCES])
+        .await
+        .unwrap();
+    a.put(
+        "/Patient/iso",
+        json!({"resourceType": "Patient", "id": "iso"}),
+    )
+    .await;
+    a.put(
+        "/Patient/iso",
+        json!({"resourceType": "Patient", "id": "iso", "active": true}),
+    )
+    .await;
+    a.call(Method::DELETE, "/Patient/iso", None, &[]).await;
+    assert_eq!(b.get("/Patient/iso").await.status, 404);
+    assert_eq!(
+        b.get("/_history").await.body["entry"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        b.put(
+            "/Patient/iso",
+            json!({"resourceType": "Patient", "id": "iso"})
+        )
+        .await
+        .status,
+        201
+    );
+
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        let d = tokio::time::timeout(Duration::from_secs(60), events.next())
+            .await
+            .expect("events arrive")
+            .unwrap();
+        got.push(FhirResourceEvent::decode(d.payload.as_slice()).unwrap());
+    }
+    let of_a: Vec<(i32, i64)> = got
+        .iter()
+        .filter(|e| e.instance == "ws1-fhir")
+        .map(|e| (e.action, e.version_id))
+        .collect();
+    assert_eq!(
+        of_a,
+        [
+            (FhirResourceAction::Created as i32, 1),
+            (FhirResourceAction::Updated as i32, 2),
+            (FhirResourceAction::Deleted as i32, 3)
+        ]
+    );
+    assert!(got
+        .iter()
+        .all(|e| e.resource_type == "Patient" && e.resource_id == "iso"));
+    let ids: BTreeSet<&str> = got.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids.len(), 4);
+    events.close().await;
+    env.stop().await;
+}
+
+async fn capability_statement(env: Env) {
+    let fhir = Fhir::on(&env, "ws1-fhir").await;
+    let cs = fhir.get("/metadata").await;
+    assert_eq!(cs.status, 200);
+    assert_eq!(cs.body["resourceType"], "CapabilityStatement");
+    assert_eq!(cs.body["fhirVersion"], "4.0.1");
+    let patient = cs.body["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Patient")
+        .unwrap();
+    let codes: Vec<&str> = patient["interaction"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["code"].as_str().unwrap())
+        .collect();
+    for code in [
+        "read",
+        "vread",
+        "update",
+        "delete",
+        "history-instance",
+        "history-type",
+        "create",
+    ] {
+        assert!(codes.contains(&code), "{code}");
+    }
+    assert!(
+        !codes.contains(&"search-type"),
+        "search is not implemented yet"
+    );
+    assert_eq!(
+        Fhir {
+            client: Client::new(),
+            base: env.url("/ws1-nothere")
+        }
+        .get("/metadata")
+        .await
+        .status,
+        404
+    );
+    env.stop().await;
+}
+
+macro_rules! rest_suite {
+    ($backend:ident) => {
+        mod $backend {
+            use super::*;
+            #[tokio::test]
+            async fn create_read_update_vread() {
+                super::create_read_update_vread(Env::$backend().await).await
+            }
+            #[tokio::test]
+            async fn conditional_headers() {
+                super::conditional_headers(Env::$backend().await).await
+            }
+            #[tokio::test]
+            async fn concurrent_if_match_has_one_winner() {
+                super::concurrent_if_match_has_one_winner(Env::$backend().await).await
+            }
+            #[tokio::test]
+            async fn delete_soft_hard_and_purge() {
+                super::delete_soft_hard_and_purge(Env::$backend().await).await
+            }
+            #[tokio::test]
+            async fn history_pages_with_next_links() {
+                super::history_pages_with_next_links(Env::$backend().await).await
+            }
+            #[tokio::test]
+            async fn bad_input_is_refused_and_stores_nothing() {
+                super::bad_input_is_refused_and_stores_nothing(Env::$backend().await).await
+            }
+            #[tokio::test]
+            async fn isolation_and_events() {
+                super::isolation_and_events(Env::$backend().await).await
+            }
+            #[tokio::test]
+            async fn capability_statement() {
+                super::capability_statement(Env::$backend().await).await
+            }
+        }
+    };
+}
+
+rest_suite!(embedded);
+rest_suite!(kafka);
