@@ -2,7 +2,9 @@
 
 use actix_web::web;
 
-use crate::handlers::{capabilities, create, delete, history, purge_history, read, update, vread};
+use crate::handlers::{
+    capabilities, create, delete, history, patch, purge_history, read, update, vread,
+};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(
@@ -18,6 +20,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/{instance}/{type}/{id}", web::get().to(read::read))
     .route("/{instance}/{type}/{id}", web::put().to(update::update))
     .route("/{instance}/{type}/{id}", web::delete().to(delete::delete))
+    .route("/{instance}/{type}/{id}", web::patch().to(patch::patch))
     .route(
         "/{instance}/{type}/{id}/_history",
         web::get().to(history::of_instance),

@@ -632,11 +632,121 @@ macro_rules! rest_suite {
                 super::isolation_and_events(Env::$backend().await).await
             }
             #[tokio::test]
+            async fn json_patch() {
+                super::json_patch(Env::$backend().await).await
+            }
+            #[tokio::test]
             async fn capability_statement() {
                 super::capability_statement(Env::$backend().await).await
             }
         }
     };
+}
+
+async fn json_patch(env: Env) {
+    let fhir = Fhir::on(&env, "ws1-fhir").await;
+    fhir.put(
+        "/Patient/jp",
+        json!({"resourceType": "Patient", "id": "jp", "active": true, "name": [{"family": "Old"}]}),
+    )
+    .await;
+    let patch = |ops: Value, headers: Vec<(&'static str, &'static str)>| {
+        let c = fhir.client.clone();
+        let url = format!("{}/Patient/jp", fhir.base);
+        async move {
+            let mut r = c
+                .patch(url)
+                .header("content-type", "application/json-patch+json")
+                .body(ops.to_string());
+            for (k, v) in headers {
+                r = r.header(k, v);
+            }
+            let res = r.send().await.unwrap();
+            let status = res.status();
+            (status, res.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, body) = patch(
+        json!([
+            {"op": "replace", "path": "/name/0/family", "value": "New"},
+            {"op": "add", "path": "/gender", "value": "female"},
+            {"op": "remove", "path": "/active"}
+        ]),
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["name"][0]["family"], "New");
+    assert_eq!(body["gender"], "female");
+    assert!(body.get("active").is_none());
+    assert_eq!(body["meta"]["versionId"], "2");
+    assert_eq!(
+        fhir.get("/Patient/jp/_history").await.body["entry"][0]["request"]["method"],
+        "PATCH"
+    );
+
+    // A failing test op applies nothing.
+    let (status, body) = patch(
+        json!([
+            {"op": "replace", "path": "/gender", "value": "male"},
+            {"op": "test", "path": "/gender", "value": "other"}
+        ]),
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(fhir.get("/Patient/jp").await.body["gender"], "female");
+    // Not the same resource afterwards.
+    let (status, _) = patch(
+        json!([{"op": "replace", "path": "/id", "value": "other"}]),
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = patch(
+        json!([{"op": "replace", "path": "/resourceType", "value": "Person"}]),
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 400);
+    // If-Match.
+    let (status, _) = patch(
+        json!([{"op": "add", "path": "/active", "value": true}]),
+        vec![("if-match", "W/\"1\"")],
+    )
+    .await;
+    assert_eq!(status, 412);
+    let (status, body) = patch(
+        json!([{"op": "add", "path": "/active", "value": true}]),
+        vec![("if-match", "W/\"2\"")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["meta"]["versionId"], "3");
+    // Not a patch document; not a patch media type.
+    let (status, _) = patch(json!({"op": "add"}), vec![]).await;
+    assert_eq!(status, 400);
+    let wrong = fhir
+        .call(
+            Method::PATCH,
+            "/Patient/jp",
+            Some(json!({"resourceType": "Parameters"})),
+            &[],
+        )
+        .await;
+    assert_eq!(wrong.status, 415);
+    assert!(wrong.is_outcome());
+    assert_eq!(fhir.get("/Patient/jp").await.body["meta"]["versionId"], "3");
+    let missing = fhir
+        .client
+        .patch(format!("{}/Patient/nope", fhir.base))
+        .header("content-type", "application/json-patch+json")
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    env.stop().await;
 }
 
 rest_suite!(embedded);

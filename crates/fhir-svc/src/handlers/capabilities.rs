@@ -18,6 +18,7 @@ pub async fn metadata(
         "read",
         "vread",
         "update",
+        "patch",
         "delete",
         "history-instance",
         "history-type",
