@@ -61,6 +61,8 @@ pub enum FhirError {
     Conflict(String),
     #[error("the request is invalid")]
     Invalid(Vec<Issue>),
+    #[error("the bundle has {entries} entries; the limit is {limit}")]
+    TooManyEntries { entries: usize, limit: usize },
     #[error("the request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("Content-Type '{0}' is not supported: send application/fhir+json")]
@@ -100,11 +102,16 @@ impl FhirError {
             FhirError::Gone { .. } => "deleted",
             FhirError::VersionMismatch { .. } | FhirError::Conflict(_) => "conflict",
             FhirError::Invalid(_) => "invalid",
-            FhirError::PayloadTooLarge { .. } => "too-costly",
+            FhirError::PayloadTooLarge { .. } | FhirError::TooManyEntries { .. } => "too-costly",
             FhirError::UnsupportedMediaType(_) => "not-supported",
             FhirError::Storage(_) | FhirError::Outbox(_) => "transient",
             FhirError::Internal(_) => "exception",
         }
+    }
+
+    /// This error as an `OperationOutcome` (also for bundle entry responses).
+    pub fn outcome(&self) -> serde_json::Value {
+        operation_outcome(self.issues())
     }
 
     fn issues(&self) -> Vec<serde_json::Value> {
@@ -169,7 +176,7 @@ impl ResponseError for FhirError {
             FhirError::Gone { .. } => StatusCode::GONE,
             FhirError::VersionMismatch { .. } => StatusCode::PRECONDITION_FAILED,
             FhirError::Conflict(_) => StatusCode::CONFLICT,
-            FhirError::Invalid(_) => StatusCode::BAD_REQUEST,
+            FhirError::Invalid(_) | FhirError::TooManyEntries { .. } => StatusCode::BAD_REQUEST,
             FhirError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             FhirError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             FhirError::Storage(_) | FhirError::Outbox(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -183,7 +190,7 @@ impl ResponseError for FhirError {
             res.insert_header(("WWW-Authenticate", "Bearer"));
         }
         res.content_type(crate::http::FHIR_JSON)
-            .body(operation_outcome(self.issues()).to_string())
+            .body(self.outcome().to_string())
     }
 }
 

@@ -21,6 +21,7 @@ pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 pub struct FhirState {
     pub store: Store,
     pub max_body_bytes: usize,
+    pub max_bundle_entries: usize,
     pub public_base_url: Option<String>,
 }
 

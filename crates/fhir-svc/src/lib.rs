@@ -44,8 +44,34 @@ pub struct Settings {
     pub auth: AuthSettings,
     #[serde(default)]
     pub telemetry: TelemetrySettings,
+    #[serde(default)]
+    pub fhir: FhirSettings,
 }
 hds_core::service_settings!(Settings);
+
+/// `[fhir]`: limits of the FHIR API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FhirSettings {
+    /// Entries a batch or transaction bundle may have.
+    #[serde(
+        default = "default_bundle_entries",
+        deserialize_with = "hds_core::config::lenient"
+    )]
+    pub max_bundle_entries: usize,
+}
+
+fn default_bundle_entries() -> usize {
+    500
+}
+
+impl Default for FhirSettings {
+    fn default() -> Self {
+        Self {
+            max_bundle_entries: default_bundle_entries(),
+        }
+    }
+}
 
 impl Settings {
     /// Everything local: SQLite and the embedded bus under `data_dir`, loopback, no auth.
@@ -56,6 +82,7 @@ impl Settings {
             bus: BusConfig::embedded(sqlite_url(&data_dir.join("bus.db"))),
             auth: AuthSettings::default(),
             telemetry: TelemetrySettings::default(),
+            fhir: FhirSettings::default(),
         }
     }
 }
@@ -102,6 +129,7 @@ pub async fn start_with(
         lifecycle: Arc::new(instances::FhirInstances),
     };
     let max_body_bytes = settings.http.max_body_bytes;
+    let max_bundle_entries = settings.fhir.max_bundle_entries;
     let public_base_url = settings.http.public_base_url.clone();
     let db = deps.db;
     dataplane::start::<FhirError, _, _>(
@@ -110,6 +138,7 @@ pub async fn start_with(
             let state = web::Data::new(http::FhirState {
                 store: store::Store::new(db, Some(handles.relay.clone())),
                 max_body_bytes,
+                max_bundle_entries,
                 public_base_url,
             });
             move |cfg: &mut web::ServiceConfig| {

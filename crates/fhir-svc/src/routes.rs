@@ -3,7 +3,7 @@
 use actix_web::web;
 
 use crate::handlers::{
-    capabilities, create, delete, history, patch, purge_history, read, update, vread,
+    bundle, capabilities, create, delete, history, patch, purge_history, read, update, vread,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -12,6 +12,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::get().to(capabilities::metadata),
     )
     .route("/{instance}/_history", web::get().to(history::system))
+    .route("/{instance}", web::post().to(bundle::process))
     .route("/{instance}/{type}", web::post().to(create::create))
     .route(
         "/{instance}/{type}/_history",

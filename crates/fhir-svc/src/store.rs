@@ -130,18 +130,7 @@ impl Store {
         rt: &ResourceType,
         id: &ResourceId,
     ) -> Result<Option<Version>, FhirError> {
-        let row = sqlx::query(
-            "SELECT v.seq, v.resource_type, v.id, v.version, v.last_updated_ms, v.method, v.body \
-             FROM fhir_current c JOIN fhir_versions v ON v.instance = c.instance \
-             AND v.resource_type = c.resource_type AND v.id = c.id AND v.version = c.version \
-             WHERE c.instance = $1 AND c.resource_type = $2 AND c.id = $3",
-        )
-        .bind(instance.to_string())
-        .bind(rt.as_str())
-        .bind(id.as_str())
-        .fetch_optional(self.db.pool())
-        .await?;
-        row.as_ref().map(version_from_row).transpose()
+        read_in(self.db.pool(), instance, rt, id).await
     }
 
     pub async fn vread(
@@ -151,17 +140,19 @@ impl Store {
         id: &ResourceId,
         version: i64,
     ) -> Result<Option<Version>, FhirError> {
-        let row = sqlx::query(&format!(
-            "SELECT {VERSION_COLUMNS} FROM fhir_versions \
-             WHERE instance = $1 AND resource_type = $2 AND id = $3 AND version = $4"
-        ))
-        .bind(instance.to_string())
-        .bind(rt.as_str())
-        .bind(id.as_str())
-        .bind(version)
-        .fetch_optional(self.db.pool())
-        .await?;
-        row.as_ref().map(version_from_row).transpose()
+        vread_in(self.db.pool(), instance, rt, id, version).await
+    }
+
+    /// A transaction for several operations (a transaction bundle); finish it with
+    /// [`Store::commit`].
+    pub async fn begin(&self) -> Result<Transaction<'static, Any>, FhirError> {
+        Ok(self.db.begin().await?)
+    }
+
+    pub async fn commit(&self, tx: Transaction<'static, Any>) -> Result<(), FhirError> {
+        tx.commit().await?;
+        self.wake();
+        Ok(())
     }
 
     /// Writes a new version of `resource` (create, update or patch). `expected` is the
@@ -280,6 +271,53 @@ impl Store {
     }
 }
 
+/// The current version through any executor (the pool, or a transaction).
+pub async fn read_in<'e, E>(
+    executor: E,
+    instance: &InstanceName,
+    rt: &ResourceType,
+    id: &ResourceId,
+) -> Result<Option<Version>, FhirError>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    let row = sqlx::query(
+        "SELECT v.seq, v.resource_type, v.id, v.version, v.last_updated_ms, v.method, v.body \
+         FROM fhir_current c JOIN fhir_versions v ON v.instance = c.instance \
+         AND v.resource_type = c.resource_type AND v.id = c.id AND v.version = c.version \
+         WHERE c.instance = $1 AND c.resource_type = $2 AND c.id = $3",
+    )
+    .bind(instance.to_string())
+    .bind(rt.as_str())
+    .bind(id.as_str())
+    .fetch_optional(executor)
+    .await?;
+    row.as_ref().map(version_from_row).transpose()
+}
+
+pub async fn vread_in<'e, E>(
+    executor: E,
+    instance: &InstanceName,
+    rt: &ResourceType,
+    id: &ResourceId,
+    version: i64,
+) -> Result<Option<Version>, FhirError>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    let row = sqlx::query(&format!(
+        "SELECT {VERSION_COLUMNS} FROM fhir_versions \
+         WHERE instance = $1 AND resource_type = $2 AND id = $3 AND version = $4"
+    ))
+    .bind(instance.to_string())
+    .bind(rt.as_str())
+    .bind(id.as_str())
+    .bind(version)
+    .fetch_optional(executor)
+    .await?;
+    row.as_ref().map(version_from_row).transpose()
+}
+
 /// Sets `id` and `meta.versionId`/`meta.lastUpdated`, keeping the rest of `meta`.
 fn stamp(resource: &mut Value, id: &ResourceId, version: i64, at: DateTime<Utc>) {
     if let Value::Object(map) = resource {
@@ -297,7 +335,7 @@ fn stamp(resource: &mut Value, id: &ResourceId, version: i64, at: DateTime<Utc>)
     }
 }
 
-async fn write_in(
+pub async fn write_in(
     tx: &mut Transaction<'_, Any>,
     instance: &InstanceName,
     rt: &ResourceType,
@@ -440,7 +478,7 @@ async fn was_deleted(
     })
 }
 
-async fn delete_in(
+pub async fn delete_in(
     tx: &mut Transaction<'_, Any>,
     instance: &InstanceName,
     rt: &ResourceType,

@@ -6,6 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use base64::Engine;
 use common::Env;
 use hds_core::events::topics;
 use hds_core::events::v1::{FhirResourceAction, FhirResourceEvent};
@@ -599,6 +600,212 @@ async fn capability_statement(env: Env) {
     env.stop().await;
 }
 
+async fn transaction_bundles(env: Env) {
+    let fhir = Fhir::on(&env, "ws1-fhir").await;
+    fhir.put(
+        "/Patient/old",
+        json!({"resourceType": "Patient", "id": "old"}),
+    )
+    .await;
+    fhir.put(
+        "/Patient/keep",
+        json!({"resourceType": "Patient", "id": "keep", "active": true}),
+    )
+    .await;
+    let patch = base64::engine::general_purpose::STANDARD
+        .encode(r#"[{"op":"replace","path":"/active","value":false}]"#);
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"request": {"method": "GET", "url": "Patient/keep"}},
+            {"fullUrl": "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a",
+             "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "weight"},
+                          "subject": {"reference": "urn:uuid:88f151c0-a954-468a-88bd-5ae15c08e059"}},
+             "request": {"method": "POST", "url": "Observation"}},
+            {"fullUrl": "urn:uuid:88f151c0-a954-468a-88bd-5ae15c08e059",
+             "resource": {"resourceType": "Patient", "name": [{"family": "Tx"}]},
+             "request": {"method": "POST", "url": "Patient"}},
+            {"resource": {"resourceType": "Practitioner", "id": "pr1"}, "request": {"method": "PUT", "url": "Practitioner/pr1"}},
+            {"request": {"method": "DELETE", "url": "Patient/old"}},
+            {"resource": {"resourceType": "Binary", "contentType": "application/json-patch+json", "data": patch},
+             "request": {"method": "PATCH", "url": "Patient/keep"}}
+        ]
+    });
+    let res = fhir.post("", bundle).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.body["type"], "transaction-response");
+    let entries = res.body["entry"].as_array().unwrap();
+    let statuses: Vec<&str> = entries
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "200 OK",
+            "201 Created",
+            "201 Created",
+            "201 Created",
+            "204 No Content",
+            "200 OK"
+        ]
+    );
+    // GET runs last: it sees the patch made in the same transaction.
+    assert_eq!(entries[0]["resource"]["active"], false);
+    let patient_id = entries[2]["resource"]["id"].as_str().unwrap();
+    let obs = &entries[1]["resource"];
+    assert_eq!(obs["subject"]["reference"], format!("Patient/{patient_id}"));
+    assert!(entries[1]["response"]["location"]
+        .as_str()
+        .unwrap()
+        .starts_with("Observation/"));
+    let obs_id = obs["id"].as_str().unwrap();
+    assert_eq!(
+        fhir.get(&format!("/Observation/{obs_id}")).await.body["subject"]["reference"],
+        format!("Patient/{patient_id}")
+    );
+    assert_eq!(
+        fhir.get(&format!("/Patient/{patient_id}")).await.status,
+        200
+    );
+    assert_eq!(fhir.get("/Patient/old").await.status, 410);
+    assert_eq!(fhir.get("/Practitioner/pr1").await.status, 200);
+    env.stop().await;
+}
+
+/// A failing entry rolls the whole transaction back.
+async fn a_failing_entry_rolls_back_the_transaction(env: Env) {
+    let fhir = Fhir::on(&env, "ws1-fhir").await;
+    fhir.put("/Patient/p", json!({"resourceType": "Patient", "id": "p"}))
+        .await;
+    fhir.put("/Patient/q", json!({"resourceType": "Patient", "id": "q"}))
+        .await;
+    let before = fhir.get("/_history?_count=100").await.body["entry"]
+        .as_array()
+        .unwrap()
+        .len();
+    let failing = |last: Value| {
+        json!({
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}},
+                {"request": {"method": "DELETE", "url": "Patient/p"}},
+                last
+            ]
+        })
+    };
+    let cases = [
+        (
+            json!({"resource": {"resourceType": "Patient", "id": "x"}, "request": {"method": "PUT", "url": "Patient/y"}}),
+            400,
+        ),
+        (
+            json!({"resource": {"resourceType": "Patient", "id": "q"}, "request": {"method": "PUT", "url": "Patient/q", "ifMatch": "W/\"7\""}}),
+            412,
+        ),
+        (
+            json!({"request": {"method": "GET", "url": "Patient/missing"}}),
+            404,
+        ),
+        (
+            json!({"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient?identifier=a|b"}}),
+            400,
+        ),
+        (
+            json!({"request": {"method": "DELETE", "url": "Patient/p"}}),
+            400,
+        ),
+    ];
+    for (last, status) in cases {
+        let res = fhir.post("", failing(last.clone())).await;
+        assert_eq!(res.status.as_u16(), status, "{last}: {}", res.body);
+        assert!(res.is_outcome());
+    }
+    assert_eq!(
+        fhir.get("/Patient/p").await.status,
+        200,
+        "the delete was not rolled back"
+    );
+    let after = fhir.get("/_history?_count=100").await.body["entry"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(before, after, "something was stored");
+    env.stop().await;
+}
+
+async fn batch_entries_fail_alone(env: Env) {
+    let fhir = Fhir::on(&env, "ws1-fhir").await;
+    let res = fhir
+        .post("", json!({
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [
+                {"resource": {"resourceType": "Patient", "name": [{"family": "Good"}]}, "request": {"method": "POST", "url": "Patient"}},
+                {"resource": {"resourceType": "Observation"}, "request": {"method": "POST", "url": "Patient"}},
+                {"request": {"method": "GET", "url": "Patient/missing"}},
+                {"request": {"method": "FETCH", "url": "Patient"}},
+                {"resource": {"resourceType": "Patient", "id": "b2"}, "request": {"method": "PUT", "url": "Patient/b2"}}
+            ]
+        }))
+        .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.body["type"], "batch-response");
+    let entries = res.body["entry"].as_array().unwrap();
+    let statuses: Vec<&str> = entries
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "201 Created",
+            "400 Bad Request",
+            "404 Not Found",
+            "400 Bad Request",
+            "201 Created"
+        ]
+    );
+    assert_eq!(
+        entries[1]["response"]["outcome"]["resourceType"],
+        "OperationOutcome"
+    );
+    assert_eq!(fhir.get("/Patient/b2").await.status, 200);
+    let good = entries[0]["resource"]["id"].as_str().unwrap();
+    assert_eq!(fhir.get(&format!("/Patient/{good}")).await.status, 200);
+
+    // Over the entry limit (500 by default), not a bundle, not a known bundle type.
+    let many: Vec<Value> = (0..501)
+        .map(|_| json!({"request": {"method": "GET", "url": "Patient/b2"}}))
+        .collect();
+    let too_many = fhir
+        .post(
+            "",
+            json!({"resourceType": "Bundle", "type": "batch", "entry": many}),
+        )
+        .await;
+    assert_eq!(too_many.status, 400);
+    assert!(too_many.body["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap()
+        .contains("limit is 500"));
+    assert_eq!(
+        fhir.post("", json!({"resourceType": "Patient"}))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        fhir.post("", json!({"resourceType": "Bundle", "type": "collection"}))
+            .await
+            .status,
+        400
+    );
+    env.stop().await;
+}
+
 macro_rules! rest_suite {
     ($backend:ident) => {
         mod $backend {
@@ -634,6 +841,18 @@ macro_rules! rest_suite {
             #[tokio::test]
             async fn json_patch() {
                 super::json_patch(Env::$backend().await).await
+            }
+            #[tokio::test]
+            async fn transaction_bundles() {
+                super::transaction_bundles(Env::$backend().await).await
+            }
+            #[tokio::test]
+            async fn a_failing_entry_rolls_back_the_transaction() {
+                super::a_failing_entry_rolls_back_the_transaction(Env::$backend().await).await
+            }
+            #[tokio::test]
+            async fn batch_entries_fail_alone() {
+                super::batch_entries_fail_alone(Env::$backend().await).await
             }
             #[tokio::test]
             async fn capability_statement() {

@@ -53,7 +53,7 @@ pub async fn metadata(
             "mode": "server",
             "security": {"cors": false, "description": "Bearer tokens (JWT) with Azure's FHIR roles when authentication is enabled."},
             "resource": resources,
-            "interaction": [{"code": "history-system"}],
+            "interaction": [{"code": "history-system"}, {"code": "batch"}, {"code": "transaction"}],
             "operation": [{
                 "name": "purge-history",
                 "definition": "http://azurehealthcareapis.com/data-extensions/OperationDefinition/purge-history",

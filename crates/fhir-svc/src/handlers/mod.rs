@@ -1,5 +1,6 @@
 //! One module per FHIR interaction (R4 `http.html`), named as the spec names them.
 
+pub mod bundle;
 pub mod capabilities;
 pub mod create;
 pub mod delete;

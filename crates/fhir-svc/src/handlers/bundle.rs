@@ -1,0 +1,554 @@
+//! batch and transaction: `POST [base]` with a `Bundle` of type `batch` or `transaction`
+//! (R4 http.html#transaction).
+//!
+//! A transaction is one database transaction: every entry succeeds or nothing is stored (and
+//! no event leaves). Entries run in the spec's order (DELETE, POST, PUT/PATCH, GET/HEAD);
+//! `urn:uuid:` and other `fullUrl`s of created resources are rewritten in every reference.
+//! The first failing entry fails the whole bundle with its own status and OperationOutcome.
+//! A batch runs each entry on its own; an entry that fails gets its status and
+//! OperationOutcome in the response and the others go on.
+//!
+//! Conditional URLs (`Patient?identifier=...`, `ifNoneExist`, conditional references) need
+//! the search index and are refused with 400 until it lands.
+
+use std::collections::{HashMap, HashSet};
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use base64::Engine;
+use chrono::Utc;
+use hds_core::auth::Permission;
+use hds_core::names::InstanceName;
+use serde_json::{json, Value};
+use sqlx::{Any, Transaction};
+
+use super::FhirCaller;
+use crate::domain::{etag, instant, parse_etag, ResourceId, ResourceType};
+use crate::error::FhirError;
+use crate::http::{base_url, check_type, read_resource, FhirState, Instance, FHIR_JSON};
+use crate::store::{self, Method, Version};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Verb {
+    /// The spec's processing order within a transaction.
+    fn order(self) -> u8 {
+        match self {
+            Verb::Delete => 0,
+            Verb::Post => 1,
+            Verb::Put | Verb::Patch => 2,
+            Verb::Get | Verb::Head => 3,
+        }
+    }
+    fn permission(self) -> Permission {
+        match self {
+            Verb::Get | Verb::Head => Permission::Read,
+            Verb::Post | Verb::Put | Verb::Patch => Permission::Write,
+            Verb::Delete => Permission::Delete,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Target {
+    Type(ResourceType),
+    Resource(ResourceType, ResourceId),
+    Version(ResourceType, ResourceId, i64),
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    verb: Verb,
+    target: Target,
+    full_url: Option<String>,
+    resource: Option<Value>,
+    if_match: Option<i64>,
+}
+
+fn entry_error(index: usize, message: impl std::fmt::Display) -> FhirError {
+    FhirError::invalid(format!("Bundle.entry[{index}]: {message}"))
+}
+
+impl Entry {
+    fn parse(index: usize, entry: &Value, base: &str) -> Result<Self, FhirError> {
+        let request = entry
+            .get("request")
+            .ok_or_else(|| entry_error(index, "has no request"))?;
+        let verb = match request.get("method").and_then(Value::as_str) {
+            Some("GET") => Verb::Get,
+            Some("HEAD") => Verb::Head,
+            Some("POST") => Verb::Post,
+            Some("PUT") => Verb::Put,
+            Some("PATCH") => Verb::Patch,
+            Some("DELETE") => Verb::Delete,
+            other => {
+                return Err(entry_error(
+                    index,
+                    format!("request.method {other:?} is not an HTTP method of FHIR"),
+                ))
+            }
+        };
+        if request.get("ifNoneExist").is_some()
+            || request.get("ifNoneMatch").is_some()
+            || request.get("ifModifiedSince").is_some()
+        {
+            return Err(entry_error(index, "conditional requests (ifNoneExist, ifNoneMatch, ifModifiedSince) are not supported yet"));
+        }
+        let url = request
+            .get("url")
+            .and_then(Value::as_str)
+            .ok_or_else(|| entry_error(index, "has no request.url"))?;
+        let url = url
+            .strip_prefix(base)
+            .unwrap_or(url)
+            .trim_start_matches('/');
+        if url.contains('?') {
+            return Err(entry_error(
+                index,
+                format!("conditional and search URLs ('{url}') are not supported yet"),
+            ));
+        }
+        let parts: Vec<&str> = url.split('/').collect();
+        let rt = |s: &str| s.parse::<ResourceType>().map_err(|e| entry_error(index, e));
+        let id = |s: &str| s.parse::<ResourceId>().map_err(|e| entry_error(index, e));
+        let target = match parts.as_slice() {
+            [t] => Target::Type(rt(t)?),
+            [t, i] => Target::Resource(rt(t)?, id(i)?),
+            [t, i, "_history", v] => Target::Version(
+                rt(t)?,
+                id(i)?,
+                v.parse()
+                    .map_err(|_| entry_error(index, format!("'{v}' is not a version")))?,
+            ),
+            _ => {
+                return Err(entry_error(
+                    index,
+                    format!("request.url '{url}' is not supported in a bundle"),
+                ))
+            }
+        };
+        let fits = matches!(
+            (verb, &target),
+            (Verb::Post, Target::Type(_))
+                | (Verb::Put | Verb::Patch | Verb::Delete, Target::Resource(..))
+                | (
+                    Verb::Get | Verb::Head,
+                    Target::Resource(..) | Target::Version(..)
+                )
+        );
+        if !fits {
+            return Err(entry_error(
+                index,
+                format!("{verb:?} {url} is not supported in a bundle"),
+            ));
+        }
+        let if_match = match request.get("ifMatch").and_then(Value::as_str) {
+            Some(v) => Some(parse_etag(v).ok_or_else(|| {
+                entry_error(index, "ifMatch must be a version ETag such as W/\"1\"")
+            })?),
+            None => None,
+        };
+        let resource = entry.get("resource").cloned();
+        if matches!(verb, Verb::Post | Verb::Put | Verb::Patch) && resource.is_none() {
+            return Err(entry_error(index, "has no resource"));
+        }
+        Ok(Entry {
+            verb,
+            target,
+            full_url: entry
+                .get("fullUrl")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            resource,
+            if_match,
+        })
+    }
+}
+
+/// What one entry did.
+struct Outcome {
+    status: StatusCode,
+    version: Option<Version>,
+    location: bool,
+}
+
+pub async fn process(
+    req: HttpRequest,
+    caller: FhirCaller,
+    Instance(instance): Instance,
+    state: web::Data<FhirState>,
+    body: web::Payload,
+) -> Result<HttpResponse, FhirError> {
+    let bundle = read_resource(&req, body, state.max_body_bytes).await?;
+    if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        return Err(FhirError::invalid(
+            "POST to the service base takes a Bundle",
+        ));
+    }
+    let transaction = match bundle.get("type").and_then(Value::as_str) {
+        Some("transaction") => true,
+        Some("batch") => false,
+        other => {
+            return Err(FhirError::invalid(format!(
+                "Bundle.type must be batch or transaction, not {other:?}"
+            )))
+        }
+    };
+    let raw = bundle
+        .get("entry")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if raw.len() > state.max_bundle_entries {
+        return Err(FhirError::TooManyEntries {
+            entries: raw.len(),
+            limit: state.max_bundle_entries,
+        });
+    }
+    let base = base_url(&req, &state, &instance);
+    let parsed: Vec<Result<Entry, FhirError>> = raw
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Entry::parse(i, e, &base))
+        .collect();
+    let (kind, responses) = if transaction {
+        (
+            "transaction-response",
+            run_transaction(&caller, &instance, &state, parsed).await?,
+        )
+    } else {
+        (
+            "batch-response",
+            run_batch(&caller, &instance, &state, parsed).await,
+        )
+    };
+    let entries: Vec<Value> = responses
+        .into_iter()
+        .map(|r| response_entry(&base, r))
+        .collect();
+    let response = json!({
+        "resourceType": "Bundle",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "type": kind,
+        "meta": {"lastUpdated": instant(Utc::now())},
+        "entry": entries,
+    });
+    Ok(HttpResponse::Ok()
+        .content_type(FHIR_JSON)
+        .body(response.to_string()))
+}
+
+async fn run_batch(
+    caller: &FhirCaller,
+    instance: &InstanceName,
+    state: &FhirState,
+    parsed: Vec<Result<Entry, FhirError>>,
+) -> Vec<Result<Outcome, FhirError>> {
+    let mut out = Vec::with_capacity(parsed.len());
+    for entry in parsed {
+        let result = async {
+            let entry = entry?;
+            caller.require(entry.verb.permission())?;
+            let id = match &entry.target {
+                Target::Type(_) => Some(ResourceId::generate()),
+                _ => None,
+            };
+            let mut tx = state.store.begin().await?;
+            let outcome = execute(&mut tx, instance, &entry, entry.resource.clone(), id).await?;
+            state.store.commit(tx).await?;
+            Ok(outcome)
+        }
+        .await;
+        out.push(result);
+    }
+    out
+}
+
+async fn run_transaction(
+    caller: &FhirCaller,
+    instance: &InstanceName,
+    state: &FhirState,
+    parsed: Vec<Result<Entry, FhirError>>,
+) -> Result<Vec<Result<Outcome, FhirError>>, FhirError> {
+    let entries: Vec<Entry> = parsed.into_iter().collect::<Result<_, _>>()?;
+    for e in &entries {
+        caller.require(e.verb.permission())?;
+    }
+    // Identities: each created resource gets its id now, so references to it can be rewritten.
+    let mut ids: Vec<Option<ResourceId>> = Vec::with_capacity(entries.len());
+    let mut rewrite: HashMap<String, String> = HashMap::new();
+    let mut touched: HashSet<(String, String)> = HashSet::new();
+    for (i, e) in entries.iter().enumerate() {
+        let (rt, id) = match &e.target {
+            Target::Type(rt) => (rt.clone(), ResourceId::generate()),
+            Target::Resource(rt, id) => (rt.clone(), id.clone()),
+            Target::Version(..) => {
+                ids.push(None);
+                continue;
+            }
+        };
+        if !matches!(e.verb, Verb::Get | Verb::Head)
+            && !touched.insert((rt.to_string(), id.to_string()))
+        {
+            return Err(entry_error(
+                i,
+                format!("{rt}/{id} is the target of more than one entry"),
+            ));
+        }
+        if let Some(full) = &e.full_url {
+            rewrite.insert(full.clone(), format!("{rt}/{id}"));
+        }
+        ids.push(matches!(e.target, Target::Type(_)).then_some(id));
+    }
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by_key(|i| entries[*i].verb.order());
+
+    let mut tx = state.store.begin().await?;
+    let mut results: Vec<Option<Outcome>> = (0..entries.len()).map(|_| None).collect();
+    for i in order {
+        let e = &entries[i];
+        let resource = e.resource.clone().map(|mut r| {
+            rewrite_references(&mut r, &rewrite);
+            r
+        });
+        // The first failure ends it: dropping the transaction rolls everything back.
+        let outcome = execute(&mut tx, instance, e, resource, ids[i].clone())
+            .await
+            .map_err(|err| annotate(i, err))?;
+        results[i] = Some(outcome);
+    }
+    state.store.commit(tx).await?;
+    Ok(results
+        .into_iter()
+        .map(|o| o.ok_or_else(|| FhirError::Internal("entry not run".into())))
+        .collect())
+}
+
+/// Says which entry failed, keeping the error's status.
+fn annotate(index: usize, err: FhirError) -> FhirError {
+    match err {
+        FhirError::Invalid(mut issues) => {
+            for i in &mut issues {
+                if !i.diagnostics.starts_with("Bundle.entry[") {
+                    i.diagnostics = format!("Bundle.entry[{index}]: {}", i.diagnostics);
+                }
+            }
+            FhirError::Invalid(issues)
+        }
+        other => other,
+    }
+}
+
+fn rewrite_references(value: &mut Value, map: &HashMap<String, String>) {
+    match value {
+        Value::Object(obj) => {
+            for (k, v) in obj.iter_mut() {
+                if k == "reference" {
+                    if let Value::String(s) = v {
+                        if let Some(new) = map.get(s.as_str()) {
+                            *s = new.clone();
+                        }
+                        continue;
+                    }
+                }
+                rewrite_references(v, map);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| rewrite_references(v, map)),
+        _ => {}
+    }
+}
+
+async fn execute(
+    tx: &mut Transaction<'static, Any>,
+    instance: &InstanceName,
+    e: &Entry,
+    resource: Option<Value>,
+    new_id: Option<ResourceId>,
+) -> Result<Outcome, FhirError> {
+    match (&e.verb, &e.target) {
+        (Verb::Post, Target::Type(rt)) => {
+            let resource = resource.unwrap_or_default();
+            check_type(&resource, rt)?;
+            let id = new_id.unwrap_or_else(ResourceId::generate);
+            let w = store::write_in(tx, instance, rt, &id, resource, Method::Post, None).await?;
+            Ok(Outcome {
+                status: StatusCode::CREATED,
+                version: Some(w.version),
+                location: true,
+            })
+        }
+        (Verb::Put, Target::Resource(rt, id)) => {
+            let resource = resource.unwrap_or_default();
+            check_type(&resource, rt)?;
+            match resource.get("id").and_then(Value::as_str) {
+                Some(i) if i == id.as_str() => {}
+                _ => {
+                    return Err(FhirError::invalid(format!(
+                        "the resource's id must be '{id}' as in request.url"
+                    )))
+                }
+            }
+            let w =
+                store::write_in(tx, instance, rt, id, resource, Method::Put, e.if_match).await?;
+            let status = if w.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(Outcome {
+                status,
+                version: Some(w.version),
+                location: true,
+            })
+        }
+        (Verb::Patch, Target::Resource(rt, id)) => {
+            let operations = json_patch_of(resource.as_ref())?;
+            let current = store::read_in(&mut **tx, instance, rt, id)
+                .await?
+                .ok_or_else(|| FhirError::ResourceNotFound {
+                    resource_type: rt.to_string(),
+                    id: id.to_string(),
+                })?;
+            let mut doc = current.body.clone().ok_or_else(|| FhirError::Gone {
+                resource_type: rt.to_string(),
+                id: id.to_string(),
+                version: current.version,
+            })?;
+            json_patch::patch(&mut doc, &operations)
+                .map_err(|err| FhirError::invalid(format!("the patch cannot be applied: {err}")))?;
+            if doc.get("resourceType").and_then(Value::as_str) != Some(rt.as_str())
+                || doc.get("id").and_then(Value::as_str) != Some(id.as_str())
+            {
+                return Err(FhirError::invalid(
+                    "a patch may not change the resource's type or id",
+                ));
+            }
+            let expected = Some(e.if_match.unwrap_or(current.version));
+            let w = store::write_in(tx, instance, rt, id, doc, Method::Patch, expected).await?;
+            Ok(Outcome {
+                status: StatusCode::OK,
+                version: Some(w.version),
+                location: false,
+            })
+        }
+        (Verb::Delete, Target::Resource(rt, id)) => {
+            let v = store::delete_in(tx, instance, rt, id, false).await?;
+            Ok(Outcome {
+                status: StatusCode::NO_CONTENT,
+                version: v,
+                location: false,
+            })
+        }
+        (Verb::Get | Verb::Head, Target::Resource(rt, id)) => {
+            let v = store::read_in(&mut **tx, instance, rt, id)
+                .await?
+                .ok_or_else(|| FhirError::ResourceNotFound {
+                    resource_type: rt.to_string(),
+                    id: id.to_string(),
+                })?;
+            found(v, e.verb)
+        }
+        (Verb::Get | Verb::Head, Target::Version(rt, id, n)) => {
+            let v = store::vread_in(&mut **tx, instance, rt, id, *n)
+                .await?
+                .ok_or_else(|| FhirError::VersionNotFound {
+                    resource_type: rt.to_string(),
+                    id: id.to_string(),
+                    version: n.to_string(),
+                })?;
+            found(v, e.verb)
+        }
+        _ => Err(FhirError::invalid(
+            "this request is not supported in a bundle",
+        )),
+    }
+}
+
+fn found(v: Version, verb: Verb) -> Result<Outcome, FhirError> {
+    if v.is_deletion() {
+        return Err(FhirError::Gone {
+            resource_type: v.resource_type,
+            id: v.id,
+            version: v.version,
+        });
+    }
+    let mut v = v;
+    if verb == Verb::Head {
+        v.body = None;
+    }
+    Ok(Outcome {
+        status: StatusCode::OK,
+        version: Some(v),
+        location: false,
+    })
+}
+
+/// A PATCH entry carries its JSON Patch as a Binary (`contentType` application/json-patch+json).
+fn json_patch_of(resource: Option<&Value>) -> Result<json_patch::Patch, FhirError> {
+    let binary =
+        resource.filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Binary"));
+    let Some(binary) = binary else {
+        return Err(FhirError::UnsupportedMediaType(
+            "a PATCH entry takes a Binary holding a JSON Patch (FHIRPath Patch is not supported yet)".into(),
+        ));
+    };
+    if binary.get("contentType").and_then(Value::as_str) != Some("application/json-patch+json") {
+        return Err(FhirError::UnsupportedMediaType(
+            "Binary.contentType must be application/json-patch+json".into(),
+        ));
+    }
+    let data = binary
+        .get("data")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|e| FhirError::invalid(format!("Binary.data is not base64: {e}")))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| FhirError::invalid(format!("Binary.data is not a JSON Patch: {e}")))
+}
+
+fn status_line(status: StatusCode) -> String {
+    format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )
+}
+
+fn response_entry(base: &str, result: Result<Outcome, FhirError>) -> Value {
+    match result {
+        Ok(o) => {
+            let mut response = json!({"status": status_line(o.status)});
+            let mut entry = json!({});
+            if let Some(v) = &o.version {
+                response["etag"] = json!(etag(v.version));
+                response["lastModified"] = json!(instant(v.last_updated));
+                if o.location {
+                    response["location"] = json!(format!(
+                        "{}/{}/_history/{}",
+                        v.resource_type, v.id, v.version
+                    ));
+                }
+                entry["fullUrl"] = json!(format!("{base}/{}/{}", v.resource_type, v.id));
+                if let Some(body) = &v.body {
+                    entry["resource"] = body.clone();
+                }
+            }
+            entry["response"] = response;
+            entry
+        }
+        Err(e) => json!({
+            "response": {"status": status_line(e.status_code()), "outcome": e.outcome()}
+        }),
+    }
+}
