@@ -6,6 +6,7 @@ Source: npm `hl7.fhir.r4.examples@4.0.1` (downloaded with `npm pack` into
   resource-types.txt   every concrete resource type, one per line, sorted
 
 Rerun after changing what is derived; the output is committed.
+`--fetch-only` just makes sure the package is in the cache (the test suite reads its examples).
 """
 import glob
 import json
@@ -33,6 +34,9 @@ def package_dir():
 
 def main():
     pkg = package_dir()
+    if "--fetch-only" in sys.argv:
+        print(pkg)
+        return
     types = []
     for path in glob.glob(os.path.join(pkg, "StructureDefinition-*.json")):
         with open(path, encoding="utf-8") as f:

@@ -2,6 +2,7 @@
 # Installs the real servers the test suite starts on loopback, once; later runs reuse them.
 #   tansu   - a Kafka-compatible broker (needs the sqlite storage engine: --features dynostore,libsql)
 #   s3s-fs  - an S3-compatible server over a folder (0.14.1: later versions need a newer rustc)
+#   hl7.fhir.r4.examples - the official R4 examples (npm, CC0), read by fhir-svc's tests
 # PostgreSQL is not installed here: the suite uses HDS_TEST_DATABASE_URL (default: the local server).
 set -euo pipefail
 
@@ -15,3 +16,4 @@ if ! have tansu; then
   echo "installing tansu (about 10-15 minutes on 2 cores, once)"
   cargo install tansu@0.6.0 --features dynostore,libsql --locked
 fi
+python3 "$(dirname "$0")/fhir-definitions.py" --fetch-only >/dev/null

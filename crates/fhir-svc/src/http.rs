@@ -16,6 +16,9 @@ use crate::store::{Store, Version};
 
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
+/// Bodies above this size are parsed on the blocking pool.
+const LARGE_BODY: usize = 256 * 1024;
+
 /// What handlers need besides the request.
 #[derive(Clone)]
 pub struct FhirState {
@@ -86,8 +89,19 @@ pub async fn read_resource(
         }
         body.extend_from_slice(&chunk);
     }
-    let value: Value = serde_json::from_slice(&body)
-        .map_err(|e| FhirError::invalid(format!("the body is not valid JSON: {e}")))?;
+    let body_len = body.len();
+    let parse = move || {
+        serde_json::from_slice::<Value>(&body)
+            .map_err(|e| FhirError::invalid(format!("the body is not valid JSON: {e}")))
+    };
+    // A large body takes a while to parse: off the async workers, so others are not stalled.
+    let value = if body_len > LARGE_BODY {
+        tokio::task::spawn_blocking(parse)
+            .await
+            .map_err(|e| FhirError::Internal(format!("parsing the body: {e}")))??
+    } else {
+        parse()?
+    };
     if !value.is_object() {
         return Err(FhirError::invalid(
             "the body must be a JSON object (a FHIR resource)",

@@ -182,10 +182,25 @@ pub struct HttpSettings {
     #[serde(default = "default_max_body")]
     #[serde(deserialize_with = "crate::config::lenient")]
     pub max_body_bytes: usize,
+    /// How long an idle client connection stays open. Clients pool connections; a short
+    /// server keep-alive closes pooled ones just as a client reuses them.
+    #[serde(default = "default_keep_alive")]
+    #[serde(deserialize_with = "crate::config::lenient")]
+    pub keep_alive_secs: u64,
+    /// How long a client may take to send a request's head once it started one.
+    #[serde(default = "default_request_timeout")]
+    #[serde(deserialize_with = "crate::config::lenient")]
+    pub request_timeout_secs: u64,
 }
 
 fn default_shutdown_secs() -> u64 {
     30
+}
+fn default_request_timeout() -> u64 {
+    60
+}
+fn default_keep_alive() -> u64 {
+    75
 }
 fn default_max_body() -> usize {
     64 * 1024 * 1024
@@ -198,6 +213,8 @@ impl HttpSettings {
             public_base_url: None,
             shutdown_timeout_secs: default_shutdown_secs(),
             max_body_bytes: default_max_body(),
+            keep_alive_secs: default_keep_alive(),
+            request_timeout_secs: default_request_timeout(),
         }
     }
 }

@@ -315,6 +315,8 @@ where
             .configure(routes.clone())
     })
     .disable_signals()
+    .keep_alive(Duration::from_secs(http.keep_alive_secs))
+    .client_request_timeout(Duration::from_secs(http.request_timeout_secs))
     .shutdown_timeout(http.shutdown_timeout_secs)
     .listen(listener)
     .map_err(|source| StartError::Listen { addr, source })?
