@@ -2,7 +2,7 @@
 CARGO ?= cargo
 DATA_DIR ?= ./data
 
-.PHONY: run test tools check fmt clippy build check-deploy
+.PHONY: run test tools check fmt clippy build check-deploy test-synthea
 
 ## Start all four services in one process on embedded defaults (SQLite, local folder, embedded bus).
 run:
@@ -32,3 +32,8 @@ clippy:
 check-deploy:
 	./helm/check.sh
 	./deploy/check.sh
+
+## Load all 122 Synthea bundles into fhir-svc on SQLite and on PostgreSQL + Kafka, and check
+## counts and references (release build; ../shared/data/synthea or HDS_SYNTHEA_DIR).
+test-synthea: tools
+	HDS_SYNTHEA_LIMIT=all $(CARGO) test --release -p fhir-svc --test synthea -- --nocapture

@@ -59,6 +59,8 @@ pub enum FhirError {
     VersionMismatch { current: i64, wanted: i64 },
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error("the request is invalid")]
     Invalid(Vec<Issue>),
     #[error("the bundle has {entries} entries; the limit is {limit}")]
@@ -101,6 +103,7 @@ impl FhirError {
             | FhirError::VersionNotFound { .. } => "not-found",
             FhirError::Gone { .. } => "deleted",
             FhirError::VersionMismatch { .. } | FhirError::Conflict(_) => "conflict",
+            FhirError::PreconditionFailed(_) => "multiple-matches",
             FhirError::Invalid(_) => "invalid",
             FhirError::PayloadTooLarge { .. } | FhirError::TooManyEntries { .. } => "too-costly",
             FhirError::UnsupportedMediaType(_) => "not-supported",
@@ -174,7 +177,9 @@ impl ResponseError for FhirError {
             | FhirError::ResourceNotFound { .. }
             | FhirError::VersionNotFound { .. } => StatusCode::NOT_FOUND,
             FhirError::Gone { .. } => StatusCode::GONE,
-            FhirError::VersionMismatch { .. } => StatusCode::PRECONDITION_FAILED,
+            FhirError::VersionMismatch { .. } | FhirError::PreconditionFailed(_) => {
+                StatusCode::PRECONDITION_FAILED
+            }
             FhirError::Conflict(_) => StatusCode::CONFLICT,
             FhirError::Invalid(_) | FhirError::TooManyEntries { .. } => StatusCode::BAD_REQUEST,
             FhirError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

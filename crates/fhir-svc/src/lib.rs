@@ -8,10 +8,12 @@
 
 pub mod domain;
 pub mod error;
+pub mod fhirpath;
 pub mod handlers;
 pub mod http;
 pub mod instances;
 pub mod routes;
+pub mod search;
 pub mod store;
 
 use std::net::TcpListener;

@@ -15,6 +15,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/{instance}", web::post().to(bundle::process))
     .route("/{instance}/{type}", web::post().to(create::create))
     .route(
+        "/{instance}/{type}",
+        web::put().to(update::conditional_update),
+    )
+    .route(
+        "/{instance}/{type}",
+        web::delete().to(delete::conditional_delete),
+    )
+    .route(
         "/{instance}/{type}/_history",
         web::get().to(history::of_type),
     )

@@ -143,6 +143,17 @@ impl Store {
         vread_in(self.db.pool(), instance, rt, id, version).await
     }
 
+    /// Ids of current resources matching a search's conditions (at most `limit`).
+    pub async fn find(
+        &self,
+        instance: &InstanceName,
+        rt: &ResourceType,
+        conditions: &[crate::search::query::Condition],
+        limit: i64,
+    ) -> Result<Vec<String>, FhirError> {
+        crate::search::query::find(self.db.pool(), instance, rt, conditions, limit).await
+    }
+
     /// A transaction for several operations (a transaction bundle); finish it with
     /// [`Store::commit`].
     pub async fn begin(&self) -> Result<Transaction<'static, Any>, FhirError> {
@@ -255,6 +266,7 @@ impl Store {
         tx: &mut Transaction<'_, Any>,
         instance: &InstanceName,
     ) -> Result<(), sqlx::Error> {
+        crate::search::index::delete_instance(tx, instance).await?;
         for table in ["fhir_current", "fhir_versions"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE instance = $1"))
                 .bind(instance.to_string())
@@ -430,6 +442,7 @@ pub async fn write_in(
     .fetch_one(&mut **tx)
     .await?
     .try_get("seq")?;
+    crate::search::index::replace(tx, instance, rt.as_str(), id.as_str(), Some(&resource)).await?;
     let action = if created {
         FhirResourceAction::Created
     } else {
@@ -504,6 +517,7 @@ pub async fn delete_in(
         .bind(id.as_str())
         .execute(&mut **tx)
         .await?;
+        crate::search::index::replace(tx, instance, rt.as_str(), id.as_str(), None).await?;
         if let Some(row) = gone {
             let version: i64 = row.try_get("version")?;
             enqueue_event(tx, instance, rt, id, version, FhirResourceAction::Deleted).await?;
@@ -536,6 +550,7 @@ pub async fn delete_in(
     .fetch_one(&mut **tx)
     .await?
     .try_get("seq")?;
+    crate::search::index::replace(tx, instance, rt.as_str(), id.as_str(), None).await?;
     enqueue_event(tx, instance, rt, id, version, FhirResourceAction::Deleted).await?;
     Ok(Some(Version {
         resource_type: rt.to_string(),

@@ -806,6 +806,261 @@ async fn batch_entries_fail_alone(env: Env) {
     env.stop().await;
 }
 
+async fn conditional_interactions(env: Env) {
+    let fhir = Fhir::on(&env, "ws1-fhir").await;
+    let npi = |n: &str| json!({"resourceType": "Practitioner", "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": n}], "name": [{"family": "Nguyễn", "given": ["An"]}], "birthDate": "1970-05-06"});
+    // Conditional create: the first creates, the second finds it.
+    let ine = [(
+        "if-none-exist",
+        "identifier=http://hl7.org/fhir/sid/us-npi|111",
+    )];
+    let first = fhir
+        .call(Method::POST, "/Practitioner", Some(npi("111")), &ine)
+        .await;
+    assert_eq!(first.status, 201);
+    let again = fhir
+        .call(Method::POST, "/Practitioner", Some(npi("111")), &ine)
+        .await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body["id"], first.body["id"]);
+    assert_eq!(again.body["meta"]["versionId"], "1", "nothing was written");
+    // The search index also answers by string (accent- and case-insensitive prefix), date and token without system.
+    let by_id = format!("_id={}", first.body["id"].as_str().unwrap());
+    for criteria in ["name=nguyen", "given=AN", "identifier=111", by_id.as_str()] {
+        let r = fhir
+            .call(
+                Method::POST,
+                "/Practitioner",
+                Some(npi("111")),
+                &[("if-none-exist", criteria)],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{criteria}");
+    }
+    let r = fhir
+        .call(
+            Method::POST,
+            "/Practitioner",
+            Some(npi("222")),
+            &[("if-none-exist", "identifier=222")],
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    // Dates match by their precision.
+    let patient = json!({"resourceType": "Patient", "birthDate": "1970-05-06"});
+    assert_eq!(
+        fhir.call(
+            Method::POST,
+            "/Patient",
+            Some(patient.clone()),
+            &[("if-none-exist", "birthdate=1970-05")]
+        )
+        .await
+        .status,
+        201
+    );
+    for (criteria, status) in [
+        ("birthdate=1970-05", 200),
+        ("birthdate=1970", 200),
+        ("birthdate=1970-05-06", 200),
+        ("birthdate=ge1970-05-01", 200),
+        ("birthdate=lt1970-05-06", 201),
+    ] {
+        let r = fhir
+            .call(
+                Method::POST,
+                "/Patient",
+                Some(patient.clone()),
+                &[("if-none-exist", criteria)],
+            )
+            .await;
+        assert_eq!(r.status.as_u16(), status, "{criteria}");
+        if status == 201 {
+            fhir.call(
+                Method::DELETE,
+                &format!("/Patient/{}", r.body["id"].as_str().unwrap()),
+                None,
+                &[],
+            )
+            .await;
+        }
+    }
+    // Two now match the name: 412.
+    let two = fhir
+        .call(
+            Method::POST,
+            "/Practitioner",
+            Some(npi("333")),
+            &[("if-none-exist", "name=nguyen")],
+        )
+        .await;
+    assert_eq!(two.status, 412);
+    // Unknown parameters are refused, not ignored.
+    let unknown = fhir
+        .call(
+            Method::POST,
+            "/Practitioner",
+            Some(npi("333")),
+            &[("if-none-exist", "shoe-size=42")],
+        )
+        .await;
+    assert_eq!(unknown.status, 400);
+
+    // Conditional update: one match updates it; none creates; several is 412.
+    let mut changed = npi("111");
+    changed["active"] = json!(true);
+    let up = fhir
+        .call(
+            Method::PUT,
+            "/Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|111",
+            Some(changed),
+            &[],
+        )
+        .await;
+    assert_eq!(up.status, 200, "{}", up.body);
+    assert_eq!(up.body["id"], first.body["id"]);
+    assert_eq!(up.body["meta"]["versionId"], "2");
+    let created = fhir
+        .call(
+            Method::PUT,
+            "/Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|444",
+            Some(npi("444")),
+            &[],
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    assert_eq!(
+        fhir.call(
+            Method::PUT,
+            "/Practitioner?name=nguyen",
+            Some(npi("555")),
+            &[]
+        )
+        .await
+        .status,
+        412
+    );
+
+    // Conditional delete.
+    assert_eq!(
+        fhir.call(
+            Method::DELETE,
+            "/Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|999",
+            None,
+            &[]
+        )
+        .await
+        .status,
+        204
+    );
+    assert_eq!(
+        fhir.call(Method::DELETE, "/Practitioner?name=nguyen", None, &[])
+            .await
+            .status,
+        412
+    );
+    assert_eq!(
+        fhir.call(
+            Method::DELETE,
+            "/Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|444",
+            None,
+            &[]
+        )
+        .await
+        .status,
+        204
+    );
+    let id444 = created.body["id"].as_str().unwrap();
+    assert_eq!(
+        fhir.get(&format!("/Practitioner/{id444}")).await.status,
+        410
+    );
+    // A deleted resource no longer matches.
+    let back = fhir
+        .call(
+            Method::POST,
+            "/Practitioner",
+            Some(npi("444")),
+            &[(
+                "if-none-exist",
+                "identifier=http://hl7.org/fhir/sid/us-npi|444",
+            )],
+        )
+        .await;
+    assert_eq!(back.status, 201);
+    env.stop().await;
+}
+
+/// Transactions with ifNoneExist and conditional references, as Synthea writes them.
+async fn conditional_entries_and_references(env: Env) {
+    let fhir = Fhir::on(&env, "ws1-fhir").await;
+    let org = |n: &str| {
+        json!({
+            "fullUrl": format!("urn:uuid:org-{n}"),
+            "resource": {"resourceType": "Organization", "identifier": [{"system": "https://github.com/synthetichealth/synthea", "value": n}], "name": n},
+            "request": {"method": "POST", "url": "Organization", "ifNoneExist": format!("identifier=https://github.com/synthetichealth/synthea|{n}")}
+        })
+    };
+    let batch = fhir.post("", json!({"resourceType": "Bundle", "type": "batch", "entry": [org("a"), org("b"), org("a")]})).await;
+    let statuses: Vec<&str> = batch.body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["201 Created", "201 Created", "200 OK"]);
+    let org_a = batch.body["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let tx = json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:p1", "resource": {"resourceType": "Patient", "managingOrganization": {"reference": "Organization?identifier=https://github.com/synthetichealth/synthea|a"}},
+             "request": {"method": "POST", "url": "Patient"}},
+            {"fullUrl": "urn:uuid:e1", "resource": {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+                "subject": {"reference": "urn:uuid:p1"}, "serviceProvider": {"reference": "Organization?identifier=https://github.com/synthetichealth/synthea|b"}},
+             "request": {"method": "POST", "url": "Encounter"}},
+            org("a"),
+            {"resource": {"resourceType": "Organization", "identifier": [{"system": "https://github.com/synthetichealth/synthea", "value": "b"}], "name": "B renamed"},
+             "request": {"method": "PUT", "url": "Organization?identifier=https://github.com/synthetichealth/synthea|b"}}
+        ]
+    });
+    let res = fhir.post("", tx).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let e = res.body["entry"].as_array().unwrap();
+    assert_eq!(
+        e[0]["resource"]["managingOrganization"]["reference"],
+        format!("Organization/{org_a}")
+    );
+    let patient = e[0]["resource"]["id"].as_str().unwrap();
+    assert_eq!(
+        e[1]["resource"]["subject"]["reference"],
+        format!("Patient/{patient}")
+    );
+    assert!(e[1]["resource"]["serviceProvider"]["reference"]
+        .as_str()
+        .unwrap()
+        .starts_with("Organization/"));
+    assert_eq!(e[2]["response"]["status"], "200 OK");
+    assert_eq!(e[3]["response"]["status"], "200 OK");
+    assert_eq!(e[3]["resource"]["name"], "B renamed");
+
+    // A conditional reference that matches nothing, or several, fails the transaction.
+    let dangling = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient", "managingOrganization": {"reference": "Organization?identifier=https://github.com/synthetichealth/synthea|zzz"}},
+         "request": {"method": "POST", "url": "Patient"}}]});
+    assert_eq!(fhir.post("", dangling).await.status, 400);
+    fhir.post("/Organization", json!({"resourceType": "Organization", "name": "a twin", "identifier": [{"system": "https://github.com/synthetichealth/synthea", "value": "a"}]})).await;
+    let ambiguous = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient", "managingOrganization": {"reference": "Organization?identifier=https://github.com/synthetichealth/synthea|a"}},
+         "request": {"method": "POST", "url": "Patient"}}]});
+    assert_eq!(fhir.post("", ambiguous).await.status, 412);
+    env.stop().await;
+}
+
 macro_rules! rest_suite {
     ($backend:ident) => {
         mod $backend {
@@ -853,6 +1108,14 @@ macro_rules! rest_suite {
             #[tokio::test]
             async fn batch_entries_fail_alone() {
                 super::batch_entries_fail_alone(Env::$backend().await).await
+            }
+            #[tokio::test]
+            async fn conditional_interactions() {
+                super::conditional_interactions(Env::$backend().await).await
+            }
+            #[tokio::test]
+            async fn conditional_entries_and_references() {
+                super::conditional_entries_and_references(Env::$backend().await).await
             }
             #[tokio::test]
             async fn capability_statement() {

@@ -6,7 +6,8 @@
 //! Migrations are embedded per service and per backend and run at start.
 //!
 //! SQLite is opened in WAL mode with `synchronous=FULL`: a committed transaction survives a
-//! crash of the process and of the machine, which the embedded event bus relies on.
+//! crash of the process and of the machine, which the embedded event bus relies on. Its
+//! write transactions begin `IMMEDIATE` (see [`Database::begin`]).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -217,8 +218,14 @@ impl Database {
         Ok(())
     }
 
+    /// A transaction for a change. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`): a transaction that reads first and writes later could otherwise fail with
+    /// "database is locked" when another writer came in between, which waiting cannot cure.
     pub async fn begin(&self) -> Result<Transaction<'static, Any>, DbError> {
-        Ok(self.pool.begin().await?)
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     /// Readiness: one round trip.

@@ -22,10 +22,14 @@ use hds_core::names::InstanceName;
 use serde_json::{json, Value};
 use sqlx::{Any, Transaction};
 
+use super::conditional::{several, Matches};
 use super::FhirCaller;
 use crate::domain::{etag, instant, parse_etag, ResourceId, ResourceType};
 use crate::error::FhirError;
-use crate::http::{base_url, check_type, read_resource, FhirState, Instance, FHIR_JSON};
+use crate::http::{
+    base_url, check_type, read_resource, resource_id, FhirState, Instance, FHIR_JSON,
+};
+use crate::search::query::{self, Condition};
 use crate::store::{self, Method, Version};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,11 +70,16 @@ enum Target {
 
 #[derive(Debug, Clone)]
 struct Entry {
+    index: usize,
     verb: Verb,
     target: Target,
     full_url: Option<String>,
     resource: Option<Value>,
     if_match: Option<i64>,
+    /// `Type?search` of a conditional PUT, PATCH or DELETE.
+    conditions: Option<Vec<Condition>>,
+    /// `ifNoneExist` of a conditional create.
+    if_none_exist: Option<Vec<Condition>>,
 }
 
 fn entry_error(index: usize, message: impl std::fmt::Display) -> FhirError {
@@ -96,11 +105,11 @@ impl Entry {
                 ))
             }
         };
-        if request.get("ifNoneExist").is_some()
-            || request.get("ifNoneMatch").is_some()
-            || request.get("ifModifiedSince").is_some()
-        {
-            return Err(entry_error(index, "conditional requests (ifNoneExist, ifNoneMatch, ifModifiedSince) are not supported yet"));
+        if request.get("ifNoneMatch").is_some() || request.get("ifModifiedSince").is_some() {
+            return Err(entry_error(
+                index,
+                "ifNoneMatch and ifModifiedSince are not supported in bundles",
+            ));
         }
         let url = request
             .get("url")
@@ -110,13 +119,11 @@ impl Entry {
             .strip_prefix(base)
             .unwrap_or(url)
             .trim_start_matches('/');
-        if url.contains('?') {
-            return Err(entry_error(
-                index,
-                format!("conditional and search URLs ('{url}') are not supported yet"),
-            ));
-        }
-        let parts: Vec<&str> = url.split('/').collect();
+        let (path, search) = match url.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (url, None),
+        };
+        let parts: Vec<&str> = path.split('/').collect();
         let rt = |s: &str| s.parse::<ResourceType>().map_err(|e| entry_error(index, e));
         let id = |s: &str| s.parse::<ResourceId>().map_err(|e| entry_error(index, e));
         let target = match parts.as_slice() {
@@ -135,13 +142,35 @@ impl Entry {
                 ))
             }
         };
+        let conditions = match (search, &target, verb) {
+            (None, ..) => None,
+            (Some(q), Target::Type(t), Verb::Put | Verb::Patch | Verb::Delete) => {
+                Some(query::parse(t, q).map_err(|e| annotate(index, e))?)
+            }
+            (Some(_), ..) => {
+                return Err(entry_error(
+                    index,
+                    format!("search URLs ('{url}') are not supported in a bundle yet"),
+                ))
+            }
+        };
         let fits = matches!(
-            (verb, &target),
-            (Verb::Post, Target::Type(_))
-                | (Verb::Put | Verb::Patch | Verb::Delete, Target::Resource(..))
+            (verb, &target, conditions.is_some()),
+            (Verb::Post, Target::Type(_), false)
+                | (
+                    Verb::Put | Verb::Patch | Verb::Delete,
+                    Target::Resource(..),
+                    false
+                )
+                | (
+                    Verb::Put | Verb::Patch | Verb::Delete,
+                    Target::Type(_),
+                    true
+                )
                 | (
                     Verb::Get | Verb::Head,
-                    Target::Resource(..) | Target::Version(..)
+                    Target::Resource(..) | Target::Version(..),
+                    false
                 )
         );
         if !fits {
@@ -150,6 +179,14 @@ impl Entry {
                 format!("{verb:?} {url} is not supported in a bundle"),
             ));
         }
+        let if_none_exist = match (request.get("ifNoneExist").and_then(Value::as_str), &target) {
+            (None, _) => None,
+            (Some(q), Target::Type(t)) if verb == Verb::Post => {
+                let q = q.split_once('?').map_or(q, |(_, q)| q);
+                Some(query::parse(t, q).map_err(|e| annotate(index, e))?)
+            }
+            (Some(_), _) => return Err(entry_error(index, "ifNoneExist belongs to a POST")),
+        };
         let if_match = match request.get("ifMatch").and_then(Value::as_str) {
             Some(v) => Some(parse_etag(v).ok_or_else(|| {
                 entry_error(index, "ifMatch must be a version ETag such as W/\"1\"")
@@ -161,6 +198,7 @@ impl Entry {
             return Err(entry_error(index, "has no resource"));
         }
         Ok(Entry {
+            index,
             verb,
             target,
             full_url: entry
@@ -169,7 +207,147 @@ impl Entry {
                 .map(str::to_owned),
             resource,
             if_match,
+            conditions,
+            if_none_exist,
         })
+    }
+}
+
+/// An entry with its searches done: what it will do, to which resource.
+enum Plan {
+    /// Write (POST, PUT, PATCH) or DELETE this resource, or read it.
+    Run(Entry),
+    /// A conditional create found its resource: answer with it, write nothing. Its fullUrl
+    /// then stands for that resource.
+    Exists(Version, Option<String>),
+    /// A conditional delete found nothing: 204, nothing to do.
+    Nothing,
+}
+
+/// Runs an entry's searches (conditional URL, ifNoneExist) inside `tx`, fixing its target.
+async fn plan(
+    tx: &mut Transaction<'static, Any>,
+    instance: &InstanceName,
+    mut e: Entry,
+) -> Result<Plan, FhirError> {
+    let Target::Type(rt) = e.target.clone() else {
+        return Ok(Plan::Run(e));
+    };
+    if let Some(conditions) = e.if_none_exist.take() {
+        return match Matches::of(query::find(&mut **tx, instance, &rt, &conditions, 2).await?) {
+            Matches::None => Ok(Plan::Run(e)),
+            Matches::One(id) => {
+                let id = resource_id(&id)?;
+                let v = store::read_in(&mut **tx, instance, &rt, &id)
+                    .await?
+                    .ok_or_else(|| FhirError::Internal("a matched resource vanished".into()))?;
+                Ok(Plan::Exists(v, e.full_url.clone()))
+            }
+            Matches::Several => Err(several("create")),
+        };
+    }
+    let Some(conditions) = e.conditions.take() else {
+        return Ok(Plan::Run(e));
+    };
+    let found = Matches::of(query::find(&mut **tx, instance, &rt, &conditions, 2).await?);
+    let body_id = e
+        .resource
+        .as_ref()
+        .and_then(|r| r.get("id"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let id = match (found, e.verb) {
+        (Matches::Several, Verb::Put) => return Err(several("update")),
+        (Matches::Several, Verb::Patch) => return Err(several("patch")),
+        (Matches::Several, _) => return Err(several("delete")),
+        (Matches::None, Verb::Delete) => return Ok(Plan::Nothing),
+        (Matches::None, Verb::Patch) => {
+            return Err(FhirError::ResourceNotFound {
+                resource_type: rt.to_string(),
+                id: "(conditional patch)".into(),
+            })
+        }
+        (Matches::None, _) => match body_id {
+            Some(b) => resource_id(&b)?,
+            None => ResourceId::generate(),
+        },
+        (Matches::One(found), _) => {
+            if let Some(b) = body_id.filter(|b| *b != found) {
+                return Err(FhirError::invalid(format!(
+                    "the resource's id '{b}' is not that of the resource the criteria match ('{found}')"
+                )));
+            }
+            resource_id(&found)?
+        }
+    };
+    if e.verb == Verb::Put {
+        if let Some(Value::Object(o)) = &mut e.resource {
+            o.insert("id".into(), Value::String(id.to_string()));
+        }
+    }
+    e.target = Target::Resource(rt, id);
+    Ok(Plan::Run(e))
+}
+
+/// Replaces conditional references (`Type?search`) by the one resource each matches.
+async fn resolve_conditional_references(
+    tx: &mut Transaction<'static, Any>,
+    instance: &InstanceName,
+    resource: &mut Value,
+) -> Result<(), FhirError> {
+    let mut wanted = Vec::new();
+    collect_conditional_references(resource, &mut wanted);
+    let mut resolved: HashMap<String, String> = HashMap::new();
+    for reference in wanted {
+        if resolved.contains_key(&reference) {
+            continue;
+        }
+        let (t, q) = reference.split_once('?').unwrap_or_default();
+        let rt: ResourceType = t.parse().map_err(|e: String| {
+            FhirError::invalid(format!("conditional reference '{reference}': {e}"))
+        })?;
+        let conditions = query::parse(&rt, q)?;
+        match Matches::of(query::find(&mut **tx, instance, &rt, &conditions, 2).await?) {
+            Matches::One(id) => {
+                resolved.insert(reference, format!("{rt}/{id}"));
+            }
+            Matches::None => {
+                return Err(FhirError::invalid(format!(
+                    "the conditional reference '{reference}' matches no resource"
+                )))
+            }
+            Matches::Several => {
+                return Err(FhirError::PreconditionFailed(format!(
+                    "the conditional reference '{reference}' matches more than one resource"
+                )))
+            }
+        }
+    }
+    rewrite_references(resource, &resolved);
+    Ok(())
+}
+
+/// `Type?search`: a resource type before the `?` (the search itself may hold URLs).
+fn is_conditional(reference: &str) -> bool {
+    reference
+        .split_once('?')
+        .is_some_and(|(t, _)| t.parse::<ResourceType>().is_ok())
+}
+
+fn collect_conditional_references(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(obj) => {
+            for (k, v) in obj {
+                match (k.as_str(), v) {
+                    ("reference", Value::String(s)) if is_conditional(s) => out.push(s.clone()),
+                    _ => collect_conditional_references(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items
+            .iter()
+            .for_each(|v| collect_conditional_references(v, out)),
+        _ => {}
     }
 }
 
@@ -257,12 +435,27 @@ async fn run_batch(
         let result = async {
             let entry = entry?;
             caller.require(entry.verb.permission())?;
-            let id = match &entry.target {
-                Target::Type(_) => Some(ResourceId::generate()),
-                _ => None,
-            };
             let mut tx = state.store.begin().await?;
-            let outcome = execute(&mut tx, instance, &entry, entry.resource.clone(), id).await?;
+            let outcome = match plan(&mut tx, instance, entry).await? {
+                Plan::Exists(v, _) => Outcome {
+                    status: StatusCode::OK,
+                    version: Some(v),
+                    location: false,
+                },
+                Plan::Nothing => Outcome {
+                    status: StatusCode::NO_CONTENT,
+                    version: None,
+                    location: false,
+                },
+                Plan::Run(entry) => {
+                    let id = matches!(entry.target, Target::Type(_)).then(ResourceId::generate);
+                    let mut resource = entry.resource.clone();
+                    if let Some(r) = &mut resource {
+                        resolve_conditional_references(&mut tx, instance, r).await?;
+                    }
+                    execute(&mut tx, instance, &entry, resource, id).await?
+                }
+            };
             state.store.commit(tx).await?;
             Ok(outcome)
         }
@@ -282,47 +475,93 @@ async fn run_transaction(
     for e in &entries {
         caller.require(e.verb.permission())?;
     }
+    let mut tx = state.store.begin().await?;
+    // Searches first, so every entry's target is known before anything is written.
+    let mut plans = Vec::with_capacity(entries.len());
+    for e in entries {
+        let index = e.index;
+        plans.push(
+            plan(&mut tx, instance, e)
+                .await
+                .map_err(|err| annotate(index, err))?,
+        );
+    }
     // Identities: each created resource gets its id now, so references to it can be rewritten.
-    let mut ids: Vec<Option<ResourceId>> = Vec::with_capacity(entries.len());
+    let mut ids: Vec<Option<ResourceId>> = Vec::with_capacity(plans.len());
     let mut rewrite: HashMap<String, String> = HashMap::new();
     let mut touched: HashSet<(String, String)> = HashSet::new();
-    for (i, e) in entries.iter().enumerate() {
-        let (rt, id) = match &e.target {
-            Target::Type(rt) => (rt.clone(), ResourceId::generate()),
-            Target::Resource(rt, id) => (rt.clone(), id.clone()),
-            Target::Version(..) => {
+    for (i, p) in plans.iter().enumerate() {
+        let (rt, id, full_url, writes) = match p {
+            Plan::Run(e) => match &e.target {
+                Target::Type(rt) => (rt.to_string(), ResourceId::generate(), &e.full_url, true),
+                Target::Resource(rt, id) => (
+                    rt.to_string(),
+                    id.clone(),
+                    &e.full_url,
+                    !matches!(e.verb, Verb::Get | Verb::Head),
+                ),
+                Target::Version(..) => {
+                    ids.push(None);
+                    continue;
+                }
+            },
+            Plan::Exists(v, full_url) => {
+                ids.push(None);
+                if let Some(full) = full_url {
+                    rewrite.insert(full.clone(), format!("{}/{}", v.resource_type, v.id));
+                }
+                continue;
+            }
+            Plan::Nothing => {
                 ids.push(None);
                 continue;
             }
         };
-        if !matches!(e.verb, Verb::Get | Verb::Head)
-            && !touched.insert((rt.to_string(), id.to_string()))
-        {
+        if writes && !touched.insert((rt.clone(), id.to_string())) {
             return Err(entry_error(
                 i,
                 format!("{rt}/{id} is the target of more than one entry"),
             ));
         }
-        if let Some(full) = &e.full_url {
+        if let Some(full) = full_url {
             rewrite.insert(full.clone(), format!("{rt}/{id}"));
         }
-        ids.push(matches!(e.target, Target::Type(_)).then_some(id));
+        let new = matches!(p, Plan::Run(e) if matches!(e.target, Target::Type(_)));
+        ids.push(new.then_some(id));
     }
-    let mut order: Vec<usize> = (0..entries.len()).collect();
-    order.sort_by_key(|i| entries[*i].verb.order());
+    let mut order: Vec<usize> = (0..plans.len()).collect();
+    order.sort_by_key(|i| match &plans[*i] {
+        Plan::Run(e) => e.verb.order(),
+        _ => 0,
+    });
 
-    let mut tx = state.store.begin().await?;
-    let mut results: Vec<Option<Outcome>> = (0..entries.len()).map(|_| None).collect();
+    let mut results: Vec<Option<Outcome>> = (0..plans.len()).map(|_| None).collect();
     for i in order {
-        let e = &entries[i];
-        let resource = e.resource.clone().map(|mut r| {
-            rewrite_references(&mut r, &rewrite);
-            r
-        });
-        // The first failure ends it: dropping the transaction rolls everything back.
-        let outcome = execute(&mut tx, instance, e, resource, ids[i].clone())
-            .await
-            .map_err(|err| annotate(i, err))?;
+        let outcome = match &plans[i] {
+            Plan::Exists(v, _) => Outcome {
+                status: StatusCode::OK,
+                version: Some(v.clone()),
+                location: false,
+            },
+            Plan::Nothing => Outcome {
+                status: StatusCode::NO_CONTENT,
+                version: None,
+                location: false,
+            },
+            Plan::Run(e) => {
+                let mut resource = e.resource.clone();
+                if let Some(r) = &mut resource {
+                    rewrite_references(r, &rewrite);
+                    resolve_conditional_references(&mut tx, instance, r)
+                        .await
+                        .map_err(|err| annotate(i, err))?;
+                }
+                // The first failure ends it: dropping the transaction rolls everything back.
+                execute(&mut tx, instance, e, resource, ids[i].clone())
+                    .await
+                    .map_err(|err| annotate(i, err))?
+            }
+        };
         results[i] = Some(outcome);
     }
     state.store.commit(tx).await?;

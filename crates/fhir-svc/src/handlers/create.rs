@@ -1,15 +1,19 @@
 //! create: `POST [base]/[type]` — the server assigns the id; 201 with `Location`.
+//! Conditional create: with `If-None-Exist: [search]`, a match is answered 200 with the
+//! existing resource and nothing is written; several matches are 412.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use hds_core::auth::Permission;
 
+use super::conditional::{several, Matches};
 use super::FhirCaller;
 use crate::domain::ResourceId;
 use crate::error::FhirError;
 use crate::http::{
-    base_url, check_type, prefer_return, read_resource, resource_type, version_response, FhirState,
-    Instance,
+    base_url, check_type, prefer_return, read_resource, resource_id, resource_type,
+    version_response, FhirState, Instance,
 };
+use crate::search::query;
 use crate::store::Method;
 
 pub async fn create(
@@ -24,13 +28,36 @@ pub async fn create(
     let rt = resource_type(&path.1)?;
     let resource = read_resource(&req, body, state.max_body_bytes).await?;
     check_type(&resource, &rt)?;
+    let base = base_url(&req, &state, &instance);
+    if let Some(criteria) = req.headers().get("if-none-exist") {
+        let criteria = criteria
+            .to_str()
+            .map_err(|_| FhirError::invalid("If-None-Exist is not text"))?;
+        let criteria = criteria.split_once('?').map_or(criteria, |(_, q)| q);
+        let conditions = query::parse(&rt, criteria)?;
+        match Matches::of(state.store.find(&instance, &rt, &conditions, 2).await?) {
+            Matches::None => {}
+            Matches::One(id) => {
+                let id = resource_id(&id)?;
+                if let Some(existing) = state.store.read(&instance, &rt, &id).await? {
+                    return Ok(version_response(
+                        HttpResponse::Ok(),
+                        &existing,
+                        &base,
+                        false,
+                        prefer_return(&req),
+                    ));
+                }
+            }
+            Matches::Several => return Err(several("create")),
+        }
+    }
     // A client-supplied id is ignored on create, as the spec allows.
     let id = ResourceId::generate();
     let written = state
         .store
         .write(&instance, &rt, &id, resource, Method::Post, None)
         .await?;
-    let base = base_url(&req, &state, &instance);
     Ok(version_response(
         HttpResponse::Created(),
         &written.version,

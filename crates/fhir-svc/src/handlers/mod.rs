@@ -2,6 +2,7 @@
 
 pub mod bundle;
 pub mod capabilities;
+pub mod conditional;
 pub mod create;
 pub mod delete;
 pub mod history;

@@ -1,19 +1,25 @@
 //! update: `PUT [base]/[type]/[id]` — a new version, or the resource created with the
 //! client's id (update-as-create, 201). `If-Match: W/"n"` makes it conditional on the current
 //! version: 412 if another write came first.
+//!
+//! Conditional update: `PUT [base]/[type]?[search]` — no match creates the resource (with the
+//! body's id, or a new one), one match updates it (the body's id, if any, must be that one),
+//! several are 412.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use hds_core::auth::Permission;
 use serde_json::Value;
 
+use super::conditional::{several, Matches};
 use super::FhirCaller;
-use crate::domain::parse_etag;
+use crate::domain::{parse_etag, ResourceId};
 use crate::error::FhirError;
 use crate::http::{
     base_url, check_type, prefer_return, read_resource, resource_id, resource_type,
     version_response, FhirState, Instance,
 };
+use crate::search::query;
 use crate::store::Method;
 
 pub async fn update(
@@ -38,15 +44,73 @@ pub async fn update(
         }
         None => return Err(FhirError::invalid("an updated resource must carry its id")),
     }
-    let expected = match req.headers().get(header::IF_MATCH) {
+    let expected = if_match(&req)?;
+    let written = state
+        .store
+        .write(&instance, &rt, &id, resource, Method::Put, expected)
+        .await?;
+    let base = base_url(&req, &state, &instance);
+    let builder = if written.created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
+    Ok(version_response(
+        builder,
+        &written.version,
+        &base,
+        true,
+        prefer_return(&req),
+    ))
+}
+
+fn if_match(req: &HttpRequest) -> Result<Option<i64>, FhirError> {
+    Ok(match req.headers().get(header::IF_MATCH) {
         Some(h) => Some(h.to_str().ok().and_then(parse_etag).ok_or_else(|| {
             FhirError::invalid("If-Match must be a version ETag such as W/\"1\"")
         })?),
         None => None,
+    })
+}
+
+pub async fn conditional_update(
+    req: HttpRequest,
+    caller: FhirCaller,
+    Instance(instance): Instance,
+    path: web::Path<(String, String)>,
+    state: web::Data<FhirState>,
+    body: web::Payload,
+) -> Result<HttpResponse, FhirError> {
+    caller.require(Permission::Write)?;
+    let rt = resource_type(&path.1)?;
+    let conditions = query::parse(&rt, req.query_string())?;
+    let mut resource = read_resource(&req, body, state.max_body_bytes).await?;
+    check_type(&resource, &rt)?;
+    let body_id = resource
+        .get("id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let id = match Matches::of(state.store.find(&instance, &rt, &conditions, 2).await?) {
+        Matches::None => match &body_id {
+            Some(i) => resource_id(i)?,
+            None => ResourceId::generate(),
+        },
+        Matches::One(found) => {
+            if let Some(b) = body_id.as_deref().filter(|b| *b != found) {
+                return Err(FhirError::invalid(format!(
+                    "the resource's id '{b}' is not that of the resource the criteria match ('{found}')"
+                )));
+            }
+            resource_id(&found)?
+        }
+        Matches::Several => return Err(several("update")),
     };
+    if let Value::Object(o) = &mut resource {
+        o.insert("id".into(), Value::String(id.to_string()));
+    }
     let written = state
         .store
-        .write(&instance, &rt, &id, resource, Method::Put, expected)
+        .write(&instance, &rt, &id, resource, Method::Put, if_match(&req)?)
         .await?;
     let base = base_url(&req, &state, &instance);
     let builder = if written.created {

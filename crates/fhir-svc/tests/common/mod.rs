@@ -23,11 +23,43 @@ pub struct Env {
     pub running: Option<hds_core::ops::Running>,
     pub _tansu: Option<Tansu>,
     pub _dir: tempfile::TempDir,
+    pub deps: Deps,
 }
 
 impl Env {
     pub async fn embedded() -> Self {
         Self::embedded_with(AuthSettings::default()).await
+    }
+
+    /// The embedded stack, with settings changed by `customize`.
+    pub async fn embedded_custom(customize: impl FnOnce(&mut Settings)) -> Self {
+        let mut env = Self::embedded_with(AuthSettings::default()).await;
+        env.restart_with(customize).await;
+        env
+    }
+
+    /// PostgreSQL + Kafka, with settings changed by `customize`.
+    pub async fn kafka_custom(customize: impl FnOnce(&mut Settings)) -> Self {
+        let mut env = Self::kafka().await;
+        env.restart_with(customize).await;
+        env
+    }
+
+    async fn restart_with(&mut self, customize: impl FnOnce(&mut Settings)) {
+        self.shutdown.cancel();
+        if let Some(r) = self.running.take() {
+            r.wait().await;
+        }
+        let mut settings = Settings::local_defaults(self._dir.path());
+        customize(&mut settings);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        self.shutdown = CancellationToken::new();
+        let deps = self.deps.clone();
+        let running = fhir_svc::start_with(settings, deps, listener, self.shutdown.clone())
+            .await
+            .unwrap();
+        self.base = format!("http://{}", running.addr);
+        self.running = Some(running);
     }
 
     pub async fn embedded_with(auth: AuthSettings) -> Self {
@@ -66,6 +98,7 @@ impl Env {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let shutdown = CancellationToken::new();
         let bus = deps.bus.clone();
+        let kept = deps.clone();
         let running = fhir_svc::start_with(settings, deps, listener, shutdown.clone())
             .await
             .unwrap();
@@ -76,6 +109,7 @@ impl Env {
             running: Some(running),
             _tansu: tansu,
             _dir: dir,
+            deps: kept,
         }
     }
 

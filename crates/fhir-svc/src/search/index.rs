@@ -1,0 +1,381 @@
+//! Index values extracted from a resource by its search parameters, and the index tables.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
+use hds_core::names::InstanceName;
+use serde_json::Value;
+use sqlx::{Any, Transaction};
+use unicode_normalization::UnicodeNormalization;
+
+use super::params::{self, ParamType};
+
+/// What one resource contributes to the index.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Extracted {
+    /// (param, system, code)
+    pub tokens: Vec<(String, String, String)>,
+    /// (param, normalized value)
+    pub strings: Vec<(String, String)>,
+    /// (param, target type, target id)
+    pub references: Vec<(String, String, String)>,
+    /// (param, start ms, end ms)
+    pub dates: Vec<(String, i64, i64)>,
+}
+
+/// Lowercase without accents: how string search compares.
+pub fn normalize(s: &str) -> String {
+    s.nfd()
+        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+        .collect::<String>()
+        .to_lowercase()
+}
+
+fn str_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn tokens_of(v: &Value, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(o) => {
+            if let Some(codings) = o.get("coding").and_then(Value::as_array) {
+                // CodeableConcept
+                for c in codings {
+                    tokens_of(c, out);
+                }
+                return;
+            }
+            let system = o.get("system").and_then(str_of).unwrap_or_default();
+            // Coding / Identifier / ContactPoint / Quantity-as-token
+            if let Some(code) = o.get("code").and_then(str_of) {
+                out.push((system, code));
+            } else if let Some(value) = o.get("value").and_then(str_of) {
+                out.push((system, value));
+            }
+        }
+        other => {
+            if let Some(s) = str_of(other) {
+                out.push((String::new(), s));
+            }
+        }
+    }
+}
+
+fn strings_of(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(normalize(s)),
+        Value::Object(o) => {
+            // HumanName, Address and the like: every string part is searchable.
+            for key in [
+                "text",
+                "family",
+                "given",
+                "prefix",
+                "suffix",
+                "line",
+                "city",
+                "district",
+                "state",
+                "postalCode",
+                "country",
+            ] {
+                match o.get(key) {
+                    Some(Value::String(s)) => out.push(normalize(s)),
+                    Some(Value::Array(items)) => {
+                        out.extend(items.iter().filter_map(Value::as_str).map(normalize))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `Patient/123`, `http://server/fhir/Patient/123` or `Patient/123/_history/2` -> (type, id).
+pub fn split_reference(reference: &str) -> Option<(String, String)> {
+    if reference.starts_with('#') || reference.starts_with("urn:") {
+        return None;
+    }
+    let path = reference.split("/_history/").next()?;
+    let mut parts = path.rsplit('/');
+    let id = parts.next()?;
+    let rt = parts.next()?;
+    rt.parse::<crate::domain::ResourceType>().ok()?;
+    id.parse::<crate::domain::ResourceId>().ok()?;
+    Some((rt.to_owned(), id.to_owned()))
+}
+
+fn end_of_day(d: NaiveDate) -> i64 {
+    d.and_hms_milli_opt(23, 59, 59, 999)
+        .map(|t| t.and_utc().timestamp_millis())
+        .unwrap_or(i64::MAX)
+}
+
+/// The range of time a FHIR date, dateTime or instant text covers, in ms.
+pub fn date_range(s: &str) -> Option<(i64, i64)> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        let start = t.with_timezone(&Utc).timestamp_millis();
+        // Without fractional seconds the value stands for the whole second.
+        let end = if s.contains('.') { start } else { start + 999 };
+        return Some((start, end));
+    }
+    match s.len() {
+        4 => {
+            let y: i32 = s.parse().ok()?;
+            let start = Utc.with_ymd_and_hms(y, 1, 1, 0, 0, 0).single()?;
+            Some((
+                start.timestamp_millis(),
+                end_of_day(NaiveDate::from_ymd_opt(y, 12, 31)?),
+            ))
+        }
+        7 => {
+            let d = NaiveDate::parse_from_str(&format!("{s}-01"), "%Y-%m-%d").ok()?;
+            let next = if d.month() == 12 {
+                NaiveDate::from_ymd_opt(d.year() + 1, 1, 1)?
+            } else {
+                NaiveDate::from_ymd_opt(d.year(), d.month() + 1, 1)?
+            };
+            Some((
+                d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis(),
+                end_of_day(next - Duration::days(1)),
+            ))
+        }
+        10 => {
+            let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+            Some((
+                d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis(),
+                end_of_day(d),
+            ))
+        }
+        _ => None,
+    }
+}
+
+fn dates_of(v: &Value) -> Option<(i64, i64)> {
+    match v {
+        Value::String(s) => date_range(s),
+        Value::Object(o) if o.contains_key("start") || o.contains_key("end") => {
+            // Period: an open end is open.
+            let start = o
+                .get("start")
+                .and_then(Value::as_str)
+                .and_then(date_range)
+                .map_or(i64::MIN, |r| r.0);
+            let end = o
+                .get("end")
+                .and_then(Value::as_str)
+                .and_then(date_range)
+                .map_or(i64::MAX, |r| r.1);
+            Some((start, end))
+        }
+        _ => None,
+    }
+}
+
+/// Runs every search parameter of the resource's type over it.
+pub fn extract(resource_type: &str, resource: &Value) -> Extracted {
+    let mut out = Extracted::default();
+    for p in params::for_type(resource_type) {
+        let items = p.expression.evaluate(resource);
+        if items.is_empty() {
+            continue;
+        }
+        match p.kind {
+            ParamType::Token => {
+                let mut found = Vec::new();
+                for i in &items {
+                    tokens_of(i.value(), &mut found);
+                }
+                out.tokens
+                    .extend(found.into_iter().map(|(s, c)| (p.code.clone(), s, c)));
+            }
+            ParamType::String => {
+                let mut found = Vec::new();
+                for i in &items {
+                    strings_of(i.value(), &mut found);
+                }
+                out.strings
+                    .extend(found.into_iter().map(|v| (p.code.clone(), v)));
+            }
+            ParamType::Reference => {
+                for i in &items {
+                    let reference = match i.value() {
+                        Value::Object(o) => o.get("reference").and_then(Value::as_str),
+                        Value::String(s) => Some(s.as_str()),
+                        _ => None,
+                    };
+                    if let Some((t, id)) = reference.and_then(split_reference) {
+                        out.references.push((p.code.clone(), t, id));
+                    }
+                }
+            }
+            ParamType::Date => {
+                for i in &items {
+                    if let Some((s, e)) = dates_of(i.value()) {
+                        out.dates.push((p.code.clone(), s, e));
+                    }
+                }
+            }
+            // Indexed by the search issue.
+            ParamType::Uri | ParamType::Number | ParamType::Quantity => {}
+        }
+    }
+    out.tokens.sort();
+    out.tokens.dedup();
+    out.strings.sort();
+    out.strings.dedup();
+    out.references.sort();
+    out.references.dedup();
+    out.dates.sort();
+    out.dates.dedup();
+    out
+}
+
+const TABLES: [&str; 4] = [
+    "fhir_index_tokens",
+    "fhir_index_strings",
+    "fhir_index_references",
+    "fhir_index_dates",
+];
+
+/// Rows per INSERT statement.
+const CHUNK: usize = 100;
+
+/// Replaces the index rows of one resource with those of `resource` (none when deleted).
+pub async fn replace(
+    tx: &mut Transaction<'_, Any>,
+    instance: &InstanceName,
+    resource_type: &str,
+    id: &str,
+    resource: Option<&Value>,
+) -> Result<(), sqlx::Error> {
+    let inst = instance.to_string();
+    for table in TABLES {
+        sqlx::query(&format!(
+            "DELETE FROM {table} WHERE instance = $1 AND resource_type = $2 AND id = $3"
+        ))
+        .bind(&inst)
+        .bind(resource_type)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    let Some(resource) = resource else {
+        return Ok(());
+    };
+    let x = extract(resource_type, resource);
+    let head = |table: &str, cols: &str| {
+        format!("INSERT INTO {table} (instance, resource_type, id, param, {cols}) VALUES ")
+    };
+    macro_rules! insert_rows {
+        ($rows:expr, $table:expr, $cols:expr, $n:expr, |$q:ident, $row:ident| $bind:expr) => {
+            for chunk in $rows.chunks(CHUNK) {
+                let mut sql = head($table, $cols);
+                for (i, _) in chunk.iter().enumerate() {
+                    let b = i * (4 + $n);
+                    let ps: Vec<String> = (1..=4 + $n).map(|k| format!("${}", b + k)).collect();
+                    if i > 0 {
+                        sql.push(',');
+                    }
+                    sql.push_str(&format!("({})", ps.join(", ")));
+                }
+                let mut $q = sqlx::query(&sql);
+                for $row in chunk {
+                    $q = $q.bind(&inst).bind(resource_type).bind(id);
+                    $q = $bind;
+                }
+                $q.execute(&mut **tx).await?;
+            }
+        };
+    }
+    insert_rows!(x.tokens, "fhir_index_tokens", "system, code", 2, |q, r| q
+        .bind(&r.0)
+        .bind(&r.1)
+        .bind(&r.2));
+    insert_rows!(x.strings, "fhir_index_strings", "value", 1, |q, r| q
+        .bind(&r.0)
+        .bind(&r.1));
+    insert_rows!(
+        x.references,
+        "fhir_index_references",
+        "target_type, target_id",
+        2,
+        |q, r| q.bind(&r.0).bind(&r.1).bind(&r.2)
+    );
+    insert_rows!(
+        x.dates,
+        "fhir_index_dates",
+        "start_ms, end_ms",
+        2,
+        |q, r| q.bind(&r.0).bind(r.1).bind(r.2)
+    );
+    Ok(())
+}
+
+/// Removes every index row of an instance.
+pub async fn delete_instance(
+    tx: &mut Transaction<'_, Any>,
+    instance: &InstanceName,
+) -> Result<(), sqlx::Error> {
+    for table in TABLES {
+        sqlx::query(&format!("DELETE FROM {table} WHERE instance = $1"))
+            .bind(instance.to_string())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_cover_their_precision() {
+        let (s, e) = date_range("2020").unwrap();
+        assert_eq!(
+            s,
+            Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0)
+                .unwrap()
+                .timestamp_millis()
+        );
+        assert_eq!(
+            e,
+            Utc.with_ymd_and_hms(2020, 12, 31, 23, 59, 59)
+                .unwrap()
+                .timestamp_millis()
+                + 999
+        );
+        let (s, e) = date_range("2020-02").unwrap();
+        assert_eq!(e - s + 1, 29 * 24 * 3600 * 1000);
+        let (s, e) = date_range("2020-02-03T04:05:06+01:00").unwrap();
+        assert_eq!(
+            s,
+            Utc.with_ymd_and_hms(2020, 2, 3, 3, 5, 6)
+                .unwrap()
+                .timestamp_millis()
+        );
+        assert_eq!(e, s + 999);
+        assert_eq!(date_range("yesterday"), None);
+    }
+
+    #[test]
+    fn references_and_normalization() {
+        assert_eq!(
+            split_reference("Patient/123"),
+            Some(("Patient".into(), "123".into()))
+        );
+        assert_eq!(
+            split_reference("http://x/fhir/Patient/1/_history/2"),
+            Some(("Patient".into(), "1".into()))
+        );
+        assert_eq!(split_reference("urn:uuid:abc"), None);
+        assert_eq!(split_reference("#contained"), None);
+        assert_eq!(normalize("Chalmérs"), "chalmers");
+    }
+}

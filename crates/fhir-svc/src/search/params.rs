@@ -1,0 +1,99 @@
+//! The R4 SearchParameters, compiled once per process.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use serde::Deserialize;
+
+use crate::fhirpath;
+
+const DEFINITIONS: &str = include_str!("../../definitions/r4/search-parameters.json");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    Token,
+    String,
+    Reference,
+    Date,
+    Uri,
+    Number,
+    Quantity,
+}
+
+#[derive(Deserialize)]
+struct Definition {
+    code: String,
+    #[serde(rename = "type")]
+    kind: ParamType,
+    base: Vec<String>,
+    expression: String,
+}
+
+/// One search parameter of one resource type.
+#[derive(Debug)]
+pub struct Param {
+    pub code: String,
+    pub kind: ParamType,
+    pub expression: fhirpath::Expr,
+}
+
+pub struct Registry {
+    by_type: HashMap<String, Vec<Arc<Param>>>,
+}
+
+static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::load);
+
+impl Registry {
+    fn load() -> Self {
+        let definitions: Vec<Definition> =
+            serde_json::from_str(DEFINITIONS).expect("vendored search parameters are JSON");
+        let mut by_type: HashMap<String, Vec<Arc<Param>>> = HashMap::new();
+        let mut common: Vec<Arc<Param>> = Vec::new();
+        for d in definitions {
+            let expression = match fhirpath::compile(&d.expression) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(code = %d.code, error = %e, "search parameter not indexed");
+                    continue;
+                }
+            };
+            let param = Arc::new(Param {
+                code: d.code,
+                kind: d.kind,
+                expression,
+            });
+            for base in d.base {
+                if base == "Resource" || base == "DomainResource" {
+                    common.push(param.clone());
+                } else {
+                    by_type.entry(base).or_default().push(param.clone());
+                }
+            }
+        }
+        for rt in crate::domain::ResourceType::all() {
+            by_type
+                .entry(rt.to_owned())
+                .or_default()
+                .extend(common.iter().cloned());
+        }
+        Self { by_type }
+    }
+}
+
+/// The parameters that apply to a resource type.
+pub fn for_type(resource_type: &str) -> &'static [Arc<Param>] {
+    REGISTRY
+        .by_type
+        .get(resource_type)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+/// One parameter of a resource type, by its code.
+pub fn find(resource_type: &str, code: &str) -> Option<&'static Param> {
+    for_type(resource_type)
+        .iter()
+        .find(|p| p.code == code)
+        .map(|p| p.as_ref())
+}

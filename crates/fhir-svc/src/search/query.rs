@@ -1,0 +1,386 @@
+//! A search query (`identifier=http://x|123&birthdate=ge2000`) parsed into typed conditions
+//! of one resource type, and the SQL that finds the current resources matching all of them.
+//!
+//! Each repetition of a parameter is an AND; comma-separated values within one are an OR.
+//! Conditional operations use this parser strictly: a parameter or modifier it does not know
+//! is an error, never silently ignored (ignoring one could match, and overwrite, the wrong
+//! resource).
+
+use hds_core::names::InstanceName;
+use sqlx::{Any, Row};
+
+use super::index::{date_range, normalize, split_reference};
+use super::params::{self, ParamType};
+use crate::domain::ResourceType;
+use crate::error::FhirError;
+
+/// One parameter's test; its values are alternatives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    Id(Vec<String>),
+    Token {
+        param: String,
+        /// (system, code); `None` matches any.
+        values: Vec<(Option<String>, Option<String>)>,
+    },
+    String {
+        param: String,
+        /// Normalized prefixes (or, with `:exact`, whole values; the index keeps normalized
+        /// text, so `:exact` is exact up to case and accents).
+        values: Vec<String>,
+        exact: bool,
+    },
+    Reference {
+        param: String,
+        /// (type, id)
+        values: Vec<(Option<String>, String)>,
+    },
+    Date {
+        param: String,
+        values: Vec<(DatePrefix, i64, i64)>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatePrefix {
+    Eq,
+    Ne,
+    Gt,
+    Lt,
+    Ge,
+    Le,
+}
+
+/// Parameters that shape results rather than select them; not allowed in a condition.
+const RESULT_PARAMS: &[&str] = &[
+    "_count",
+    "_sort",
+    "_include",
+    "_revinclude",
+    "_summary",
+    "_elements",
+    "_total",
+    "_contained",
+    "_containedType",
+];
+
+pub fn parse(rt: &ResourceType, query: &str) -> Result<Vec<Condition>, FhirError> {
+    let mut conditions = Vec::new();
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if key == "_format" || key == "_pretty" {
+            continue;
+        }
+        if RESULT_PARAMS.contains(&key.as_ref()) {
+            return Err(FhirError::invalid(format!(
+                "'{key}' has no place in a conditional request"
+            )));
+        }
+        let (code, modifier) = match key.split_once(':') {
+            Some((c, m)) => (c, Some(m)),
+            None => (key.as_ref(), None),
+        };
+        let values: Vec<&str> = split_values(&value);
+        if values.is_empty() || values.iter().any(|v| v.is_empty()) {
+            return Err(FhirError::invalid(format!(
+                "parameter '{key}' has an empty value"
+            )));
+        }
+        let unsupported = |m: &str| {
+            FhirError::invalid(format!("modifier ':{m}' of '{code}' is not supported here"))
+        };
+        if code == "_id" {
+            if let Some(m) = modifier {
+                return Err(unsupported(m));
+            }
+            conditions.push(Condition::Id(
+                values.iter().map(|v| v.to_string()).collect(),
+            ));
+            continue;
+        }
+        let param = params::find(rt.as_str(), code).ok_or_else(|| {
+            FhirError::invalid(format!("'{code}' is not a search parameter of {rt}"))
+        })?;
+        let condition = match param.kind {
+            ParamType::Token => {
+                if let Some(m) = modifier {
+                    return Err(unsupported(m));
+                }
+                Condition::Token {
+                    param: code.to_owned(),
+                    values: values
+                        .iter()
+                        .map(|v| match v.split_once('|') {
+                            None => (None, Some(unescape(v))),
+                            Some((s, c)) => {
+                                (Some(unescape(s)), (!c.is_empty()).then(|| unescape(c)))
+                            }
+                        })
+                        .collect(),
+                }
+            }
+            ParamType::String => {
+                let exact = match modifier {
+                    None => false,
+                    Some("exact") => true,
+                    Some(m) => return Err(unsupported(m)),
+                };
+                Condition::String {
+                    param: code.to_owned(),
+                    values: values
+                        .iter()
+                        .map(|v| {
+                            if exact {
+                                unescape(v)
+                            } else {
+                                normalize(&unescape(v))
+                            }
+                        })
+                        .collect(),
+                    exact,
+                }
+            }
+            ParamType::Reference => {
+                let typed = match modifier {
+                    None => None,
+                    Some(m) if m.parse::<ResourceType>().is_ok() => Some(m.to_owned()),
+                    Some(m) => return Err(unsupported(m)),
+                };
+                let mut refs = Vec::new();
+                for v in &values {
+                    let v = unescape(v);
+                    match split_reference(&v) {
+                        Some((t, id)) => refs.push((Some(t), id)),
+                        None if !v.contains('/') => refs.push((typed.clone(), v)),
+                        None => {
+                            return Err(FhirError::invalid(format!(
+                                "'{v}' is not a reference of this server"
+                            )))
+                        }
+                    }
+                }
+                Condition::Reference {
+                    param: code.to_owned(),
+                    values: refs,
+                }
+            }
+            ParamType::Date => {
+                if let Some(m) = modifier {
+                    return Err(unsupported(m));
+                }
+                let mut ranges = Vec::new();
+                for v in &values {
+                    let (prefix, rest) = match v.get(..2) {
+                        Some("eq") => (DatePrefix::Eq, &v[2..]),
+                        Some("ne") => (DatePrefix::Ne, &v[2..]),
+                        Some("gt") => (DatePrefix::Gt, &v[2..]),
+                        Some("lt") => (DatePrefix::Lt, &v[2..]),
+                        Some("ge") => (DatePrefix::Ge, &v[2..]),
+                        Some("le") => (DatePrefix::Le, &v[2..]),
+                        _ => (DatePrefix::Eq, *v),
+                    };
+                    let (s, e) = date_range(rest).ok_or_else(|| {
+                        FhirError::invalid(format!("'{v}' is not a date for '{code}'"))
+                    })?;
+                    ranges.push((prefix, s, e));
+                }
+                Condition::Date {
+                    param: code.to_owned(),
+                    values: ranges,
+                }
+            }
+            ParamType::Uri | ParamType::Number | ParamType::Quantity => {
+                return Err(FhirError::invalid(format!(
+                    "'{code}' ({:?}) cannot be used in a conditional request yet",
+                    param.kind
+                )))
+            }
+        };
+        conditions.push(condition);
+    }
+    if conditions.is_empty() {
+        return Err(FhirError::invalid(
+            "a conditional request needs at least one search parameter",
+        ));
+    }
+    Ok(conditions)
+}
+
+/// Splits on commas that are not escaped (`\,`).
+fn split_values(v: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let bytes = v.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        if *b == b',' && (i == 0 || bytes[i - 1] != b'\\') {
+            out.push(&v[start..i]);
+            start = i + 1;
+        }
+    }
+    out.push(&v[start..]);
+    out
+}
+
+fn unescape(v: &str) -> String {
+    v.replace("\\,", ",")
+        .replace("\\|", "|")
+        .replace("\\$", "$")
+        .replace("\\\\", "\\")
+}
+
+/// SQL text and its parameters, built together so the numbering stays right.
+struct Sql {
+    text: String,
+    binds: Vec<Bind>,
+}
+
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+impl Sql {
+    fn bind(&mut self, b: Bind) -> String {
+        self.binds.push(b);
+        format!("${}", self.binds.len())
+    }
+    fn text(&mut self, s: &str) -> String {
+        self.bind(Bind::Text(s.to_owned()))
+    }
+}
+
+fn index_exists(table: &str, param: &str, sql: &mut Sql, test: String) -> String {
+    let p = sql.text(param);
+    format!(
+        "EXISTS (SELECT 1 FROM {table} x WHERE x.instance = c.instance AND x.resource_type = c.resource_type \
+         AND x.id = c.id AND x.param = {p} AND ({test}))"
+    )
+}
+
+fn or(parts: Vec<String>) -> String {
+    parts.join(" OR ")
+}
+
+/// Ids of the current resources of `rt` that match every condition; at most `limit`.
+pub async fn find<'e, E>(
+    executor: E,
+    instance: &InstanceName,
+    rt: &ResourceType,
+    conditions: &[Condition],
+    limit: i64,
+) -> Result<Vec<String>, FhirError>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    let mut sql = Sql {
+        text: String::new(),
+        binds: Vec::new(),
+    };
+    let inst = sql.text(&instance.to_string());
+    let ty = sql.text(rt.as_str());
+    let mut clauses = vec![
+        format!("c.instance = {inst}"),
+        format!("c.resource_type = {ty}"),
+        "c.deleted = 0".to_owned(),
+    ];
+    for c in conditions {
+        let clause = match c {
+            Condition::Id(ids) => {
+                let alts: Vec<String> = ids
+                    .iter()
+                    .map(|i| format!("c.id = {}", sql.text(i)))
+                    .collect();
+                format!("({})", or(alts))
+            }
+            Condition::Token { param, values } => {
+                let alts: Vec<String> = values
+                    .iter()
+                    .map(|(system, code)| {
+                        let mut t = Vec::new();
+                        if let Some(s) = system {
+                            t.push(format!("x.system = {}", sql.text(s)));
+                        }
+                        if let Some(c) = code {
+                            t.push(format!("x.code = {}", sql.text(c)));
+                        }
+                        if t.is_empty() {
+                            "1 = 1".to_owned()
+                        } else {
+                            format!("({})", t.join(" AND "))
+                        }
+                    })
+                    .collect();
+                index_exists("fhir_index_tokens", param, &mut sql, or(alts))
+            }
+            Condition::String {
+                param,
+                values,
+                exact,
+            } => {
+                let alts: Vec<String> = values
+                    .iter()
+                    .map(|v| {
+                        if *exact {
+                            format!("x.value = {}", sql.text(&normalize(v)))
+                        } else {
+                            // Character-wise on both backends, whatever the collation.
+                            let n = sql.bind(Bind::Int(v.chars().count() as i64));
+                            format!("SUBSTR(x.value, 1, CAST({n} AS INTEGER)) = {}", sql.text(v))
+                        }
+                    })
+                    .collect();
+                index_exists("fhir_index_strings", param, &mut sql, or(alts))
+            }
+            Condition::Reference { param, values } => {
+                let alts: Vec<String> = values
+                    .iter()
+                    .map(|(t, id)| match t {
+                        Some(t) => format!(
+                            "(x.target_type = {} AND x.target_id = {})",
+                            sql.text(t),
+                            sql.text(id)
+                        ),
+                        None => format!("x.target_id = {}", sql.text(id)),
+                    })
+                    .collect();
+                index_exists("fhir_index_references", param, &mut sql, or(alts))
+            }
+            Condition::Date { param, values } => {
+                let alts: Vec<String> = values
+                    .iter()
+                    .map(|(prefix, s, e)| {
+                        let s = sql.bind(Bind::Int(*s));
+                        let e = sql.bind(Bind::Int(*e));
+                        let eq = format!("(x.start_ms >= {s} AND x.end_ms <= {e})");
+                        match prefix {
+                            DatePrefix::Eq => eq,
+                            DatePrefix::Ne => format!("NOT {eq}"),
+                            DatePrefix::Gt => format!("x.end_ms > {e}"),
+                            DatePrefix::Lt => format!("x.start_ms < {s}"),
+                            DatePrefix::Ge => format!("(x.end_ms > {e} OR {eq})"),
+                            DatePrefix::Le => format!("(x.start_ms < {s} OR {eq})"),
+                        }
+                    })
+                    .collect();
+                index_exists("fhir_index_dates", param, &mut sql, or(alts))
+            }
+        };
+        clauses.push(clause);
+    }
+    let lim = sql.bind(Bind::Int(limit));
+    sql.text = format!(
+        "SELECT c.id FROM fhir_current c WHERE {} ORDER BY c.id LIMIT {lim}",
+        clauses.join(" AND ")
+    );
+    let mut q = sqlx::query(&sql.text);
+    for b in &sql.binds {
+        q = match b {
+            Bind::Text(s) => q.bind(s.clone()),
+            Bind::Int(i) => q.bind(*i),
+        };
+    }
+    q.fetch_all(executor)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>("id").map_err(FhirError::from))
+        .collect()
+}
