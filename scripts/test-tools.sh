@@ -3,6 +3,7 @@
 #   tansu   - a Kafka-compatible broker (needs the sqlite storage engine: --features dynostore,libsql)
 #   s3s-fs  - an S3-compatible server over a folder (0.14.1: later versions need a newer rustc)
 #   hl7.fhir.r4.examples - the official R4 examples (npm, CC0), read by fhir-svc's tests
+#   fhirpy, fhirclient   - real FHIR clients (PyPI), in a virtualenv at ~/.cache/hds-py
 # PostgreSQL is not installed here: the suite uses HDS_TEST_DATABASE_URL (default: the local server).
 set -euo pipefail
 
@@ -17,3 +18,8 @@ if ! have tansu; then
   cargo install tansu@0.6.0 --features dynostore,libsql --locked
 fi
 python3 "$(dirname "$0")/fhir-definitions.py" --fetch-only >/dev/null
+venv="${HDS_PY_VENV:-$HOME/.cache/hds-py/venv}"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check fhirpy==2.3.1 fhirclient==4.4.0
