@@ -376,20 +376,29 @@ pub async fn write_in(
     if let Some(v) = expected {
         q = q.bind(v);
     }
-    let updated = q.fetch_optional(&mut **tx).await?;
+    // A server-assigned id (POST) is new: no pointer to move, and one round trip saved.
+    let updated = if method == Method::Post && expected.is_none() {
+        None
+    } else {
+        q.fetch_optional(&mut **tx).await?
+    };
     let (version, created) = match updated {
         Some(row) => (row.try_get::<i64, _>("version")?, false),
         None => {
-            let existing: Option<i64> = sqlx::query(
-                "SELECT version FROM fhir_current WHERE instance = $1 AND resource_type = $2 AND id = $3",
-            )
-            .bind(&inst)
-            .bind(rt.as_str())
-            .bind(id.as_str())
-            .fetch_optional(&mut **tx)
-            .await?
-            .map(|r| r.try_get("version"))
-            .transpose()?;
+            let existing: Option<i64> = if method == Method::Post {
+                None
+            } else {
+                sqlx::query(
+                    "SELECT version FROM fhir_current WHERE instance = $1 AND resource_type = $2 AND id = $3",
+                )
+                .bind(&inst)
+                .bind(rt.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&mut **tx)
+                .await?
+                .map(|r| r.try_get("version"))
+                .transpose()?
+            };
             match (existing, expected) {
                 (Some(current), Some(wanted)) => {
                     return Err(FhirError::VersionMismatch { current, wanted })
@@ -442,7 +451,17 @@ pub async fn write_in(
     .fetch_one(&mut **tx)
     .await?
     .try_get("seq")?;
-    crate::search::index::replace(tx, instance, rt.as_str(), id.as_str(), Some(&resource)).await?;
+    // A brand-new resource has no index rows to replace.
+    let fresh = version == 1;
+    crate::search::index::write(
+        tx,
+        instance,
+        rt.as_str(),
+        id.as_str(),
+        Some(&resource),
+        fresh,
+    )
+    .await?;
     let action = if created {
         FhirResourceAction::Created
     } else {
@@ -517,7 +536,7 @@ pub async fn delete_in(
         .bind(id.as_str())
         .execute(&mut **tx)
         .await?;
-        crate::search::index::replace(tx, instance, rt.as_str(), id.as_str(), None).await?;
+        crate::search::index::write(tx, instance, rt.as_str(), id.as_str(), None, false).await?;
         if let Some(row) = gone {
             let version: i64 = row.try_get("version")?;
             enqueue_event(tx, instance, rt, id, version, FhirResourceAction::Deleted).await?;
@@ -550,7 +569,7 @@ pub async fn delete_in(
     .fetch_one(&mut **tx)
     .await?
     .try_get("seq")?;
-    crate::search::index::replace(tx, instance, rt.as_str(), id.as_str(), None).await?;
+    crate::search::index::write(tx, instance, rt.as_str(), id.as_str(), None, false).await?;
     enqueue_event(tx, instance, rt, id, version, FhirResourceAction::Deleted).await?;
     Ok(Some(Version {
         resource_type: rt.to_string(),

@@ -114,7 +114,7 @@ impl Relay {
             db,
             bus,
             wake: Arc::new(Notify::new()),
-            batch: 100,
+            batch: 500,
             idle_poll: Duration::from_millis(500),
         }
     }
@@ -123,8 +123,9 @@ impl Relay {
         RelayWaker(self.wake.clone())
     }
 
-    /// Publishes what is in the outbox now; returns how many were published. Stops at the
-    /// first failure so that later events never overtake an earlier one.
+    /// Publishes what is in the outbox now (a batch at a time); returns how many were
+    /// published. After a failure the whole batch stays and goes again (consumers drop the
+    /// duplicates by event id), so a later event never overtakes an earlier one.
     pub async fn relay_once(&self) -> Result<usize, OutboxError> {
         let rows = sqlx::query(
             "SELECT seq, topic, msg_key, payload, headers FROM outbox ORDER BY seq LIMIT $1",
@@ -132,23 +133,34 @@ impl Relay {
         .bind(self.batch)
         .fetch_all(self.db.pool())
         .await?;
-        let mut sent = 0;
+        let mut seqs = Vec::with_capacity(rows.len());
+        let mut messages = Vec::with_capacity(rows.len());
         for row in rows {
-            let seq: i64 = row.try_get("seq")?;
+            seqs.push(row.try_get::<i64, _>("seq")?);
             let topic: String = row.try_get("topic")?;
             let headers: Vec<u8> = row.try_get("headers")?;
-            let message = OutgoingMessage {
-                key: row.try_get("msg_key")?,
-                payload: row.try_get("payload")?,
-                headers: decode_headers(&headers).unwrap_or_default(),
-            };
-            self.bus.publish(&topic, message).await?;
-            sqlx::query("DELETE FROM outbox WHERE seq = $1")
-                .bind(seq)
-                .execute(self.db.pool())
-                .await?;
-            sent += 1;
+            messages.push((
+                topic,
+                OutgoingMessage {
+                    key: row.try_get("msg_key")?,
+                    payload: row.try_get("payload")?,
+                    headers: decode_headers(&headers).unwrap_or_default(),
+                },
+            ));
         }
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        self.bus.publish_all(messages).await?;
+        // Exactly the rows sent: a row with a lower seq may commit later than these.
+        let list: Vec<String> = (1..=seqs.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("DELETE FROM outbox WHERE seq IN ({})", list.join(", "));
+        let mut q = sqlx::query(&sql);
+        for seq in &seqs {
+            q = q.bind(*seq);
+        }
+        q.execute(self.db.pool()).await?;
+        let sent = seqs.len();
         Ok(sent)
     }
 

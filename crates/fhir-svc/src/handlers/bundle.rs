@@ -290,14 +290,16 @@ async fn plan(
 }
 
 /// Replaces conditional references (`Type?search`) by the one resource each matches.
+/// `resolved` remembers the answers within one bundle: a bundle's entries tend to point at the
+/// same few practitioners and organisations.
 async fn resolve_conditional_references(
     tx: &mut Transaction<'static, Any>,
     instance: &InstanceName,
     resource: &mut Value,
+    resolved: &mut HashMap<String, String>,
 ) -> Result<(), FhirError> {
     let mut wanted = Vec::new();
     collect_conditional_references(resource, &mut wanted);
-    let mut resolved: HashMap<String, String> = HashMap::new();
     for reference in wanted {
         if resolved.contains_key(&reference) {
             continue;
@@ -323,7 +325,7 @@ async fn resolve_conditional_references(
             }
         }
     }
-    rewrite_references(resource, &resolved);
+    rewrite_references(resource, resolved);
     Ok(())
 }
 
@@ -451,7 +453,8 @@ async fn run_batch(
                     let id = matches!(entry.target, Target::Type(_)).then(ResourceId::generate);
                     let mut resource = entry.resource.clone();
                     if let Some(r) = &mut resource {
-                        resolve_conditional_references(&mut tx, instance, r).await?;
+                        resolve_conditional_references(&mut tx, instance, r, &mut HashMap::new())
+                            .await?;
                     }
                     execute(&mut tx, instance, &entry, resource, id).await?
                 }
@@ -536,6 +539,7 @@ async fn run_transaction(
     });
 
     let mut results: Vec<Option<Outcome>> = (0..plans.len()).map(|_| None).collect();
+    let mut resolved: HashMap<String, String> = HashMap::new();
     for i in order {
         let outcome = match &plans[i] {
             Plan::Exists(v, _) => Outcome {
@@ -552,7 +556,7 @@ async fn run_transaction(
                 let mut resource = e.resource.clone();
                 if let Some(r) = &mut resource {
                     rewrite_references(r, &rewrite);
-                    resolve_conditional_references(&mut tx, instance, r)
+                    resolve_conditional_references(&mut tx, instance, r, &mut resolved)
                         .await
                         .map_err(|err| annotate(i, err))?;
                 }

@@ -246,16 +246,18 @@ const TABLES: [&str; 4] = [
 /// Rows per INSERT statement.
 const CHUNK: usize = 100;
 
-/// Replaces the index rows of one resource with those of `resource` (none when deleted).
-pub async fn replace(
+/// Replaces the index rows of one resource with those of `resource` (none when deleted);
+/// `fresh` says the resource is new, so there are no rows to remove.
+pub async fn write(
     tx: &mut Transaction<'_, Any>,
     instance: &InstanceName,
     resource_type: &str,
     id: &str,
     resource: Option<&Value>,
+    fresh: bool,
 ) -> Result<(), sqlx::Error> {
     let inst = instance.to_string();
-    for table in TABLES {
+    for table in TABLES.iter().filter(|_| !fresh) {
         sqlx::query(&format!(
             "DELETE FROM {table} WHERE instance = $1 AND resource_type = $2 AND id = $3"
         ))

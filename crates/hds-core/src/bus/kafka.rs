@@ -197,6 +197,18 @@ impl EventBus for KafkaBus {
         })
     }
 
+    async fn publish_all(&self, messages: Vec<(String, OutgoingMessage)>) -> Result<(), BusError> {
+        // Each send is queued in librdkafka when first polled, in this order; the idempotent
+        // producer keeps that order per partition while they are in flight together.
+        let sends = messages
+            .into_iter()
+            .map(|(topic, message)| async move { self.publish(&topic, message).await });
+        for result in futures::future::join_all(sends).await {
+            result?;
+        }
+        Ok(())
+    }
+
     async fn subscribe(
         &self,
         group: &str,

@@ -125,6 +125,15 @@ pub trait EventBus: Send + Sync + 'static {
     /// span is added to the headers unless they already carry one.
     async fn publish(&self, topic: &str, message: OutgoingMessage) -> Result<Published, BusError>;
 
+    /// Publishes several messages, each acknowledged before this returns, keeping their order
+    /// within each partition. Kafka sends them all at once; the default sends one by one.
+    async fn publish_all(&self, messages: Vec<(String, OutgoingMessage)>) -> Result<(), BusError> {
+        for (topic, message) in messages {
+            self.publish(&topic, message).await?;
+        }
+        Ok(())
+    }
+
     /// Joins consumer group `group` on `topics`.
     async fn subscribe(
         &self,
