@@ -2,7 +2,7 @@
 CARGO ?= cargo
 DATA_DIR ?= ./data
 
-.PHONY: run test tools check fmt clippy build check-deploy test-synthea
+.PHONY: run test tools check fmt clippy build check-deploy test-synthea bench-fhir
 
 ## Start all four services in one process on embedded defaults (SQLite, local folder, embedded bus).
 run:
@@ -37,3 +37,8 @@ check-deploy:
 ## counts and references (release build; ../shared/data/synthea or HDS_SYNTHEA_DIR).
 test-synthea: tools
 	HDS_SYNTHEA_LIMIT=all $(CARGO) test --release -p fhir-svc --test synthea -- --nocapture
+
+## FHIR benchmark: fhir-svc on PostgreSQL (+ tansu) against the Medplum FHIR router peer, same
+## Synthea load and reads, one run (see bench/fhir.sh).
+bench-fhir: tools
+	./bench/fhir.sh

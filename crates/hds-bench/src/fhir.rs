@@ -1,0 +1,263 @@
+//! `fhir-bench`: the FHIR load of `make bench-fhir`, run against each target in turn.
+//!
+//! Loads the Synthea set (hospital and practitioner batches first, then the patient
+//! transactions) into each target, then reads and vreads a sample of the loaded resources at
+//! concurrency 1 and 8, and prints resources/s, MB/s, requests/s, p50/p99 and the target
+//! process's peak memory (VmHWM), with each target's ratio to the first.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use futures::StreamExt;
+use serde_json::Value;
+
+#[derive(Parser)]
+struct Args {
+    /// `name=URL` or `name=URL,pid=PID` (the FHIR base URL; the pid for peak memory).
+    #[arg(long = "target", required = true)]
+    targets: Vec<String>,
+    #[arg(long)]
+    synthea: PathBuf,
+    /// Reads per measurement.
+    #[arg(long, default_value_t = 2000)]
+    reads: usize,
+}
+
+struct Target {
+    name: String,
+    base: String,
+    pid: Option<u32>,
+}
+
+fn parse_target(s: &str) -> anyhow::Result<Target> {
+    let (name, rest) = s.split_once('=').context("--target name=URL[,pid=PID]")?;
+    let mut parts = rest.split(',');
+    let base = parts
+        .next()
+        .context("URL")?
+        .trim_end_matches('/')
+        .to_owned();
+    let pid = parts
+        .find_map(|p| p.strip_prefix("pid="))
+        .map(str::parse)
+        .transpose()?;
+    Ok(Target {
+        name: name.to_owned(),
+        base,
+        pid,
+    })
+}
+
+fn peak_rss_mb(pid: Option<u32>) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// `Type/id/_history/v`, absolute or relative -> (type/id, version).
+fn split_location(location: &str) -> Option<(String, String)> {
+    let (path, version) = location.split_once("/_history/")?;
+    let mut parts = path.rsplit('/');
+    let id = parts.next()?;
+    let rt = parts.next()?;
+    Some((format!("{rt}/{id}"), version.to_owned()))
+}
+
+struct Loaded {
+    seconds: f64,
+    resources: usize,
+    bytes: usize,
+    /// (Type/id, version) of created resources.
+    created: Vec<(String, String)>,
+}
+
+async fn load(client: &reqwest::Client, t: &Target, files: &[PathBuf]) -> anyhow::Result<Loaded> {
+    let mut bodies = Vec::new();
+    for f in files {
+        let out = std::process::Command::new("bzcat").arg(f).output()?;
+        if !out.status.success() {
+            bail!("bzcat {}", f.display());
+        }
+        bodies.push(out.stdout);
+    }
+    let bytes = bodies.iter().map(Vec::len).sum();
+    let mut resources = 0;
+    let mut created = Vec::new();
+    let started = Instant::now();
+    for (f, body) in files.iter().zip(bodies) {
+        let res = client
+            .post(&t.base)
+            .header("content-type", "application/fhir+json")
+            .body(body)
+            .send()
+            .await?;
+        let status = res.status();
+        let answer: Value = res.json().await?;
+        if !status.is_success() {
+            bail!("{}: {} loading {}: {answer}", t.name, status, f.display());
+        }
+        for e in answer["entry"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let s = e["response"]["status"].as_str().unwrap_or_default();
+            if !s.starts_with('2') {
+                bail!("{}: entry {s} in {}", t.name, f.display());
+            }
+            resources += 1;
+            // The version comes from the location (`.../_history/v`) or the returned resource.
+            let location = e["response"]["location"].as_str().unwrap_or_default();
+            let found = split_location(location).or_else(|| {
+                let version = e["resource"]["meta"]["versionId"].as_str()?;
+                let mut parts = location.trim_end_matches('/').rsplit('/');
+                let id = parts.next()?;
+                let rt = parts.next()?;
+                Some((format!("{rt}/{id}"), version.to_owned()))
+            });
+            created.extend(found);
+        }
+    }
+    Ok(Loaded {
+        seconds: started.elapsed().as_secs_f64(),
+        resources,
+        bytes,
+        created,
+    })
+}
+
+struct Latencies {
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+async fn measure(
+    client: &reqwest::Client,
+    urls: &[String],
+    concurrency: usize,
+) -> anyhow::Result<Latencies> {
+    let started = Instant::now();
+    let mut times: Vec<Duration> = futures::stream::iter(urls.iter().cloned())
+        .map(|url| {
+            let client = client.clone();
+            async move {
+                let t = Instant::now();
+                let res = client.get(&url).send().await?;
+                let ok = res.status().is_success();
+                res.bytes().await?;
+                if !ok {
+                    bail!("GET {url} failed");
+                }
+                Ok::<_, anyhow::Error>(t.elapsed())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let total = started.elapsed().as_secs_f64();
+    times.sort();
+    let at =
+        |q: f64| times[((times.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1000.0;
+    Ok(Latencies {
+        per_second: urls.len() as f64 / total,
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let targets: Vec<Target> = args
+        .targets
+        .iter()
+        .map(|s| parse_target(s))
+        .collect::<Result<_, _>>()?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&args.synthea)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    files.retain(|p| p.to_string_lossy().ends_with(".json.bz2"));
+    files.sort();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(16)
+        .build()?;
+
+    let mut rows = Vec::new();
+    for t in &targets {
+        eprintln!("{}: loading {} bundles", t.name, files.len());
+        let loaded = load(&client, t, &files).await?;
+        let step = (loaded.created.len() / args.reads).max(1);
+        let sample: Vec<&(String, String)> = loaded
+            .created
+            .iter()
+            .step_by(step)
+            .take(args.reads)
+            .collect();
+        let reads: Vec<String> = sample
+            .iter()
+            .map(|(r, _)| format!("{}/{r}", t.base))
+            .collect();
+        let vreads: Vec<String> = sample
+            .iter()
+            .map(|(r, v)| format!("{}/{r}/_history/{v}", t.base))
+            .collect();
+        let mut m = Vec::new();
+        for c in [1, 8] {
+            m.push(measure(&client, &reads, c).await?);
+            m.push(measure(&client, &vreads, c).await?);
+        }
+        rows.push((t, loaded, m, peak_rss_mb(t.pid)));
+    }
+
+    println!(
+        "\n## FHIR load and reads: {} Synthea bundles\n",
+        files.len()
+    );
+    println!("| target | resources | load s | resources/s | MB/s | read c1 req/s (p50/p99 ms) | vread c1 | read c8 | vread c8 | peak RSS MB |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (t, l, m, rss) in &rows {
+        let cell = |x: &Latencies| format!("{:.0} ({:.2}/{:.2})", x.per_second, x.p50_ms, x.p99_ms);
+        println!(
+            "| {} | {} | {:.1} | {:.0} | {:.1} | {} | {} | {} | {} | {} |",
+            t.name,
+            l.resources,
+            l.seconds,
+            l.resources as f64 / l.seconds,
+            l.bytes as f64 / 1e6 / l.seconds,
+            cell(&m[0]),
+            cell(&m[1]),
+            cell(&m[2]),
+            cell(&m[3]),
+            rss.map_or("-".into(), |r| format!("{r:.0}")),
+        );
+    }
+    if let [(first, fl, fm, frss), rest @ ..] = rows.as_slice() {
+        for (t, l, m, rss) in rest {
+            println!(
+                "\n{} / {}: resources/s x{:.2}; read c8 req/s x{:.2}; vread c8 req/s x{:.2}; peak memory x{}",
+                first.name,
+                t.name,
+                (fl.resources as f64 / fl.seconds) / (l.resources as f64 / l.seconds),
+                fm[2].per_second / m[2].per_second,
+                fm[3].per_second / m[3].per_second,
+                match (frss, rss) {
+                    (Some(a), Some(b)) => format!("{:.2}", a / b),
+                    _ => "-".into(),
+                },
+            );
+        }
+    }
+    Ok(())
+}
