@@ -7,6 +7,10 @@ use crate::handlers::{
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // A query string that does not parse is a client mistake: 400 as an OperationOutcome.
+    cfg.app_data(web::QueryConfig::default().error_handler(|err, _req| {
+        crate::error::FhirError::invalid(format!("the query string is invalid: {err}")).into()
+    }));
     cfg.route(
         "/{instance}/metadata",
         web::get().to(capabilities::metadata),

@@ -358,6 +358,16 @@ async fn delete_soft_hard_and_purge(env: Env) {
             .status,
         400
     );
+    let twice = fhir
+        .call(
+            Method::DELETE,
+            "/Patient/d1?hardDelete=true&hardDelete=false",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(twice.status, 400);
+    assert!(twice.is_outcome());
     env.stop().await;
 }
 

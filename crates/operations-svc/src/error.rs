@@ -13,6 +13,8 @@ pub enum ArmError {
     MissingApiVersion,
     #[error("The api-version '{0}' is invalid. The supported versions are '{supported}'.", supported = crate::API_VERSION)]
     InvalidApiVersion(String),
+    #[error("The query string is invalid: {0}")]
+    InvalidQuery(String),
     #[error("The operation '{0}' could not be found.")]
     OperationNotFound(String),
     #[error("The requested path '{0}' is not part of the Microsoft.HealthcareApis API.")]
@@ -30,6 +32,7 @@ impl ArmError {
             ArmError::Auth(_) => "InvalidAuthenticationToken",
             ArmError::MissingApiVersion => "MissingApiVersionParameter",
             ArmError::InvalidApiVersion(_) => "InvalidApiVersionParameter",
+            ArmError::InvalidQuery(_) => "InvalidRequestContent",
             ArmError::OperationNotFound(_) => "OperationNotFound",
             ArmError::PathNotFound(_) => "InvalidResourceType",
             ArmError::Storage(_) => "ServiceUnavailable",
@@ -43,7 +46,9 @@ impl ResponseError for ArmError {
             ArmError::Auth(e) => {
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED)
             }
-            ArmError::MissingApiVersion | ArmError::InvalidApiVersion(_) => StatusCode::BAD_REQUEST,
+            ArmError::MissingApiVersion
+            | ArmError::InvalidApiVersion(_)
+            | ArmError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             ArmError::OperationNotFound(_) | ArmError::PathNotFound(_) => StatusCode::NOT_FOUND,
             ArmError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

@@ -174,6 +174,16 @@ async fn requests_are_checked_as_arm_does(env: Env) {
         .unwrap()
         .contains("2024-03-31"));
 
+    let twice = reqwest::get(format!(
+        "{}&api-version=2024-03-31",
+        env.result_url(id, Some("2024-03-31"))
+    ))
+    .await
+    .unwrap();
+    assert_eq!(twice.status(), 400);
+    let body: serde_json::Value = twice.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "InvalidRequestContent", "{body}");
+
     let (status, body) = env.result("00000000-0000-0000-0000-000000000001").await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "OperationNotFound");

@@ -18,7 +18,10 @@ pub struct AppState {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
-    cfg.app_data(web::Data::from(state.auth.clone()))
+    cfg.app_data(web::QueryConfig::default().error_handler(|err, _req| {
+        ArmError::InvalidQuery(err.to_string()).into()
+    }))
+    .app_data(web::Data::from(state.auth.clone()))
         .app_data(web::Data::new(state.db.clone()))
         .route(
             "/subscriptions/{subscription}/providers/Microsoft.HealthcareApis/locations/{location}/operationresults/{operation}",
