@@ -65,10 +65,26 @@ pub fn resource_id(raw: &str) -> Result<ResourceId, FhirError> {
     raw.parse().map_err(FhirError::invalid)
 }
 
+/// Reads a request body of at most `limit` bytes (413 beyond).
+pub async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, FhirError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| FhirError::invalid(format!("reading the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(FhirError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Reads a JSON resource body: content type checked, size limited, must be a JSON object.
 pub async fn read_resource(
     req: &HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
     limit: usize,
 ) -> Result<Value, FhirError> {
     if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
@@ -81,14 +97,7 @@ pub async fn read_resource(
             return Err(FhirError::UnsupportedMediaType(ct));
         }
     }
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| FhirError::invalid(format!("reading the body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(FhirError::PayloadTooLarge { limit });
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = read_body(payload, limit).await?;
     let body_len = body.len();
     let parse = move || {
         serde_json::from_slice::<Value>(&body)

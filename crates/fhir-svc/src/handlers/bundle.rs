@@ -666,15 +666,7 @@ async fn execute(
                 id: id.to_string(),
                 version: current.version,
             })?;
-            json_patch::patch(&mut doc, &operations)
-                .map_err(|err| FhirError::invalid(format!("the patch cannot be applied: {err}")))?;
-            if doc.get("resourceType").and_then(Value::as_str) != Some(rt.as_str())
-                || doc.get("id").and_then(Value::as_str) != Some(id.as_str())
-            {
-                return Err(FhirError::invalid(
-                    "a patch may not change the resource's type or id",
-                ));
-            }
+            super::patch::apply(&mut doc, &operations, rt, id)?;
             let expected = Some(e.if_match.unwrap_or(current.version));
             let w = store::write_in(tx, instance, rt, id, doc, Method::Patch, expected).await?;
             Ok(Outcome {

@@ -9,15 +9,15 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures::StreamExt;
 use hds_core::auth::Permission;
 use serde_json::Value;
 
 use super::FhirCaller;
-use crate::domain::parse_etag;
+use crate::domain::{parse_etag, ResourceId, ResourceType};
 use crate::error::{FhirError, Issue};
 use crate::http::{
-    base_url, prefer_return, resource_id, resource_type, version_response, FhirState, Instance,
+    base_url, prefer_return, read_body, resource_id, resource_type, version_response, FhirState,
+    Instance,
 };
 use crate::store::Method;
 
@@ -30,7 +30,7 @@ pub async fn patch(
     Instance(instance): Instance,
     path: web::Path<(String, String, String)>,
     state: web::Data<FhirState>,
-    mut body: web::Payload,
+    body: web::Payload,
 ) -> Result<HttpResponse, FhirError> {
     caller.require(Permission::Write)?;
     let rt = resource_type(&path.1)?;
@@ -46,16 +46,7 @@ pub async fn patch(
             "{ct} (PATCH takes application/json-patch+json; FHIRPath Patch is not supported yet)"
         )));
     }
-    let mut raw = web::BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| FhirError::invalid(format!("reading the body: {e}")))?;
-        if raw.len() + chunk.len() > state.max_body_bytes {
-            return Err(FhirError::PayloadTooLarge {
-                limit: state.max_body_bytes,
-            });
-        }
-        raw.extend_from_slice(&chunk);
-    }
+    let raw = read_body(body, state.max_body_bytes).await?;
     let operations: json_patch::Patch = serde_json::from_slice(&raw)
         .map_err(|e| FhirError::invalid(format!("the body is not a JSON Patch document: {e}")))?;
     let if_match = match req.headers().get(header::IF_MATCH) {
@@ -89,20 +80,7 @@ pub async fn patch(
                 });
             }
         }
-        json_patch::patch(&mut doc, &operations).map_err(|e| {
-            FhirError::Invalid(vec![Issue {
-                code: "processing",
-                diagnostics: format!("the patch cannot be applied: {e}"),
-                expression: None,
-            }])
-        })?;
-        if doc.get("resourceType").and_then(Value::as_str) != Some(rt.as_str())
-            || doc.get("id").and_then(Value::as_str) != Some(id.as_str())
-        {
-            return Err(FhirError::invalid(
-                "a patch may not change the resource's type or id",
-            ));
-        }
+        apply(&mut doc, &operations, &rt, &id)?;
         match state
             .store
             .write(
@@ -133,4 +111,29 @@ pub async fn patch(
     Err(FhirError::Conflict(format!(
         "{rt}/{id} kept changing; retry the patch"
     )))
+}
+
+/// Applies a JSON Patch to a resource as a whole or not at all; the result must still be the
+/// same resource (type and id).
+pub(crate) fn apply(
+    doc: &mut Value,
+    operations: &json_patch::Patch,
+    rt: &ResourceType,
+    id: &ResourceId,
+) -> Result<(), FhirError> {
+    json_patch::patch(doc, operations).map_err(|e| {
+        FhirError::Invalid(vec![Issue {
+            code: "processing",
+            diagnostics: format!("the patch cannot be applied: {e}"),
+            expression: None,
+        }])
+    })?;
+    if doc.get("resourceType").and_then(Value::as_str) != Some(rt.as_str())
+        || doc.get("id").and_then(Value::as_str) != Some(id.as_str())
+    {
+        return Err(FhirError::invalid(
+            "a patch may not change the resource's type or id",
+        ));
+    }
+    Ok(())
 }
