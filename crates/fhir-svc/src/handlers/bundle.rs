@@ -22,7 +22,7 @@ use hds_core::names::InstanceName;
 use serde_json::{json, Value};
 use sqlx::{Any, Transaction};
 
-use super::conditional::{several, Matches};
+use super::conditional::{several, update_target, Matches};
 use super::FhirCaller;
 use crate::domain::{etag, instant, parse_etag, ResourceId, ResourceType};
 use crate::error::FhirError;
@@ -257,9 +257,8 @@ async fn plan(
         .and_then(Value::as_str)
         .map(str::to_owned);
     let id = match (found, e.verb) {
-        (Matches::Several, Verb::Put) => return Err(several("update")),
         (Matches::Several, Verb::Patch) => return Err(several("patch")),
-        (Matches::Several, _) => return Err(several("delete")),
+        (Matches::Several, Verb::Delete) => return Err(several("delete")),
         (Matches::None, Verb::Delete) => return Ok(Plan::Nothing),
         (Matches::None, Verb::Patch) => {
             return Err(FhirError::ResourceNotFound {
@@ -267,18 +266,8 @@ async fn plan(
                 id: "(conditional patch)".into(),
             })
         }
-        (Matches::None, _) => match body_id {
-            Some(b) => resource_id(&b)?,
-            None => ResourceId::generate(),
-        },
-        (Matches::One(found), _) => {
-            if let Some(b) = body_id.filter(|b| *b != found) {
-                return Err(FhirError::invalid(format!(
-                    "the resource's id '{b}' is not that of the resource the criteria match ('{found}')"
-                )));
-            }
-            resource_id(&found)?
-        }
+        (Matches::One(found), Verb::Patch | Verb::Delete) => resource_id(&found)?,
+        (found, _) => update_target(found, body_id.as_deref())?,
     };
     if e.verb == Verb::Put {
         if let Some(Value::Object(o)) = &mut e.resource {

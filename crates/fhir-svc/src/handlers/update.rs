@@ -11,9 +11,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use hds_core::auth::Permission;
 use serde_json::Value;
 
-use super::conditional::{several, Matches};
+use super::conditional::{update_target, Matches};
 use super::FhirCaller;
-use crate::domain::{parse_etag, ResourceId};
+use crate::domain::parse_etag;
 use crate::error::FhirError;
 use crate::http::{
     base_url, check_type, prefer_return, read_resource, resource_id, resource_type,
@@ -90,21 +90,8 @@ pub async fn conditional_update(
         .get("id")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let id = match Matches::of(state.store.find(&instance, &rt, &conditions, 2).await?) {
-        Matches::None => match &body_id {
-            Some(i) => resource_id(i)?,
-            None => ResourceId::generate(),
-        },
-        Matches::One(found) => {
-            if let Some(b) = body_id.as_deref().filter(|b| *b != found) {
-                return Err(FhirError::invalid(format!(
-                    "the resource's id '{b}' is not that of the resource the criteria match ('{found}')"
-                )));
-            }
-            resource_id(&found)?
-        }
-        Matches::Several => return Err(several("update")),
-    };
+    let found = Matches::of(state.store.find(&instance, &rt, &conditions, 2).await?);
+    let id = update_target(found, body_id.as_deref())?;
     if let Value::Object(o) = &mut resource {
         o.insert("id".into(), Value::String(id.to_string()));
     }
