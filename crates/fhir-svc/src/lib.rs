@@ -8,13 +8,13 @@
 
 pub mod domain;
 pub mod error;
-pub mod fhirpath;
 pub mod handlers;
 pub mod http;
 pub mod instances;
 pub mod routes;
 pub mod search;
 pub mod store;
+pub mod validation;
 
 use std::net::TcpListener;
 use std::path::Path;

@@ -3,7 +3,8 @@
 use actix_web::web;
 
 use crate::handlers::{
-    bundle, capabilities, create, delete, history, patch, purge_history, read, update, vread,
+    bundle, capabilities, create, delete, history, patch, purge_history, read, update, validate,
+    vread,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -17,6 +18,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .route("/{instance}/_history", web::get().to(history::system))
     .route("/{instance}", web::post().to(bundle::process))
+    // Operations before the interactions whose `{id}` they would otherwise fill.
+    .route(
+        "/{instance}/{type}/$validate",
+        web::post().to(validate::validate_type),
+    )
+    .route(
+        "/{instance}/{type}/{id}/$validate",
+        web::post().to(validate::validate_instance),
+    )
+    .route(
+        "/{instance}/{type}/{id}/$validate",
+        web::get().to(validate::validate_stored),
+    )
     .route("/{instance}/{type}", web::post().to(create::create))
     .route(
         "/{instance}/{type}",
@@ -25,6 +39,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route(
         "/{instance}/{type}",
         web::delete().to(delete::conditional_delete),
+    )
+    .route(
+        "/{instance}/{type}",
+        web::patch().to(patch::conditional_patch),
     )
     .route(
         "/{instance}/{type}/_history",

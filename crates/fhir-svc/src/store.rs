@@ -7,7 +7,7 @@
 //! with the same expectation exactly one succeeds.
 
 use chrono::{DateTime, TimeZone, Utc};
-use hds_core::db::{Database, Migrations};
+use hds_core::db::{Cell, Database, Migrations, Rows};
 use hds_core::events::v1::{FhirResourceAction, FhirResourceEvent};
 use hds_core::events::{new_event_id, topics};
 use hds_core::names::InstanceName;
@@ -17,6 +17,7 @@ use sqlx::{Any, Row, Transaction};
 
 use crate::domain::{instant, ResourceId, ResourceType};
 use crate::error::FhirError;
+use crate::search::index::IndexRows;
 
 pub fn migrations() -> Migrations {
     Migrations {
@@ -63,8 +64,6 @@ pub struct Version {
     pub method: Method,
     /// The resource as stored (with `meta`), or `None` for a deletion.
     pub body: Option<Value>,
-    /// Commit order (history paging).
-    pub seq: i64,
 }
 
 impl Version {
@@ -79,6 +78,79 @@ pub struct Written {
     pub version: Version,
     /// The resource did not exist (or was deleted) before.
     pub created: bool,
+}
+
+/// One page of a history, newest first.
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    pub versions: Vec<Version>,
+    /// The cursor of the next (older) page, if there is one.
+    pub next: Option<i64>,
+}
+
+/// A write transaction: the database transaction and the rows its writes have not sent yet.
+///
+/// Writes queue the rows they add (versions, pointers of new resources, index entries,
+/// events); [`WriteTx::conn`] sends them before any statement that could read them, so the
+/// transaction always sees its own writes, while a bundle's creations cost a few multi-row
+/// statements instead of several round trips each.
+pub struct WriteTx {
+    tx: Transaction<'static, Any>,
+    current: Rows,
+    versions: Rows,
+    index: IndexRows,
+    events: outbox::Batch,
+}
+
+impl WriteTx {
+    fn new(tx: Transaction<'static, Any>) -> Self {
+        Self {
+            tx,
+            current: Rows::new(
+                "fhir_current",
+                &[
+                    "instance",
+                    "resource_type",
+                    "id",
+                    "version",
+                    "deleted",
+                    "last_updated_ms",
+                ],
+            ),
+            versions: Rows::new(
+                "fhir_versions",
+                &[
+                    "instance",
+                    "resource_type",
+                    "id",
+                    "version",
+                    "last_updated_ms",
+                    "method",
+                    "body",
+                ],
+            ),
+            index: IndexRows::default(),
+            events: outbox::Batch::default(),
+        }
+    }
+
+    /// The transaction, with every queued row sent: for reads and in-place changes.
+    pub async fn conn(&mut self) -> Result<&mut Transaction<'static, Any>, FhirError> {
+        self.current.insert(&mut self.tx).await?;
+        self.versions.insert(&mut self.tx).await?;
+        self.index.insert(&mut self.tx).await?;
+        self.events
+            .insert(&mut self.tx)
+            .await
+            .map_err(|e| FhirError::Internal(e.to_string()))?;
+        Ok(&mut self.tx)
+    }
+
+    async fn commit(mut self) -> Result<(), FhirError> {
+        self.conn().await?;
+        self.tx.commit().await?;
+        Ok(())
+    }
 }
 
 /// Which history to list.
@@ -112,7 +184,6 @@ fn version_from_row(row: &sqlx::any::AnyRow) -> Result<Version, FhirError> {
             .map(|b| serde_json::from_str(&b))
             .transpose()
             .map_err(|e| FhirError::Internal(format!("stored resource is not JSON: {e}")))?,
-        seq: row.try_get("seq")?,
     })
 }
 
@@ -156,11 +227,11 @@ impl Store {
 
     /// A transaction for several operations (a transaction bundle); finish it with
     /// [`Store::commit`].
-    pub async fn begin(&self) -> Result<Transaction<'static, Any>, FhirError> {
-        Ok(self.db.begin().await?)
+    pub async fn begin(&self) -> Result<WriteTx, FhirError> {
+        Ok(WriteTx::new(self.db.begin().await?))
     }
 
-    pub async fn commit(&self, tx: Transaction<'static, Any>) -> Result<(), FhirError> {
+    pub async fn commit(&self, tx: WriteTx) -> Result<(), FhirError> {
         tx.commit().await?;
         self.wake();
         Ok(())
@@ -177,10 +248,9 @@ impl Store {
         method: Method,
         expected: Option<i64>,
     ) -> Result<Written, FhirError> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.begin().await?;
         let written = write_in(&mut tx, instance, rt, id, resource, method, expected).await?;
-        tx.commit().await?;
-        self.wake();
+        self.commit(tx).await?;
         Ok(written)
     }
 
@@ -193,10 +263,9 @@ impl Store {
         id: &ResourceId,
         hard: bool,
     ) -> Result<Option<Version>, FhirError> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.begin().await?;
         let deleted = delete_in(&mut tx, instance, rt, id, hard).await?;
-        tx.commit().await?;
-        self.wake();
+        self.commit(tx).await?;
         Ok(deleted)
     }
 
@@ -221,7 +290,7 @@ impl Store {
     }
 
     /// Versions newest first: at most `count`, changed at or after `since`, older than the
-    /// `before` cursor (a `seq`).
+    /// `before` cursor (from [`HistoryPage::next`]).
     pub async fn history(
         &self,
         instance: &InstanceName,
@@ -229,7 +298,7 @@ impl Store {
         since: Option<DateTime<Utc>>,
         before: Option<i64>,
         count: i64,
-    ) -> Result<Vec<Version>, FhirError> {
+    ) -> Result<HistoryPage, FhirError> {
         let (filter, rt, id) = match scope {
             HistoryScope::System => ("", None, None),
             HistoryScope::Type(rt) => (" AND resource_type = $5", Some(rt.as_str()), None),
@@ -247,18 +316,28 @@ impl Store {
             .bind(instance.to_string())
             .bind(since.map_or(i64::MIN, |t| t.timestamp_millis()))
             .bind(before.unwrap_or(i64::MAX))
-            .bind(count);
+            // One more than asked tells whether there is a next page.
+            .bind(count + 1);
         if let Some(rt) = rt {
             q = q.bind(rt);
         }
         if let Some(id) = id {
             q = q.bind(id);
         }
-        q.fetch_all(self.db.pool())
-            .await?
-            .iter()
-            .map(version_from_row)
-            .collect()
+        let rows = q.fetch_all(self.db.pool()).await?;
+        let more = rows.len() as i64 > count;
+        let rows = &rows[..rows.len().min(count.max(0) as usize)];
+        let next = match rows.last() {
+            Some(last) if more => Some(last.try_get("seq")?),
+            _ => None,
+        };
+        Ok(HistoryPage {
+            versions: rows
+                .iter()
+                .map(version_from_row)
+                .collect::<Result<_, _>>()?,
+            next,
+        })
     }
 
     /// Removes every resource of an instance (the instance is being deleted).
@@ -348,7 +427,7 @@ fn stamp(resource: &mut Value, id: &ResourceId, version: i64, at: DateTime<Utc>)
 }
 
 pub async fn write_in(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut WriteTx,
     instance: &InstanceName,
     rt: &ResourceType,
     id: &ResourceId,
@@ -359,115 +438,45 @@ pub async fn write_in(
     let now = Utc::now();
     let now_ms = now.timestamp_millis();
     let inst = instance.to_string();
-    // The pointer first: it takes the lock that orders writers of this resource.
-    let mut sql = String::from(
-        "UPDATE fhir_current SET version = version + 1, deleted = 0, last_updated_ms = $4 \
-         WHERE instance = $1 AND resource_type = $2 AND id = $3",
-    );
-    if expected.is_some() {
-        sql.push_str(" AND version = $5");
-    }
-    sql.push_str(" RETURNING version, deleted");
-    let mut q = sqlx::query(&sql)
-        .bind(&inst)
-        .bind(rt.as_str())
-        .bind(id.as_str())
-        .bind(now_ms);
-    if let Some(v) = expected {
-        q = q.bind(v);
-    }
-    // A server-assigned id (POST) is new: no pointer to move, and one round trip saved.
-    let updated = if method == Method::Post && expected.is_none() {
-        None
+    // A server-assigned id is new: nothing to read, so its rows just join the queue.
+    let fresh = method == Method::Post && expected.is_none();
+    let (version, created) = if fresh {
+        (1, true)
     } else {
-        q.fetch_optional(&mut **tx).await?
+        move_pointer(tx.conn().await?, &inst, rt, id, now_ms, expected).await?
     };
-    let (version, created) = match updated {
-        Some(row) => (row.try_get::<i64, _>("version")?, false),
-        None => {
-            let existing: Option<i64> = if method == Method::Post {
-                None
-            } else {
-                sqlx::query(
-                    "SELECT version FROM fhir_current WHERE instance = $1 AND resource_type = $2 AND id = $3",
-                )
-                .bind(&inst)
-                .bind(rt.as_str())
-                .bind(id.as_str())
-                .fetch_optional(&mut **tx)
-                .await?
-                .map(|r| r.try_get("version"))
-                .transpose()?
-            };
-            match (existing, expected) {
-                (Some(current), Some(wanted)) => {
-                    return Err(FhirError::VersionMismatch { current, wanted })
-                }
-                (None, Some(wanted)) => {
-                    return Err(FhirError::VersionMismatch { current: 0, wanted })
-                }
-                (Some(_), None) => {
-                    return Err(FhirError::Internal(
-                        "resource pointer changed under a write lock".into(),
-                    ))
-                }
-                (None, None) => {
-                    let inserted = sqlx::query(
-                        "INSERT INTO fhir_current (instance, resource_type, id, version, deleted, last_updated_ms) \
-                         VALUES ($1, $2, $3, 1, 0, $4) ON CONFLICT (instance, resource_type, id) DO NOTHING",
-                    )
-                    .bind(&inst)
-                    .bind(rt.as_str())
-                    .bind(id.as_str())
-                    .bind(now_ms)
-                    .execute(&mut **tx)
-                    .await?;
-                    if inserted.rows_affected() == 0 {
-                        // Another writer created it first; the client may retry.
-                        return Err(FhirError::Conflict(format!(
-                            "{rt}/{id} was created concurrently; retry the request"
-                        )));
-                    }
-                    (1, true)
-                }
-            }
-        }
-    };
-    // A write after a deletion starts the resource again: report it as created.
-    let created = created || was_deleted(tx, &inst, rt, id, version).await?;
     stamp(&mut resource, id, version, now);
-    let body = resource.to_string();
-    let seq: i64 = sqlx::query(
-        "INSERT INTO fhir_versions (instance, resource_type, id, version, last_updated_ms, method, body) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
-    )
-    .bind(&inst)
-    .bind(rt.as_str())
-    .bind(id.as_str())
-    .bind(version)
-    .bind(now_ms)
-    .bind(method.as_str())
-    .bind(&body)
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get("seq")?;
-    // A brand-new resource has no index rows to replace.
-    let fresh = version == 1;
-    crate::search::index::write(
-        tx,
-        instance,
-        rt.as_str(),
-        id.as_str(),
-        Some(&resource),
-        fresh,
-    )
-    .await?;
+    // Checked as it will be stored (with the id and meta set here): nothing invalid is kept.
+    crate::validation::check(&resource)?;
+    if fresh {
+        tx.current.push([
+            Cell::from(inst.as_str()),
+            Cell::from(rt.as_str()),
+            Cell::from(id.as_str()),
+            Cell::Int(1),
+            Cell::Int(0),
+            Cell::Int(now_ms),
+        ]);
+    }
+    if version > 1 {
+        crate::search::index::remove(tx.conn().await?, instance, rt.as_str(), id.as_str()).await?;
+    }
+    tx.versions.push([
+        Cell::from(inst.as_str()),
+        Cell::from(rt.as_str()),
+        Cell::from(id.as_str()),
+        Cell::Int(version),
+        Cell::Int(now_ms),
+        Cell::from(method.as_str()),
+        Cell::Text(resource.to_string()),
+    ]);
+    tx.index.add(&inst, rt.as_str(), id.as_str(), &resource);
     let action = if created {
         FhirResourceAction::Created
     } else {
         FhirResourceAction::Updated
     };
-    enqueue_event(tx, instance, rt, id, version, action).await?;
+    enqueue_event(tx, instance, rt, id, version, action)?;
     Ok(Written {
         version: Version {
             resource_type: rt.to_string(),
@@ -476,14 +485,83 @@ pub async fn write_in(
             last_updated: now,
             method,
             body: Some(resource),
-            seq,
         },
         created,
     })
 }
 
+/// Moves the pointer of an existing resource to its next version, or creates the pointer of
+/// a new one; returns (version, created). The `UPDATE` takes the lock that orders writers of
+/// the resource; `expected` (`If-Match`) makes it conditional.
+async fn move_pointer(
+    tx: &mut Transaction<'static, Any>,
+    inst: &str,
+    rt: &ResourceType,
+    id: &ResourceId,
+    now_ms: i64,
+    expected: Option<i64>,
+) -> Result<(i64, bool), FhirError> {
+    let mut sql = String::from(
+        "UPDATE fhir_current SET version = version + 1, deleted = 0, last_updated_ms = $4 \
+         WHERE instance = $1 AND resource_type = $2 AND id = $3",
+    );
+    if expected.is_some() {
+        sql.push_str(" AND version = $5");
+    }
+    sql.push_str(" RETURNING version");
+    let mut q = sqlx::query(&sql)
+        .bind(inst)
+        .bind(rt.as_str())
+        .bind(id.as_str())
+        .bind(now_ms);
+    if let Some(v) = expected {
+        q = q.bind(v);
+    }
+    if let Some(row) = q.fetch_optional(&mut **tx).await? {
+        let version: i64 = row.try_get("version")?;
+        // A write after a deletion starts the resource again: report it as created.
+        return Ok((version, was_deleted(tx, inst, rt, id, version).await?));
+    }
+    let existing: Option<i64> = sqlx::query(
+        "SELECT version FROM fhir_current WHERE instance = $1 AND resource_type = $2 AND id = $3",
+    )
+    .bind(inst)
+    .bind(rt.as_str())
+    .bind(id.as_str())
+    .fetch_optional(&mut **tx)
+    .await?
+    .map(|r| r.try_get("version"))
+    .transpose()?;
+    match (existing, expected) {
+        (Some(current), Some(wanted)) => Err(FhirError::VersionMismatch { current, wanted }),
+        (None, Some(wanted)) => Err(FhirError::VersionMismatch { current: 0, wanted }),
+        (Some(_), None) => Err(FhirError::Internal(
+            "resource pointer changed under a write lock".into(),
+        )),
+        (None, None) => {
+            let inserted = sqlx::query(
+                "INSERT INTO fhir_current (instance, resource_type, id, version, deleted, last_updated_ms) \
+                 VALUES ($1, $2, $3, 1, 0, $4) ON CONFLICT (instance, resource_type, id) DO NOTHING",
+            )
+            .bind(inst)
+            .bind(rt.as_str())
+            .bind(id.as_str())
+            .bind(now_ms)
+            .execute(&mut **tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                // Another writer created it first; the client may retry.
+                return Err(FhirError::Conflict(format!(
+                    "{rt}/{id} was created concurrently; retry the request"
+                )));
+            }
+            Ok((1, true))
+        }
+    }
+}
+
 async fn was_deleted(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut Transaction<'static, Any>,
     inst: &str,
     rt: &ResourceType,
     id: &ResourceId,
@@ -511,7 +589,7 @@ async fn was_deleted(
 }
 
 pub async fn delete_in(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut WriteTx,
     instance: &InstanceName,
     rt: &ResourceType,
     id: &ResourceId,
@@ -520,13 +598,14 @@ pub async fn delete_in(
     let inst = instance.to_string();
     let now = Utc::now();
     if hard {
+        let conn = tx.conn().await?;
         let gone = sqlx::query(
             "DELETE FROM fhir_current WHERE instance = $1 AND resource_type = $2 AND id = $3 RETURNING version",
         )
         .bind(&inst)
         .bind(rt.as_str())
         .bind(id.as_str())
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut **conn)
         .await?;
         sqlx::query(
             "DELETE FROM fhir_versions WHERE instance = $1 AND resource_type = $2 AND id = $3",
@@ -534,15 +613,16 @@ pub async fn delete_in(
         .bind(&inst)
         .bind(rt.as_str())
         .bind(id.as_str())
-        .execute(&mut **tx)
+        .execute(&mut **conn)
         .await?;
-        crate::search::index::write(tx, instance, rt.as_str(), id.as_str(), None, false).await?;
+        crate::search::index::remove(conn, instance, rt.as_str(), id.as_str()).await?;
         if let Some(row) = gone {
             let version: i64 = row.try_get("version")?;
-            enqueue_event(tx, instance, rt, id, version, FhirResourceAction::Deleted).await?;
+            enqueue_event(tx, instance, rt, id, version, FhirResourceAction::Deleted)?;
         }
         return Ok(None);
     }
+    let conn = tx.conn().await?;
     let row = sqlx::query(
         "UPDATE fhir_current SET version = version + 1, deleted = 1, last_updated_ms = $4 \
          WHERE instance = $1 AND resource_type = $2 AND id = $3 AND deleted = 0 RETURNING version",
@@ -551,26 +631,23 @@ pub async fn delete_in(
     .bind(rt.as_str())
     .bind(id.as_str())
     .bind(now.timestamp_millis())
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut **conn)
     .await?;
     let Some(row) = row else {
         return Ok(None);
     };
     let version: i64 = row.try_get("version")?;
-    let seq: i64 = sqlx::query(
-        "INSERT INTO fhir_versions (instance, resource_type, id, version, last_updated_ms, method, body) \
-         VALUES ($1, $2, $3, $4, $5, 'DELETE', NULL) RETURNING seq",
-    )
-    .bind(&inst)
-    .bind(rt.as_str())
-    .bind(id.as_str())
-    .bind(version)
-    .bind(now.timestamp_millis())
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get("seq")?;
-    crate::search::index::write(tx, instance, rt.as_str(), id.as_str(), None, false).await?;
-    enqueue_event(tx, instance, rt, id, version, FhirResourceAction::Deleted).await?;
+    crate::search::index::remove(conn, instance, rt.as_str(), id.as_str()).await?;
+    tx.versions.push([
+        Cell::from(inst.as_str()),
+        Cell::from(rt.as_str()),
+        Cell::from(id.as_str()),
+        Cell::Int(version),
+        Cell::Int(now.timestamp_millis()),
+        Cell::from(Method::Delete.as_str()),
+        Cell::NullText,
+    ]);
+    enqueue_event(tx, instance, rt, id, version, FhirResourceAction::Deleted)?;
     Ok(Some(Version {
         resource_type: rt.to_string(),
         id: id.to_string(),
@@ -578,13 +655,12 @@ pub async fn delete_in(
         last_updated: now,
         method: Method::Delete,
         body: None,
-        seq,
     }))
 }
 
 /// Azure's FHIR event data: resource type, service, id, version.
-async fn enqueue_event(
-    tx: &mut Transaction<'_, Any>,
+fn enqueue_event(
+    tx: &mut WriteTx,
     instance: &InstanceName,
     rt: &ResourceType,
     id: &ResourceId,
@@ -600,12 +676,11 @@ async fn enqueue_event(
         version_id: version,
         occurred_at_unix_ms: Utc::now().timestamp_millis(),
     };
-    outbox::enqueue(
-        tx,
-        topics::FHIR_RESOURCES,
-        format!("{instance}/{rt}/{id}"),
-        &event,
-    )
-    .await
-    .map_err(|e| FhirError::Internal(e.to_string()))
+    tx.events
+        .push_event(
+            topics::FHIR_RESOURCES,
+            format!("{instance}/{rt}/{id}"),
+            &event,
+        )
+        .map_err(|e| FhirError::Internal(e.to_string()))
 }

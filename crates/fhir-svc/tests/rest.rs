@@ -1108,6 +1108,14 @@ macro_rules! rest_suite {
                 super::json_patch(Env::$backend().await).await
             }
             #[tokio::test]
+            async fn validation_on_write_and_validate() {
+                super::validation_on_write_and_validate(Env::$backend().await).await
+            }
+            #[tokio::test]
+            async fn fhirpath_patch() {
+                super::fhirpath_patch(Env::$backend().await).await
+            }
+            #[tokio::test]
             async fn transaction_bundles() {
                 super::transaction_bundles(Env::$backend().await).await
             }
@@ -1219,15 +1227,18 @@ async fn json_patch(env: Env) {
     let (status, _) = patch(json!({"op": "add"}), vec![]).await;
     assert_eq!(status, 400);
     let wrong = fhir
-        .call(
-            Method::PATCH,
-            "/Patient/jp",
-            Some(json!({"resourceType": "Parameters"})),
-            &[],
-        )
-        .await;
-    assert_eq!(wrong.status, 415);
-    assert!(wrong.is_outcome());
+        .client
+        .patch(format!("{}/Patient/jp", fhir.base))
+        .header("content-type", "text/plain")
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 415);
+    assert_eq!(
+        wrong.json::<Value>().await.unwrap()["resourceType"],
+        "OperationOutcome"
+    );
     assert_eq!(fhir.get("/Patient/jp").await.body["meta"]["versionId"], "3");
     let missing = fhir
         .client
@@ -1238,6 +1249,277 @@ async fn json_patch(env: Env) {
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
+    env.stop().await;
+}
+
+fn expressions(outcome: &Value) -> Vec<String> {
+    outcome["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| i["expression"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Every write is checked against the R4 StructureDefinitions: an invalid resource is a 400
+/// listing each problem with its path, and nothing is stored. `$validate` answers the same
+/// checks without writing.
+async fn validation_on_write_and_validate(env: Env) {
+    let fhir = Fhir::on(&env, "ws1-fhir").await;
+    let invalid = json!({"resourceType": "Observation", "status": "bogus", "foo": 1,
+        "code": {"text": "x"}, "effectiveDateTime": "2020-13-01", "valueString": "a", "valueBoolean": true});
+    let wants = [
+        "Observation.status",
+        "Observation.foo",
+        "Observation.effectiveDateTime",
+    ];
+
+    let created = fhir
+        .call(Method::POST, "/Observation", Some(invalid.clone()), &[])
+        .await;
+    assert_eq!(created.status, 400, "{}", created.body);
+    let found = expressions(&created.body);
+    for want in wants {
+        assert!(found.iter().any(|e| e == want), "{want} not in {found:?}");
+    }
+    // Two value[x] variants are reported too.
+    assert!(
+        created.body["issue"].as_array().unwrap().len() >= 4,
+        "{}",
+        created.body
+    );
+
+    let mut with_id = invalid.clone();
+    with_id["id"] = json!("bad1");
+    let put = fhir
+        .call(Method::PUT, "/Observation/bad1", Some(with_id), &[])
+        .await;
+    assert_eq!(put.status, 400, "{}", put.body);
+    assert_eq!(fhir.get("/Observation/bad1").await.status, 404);
+
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "POST", "url": "Observation"},
+         "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "ok"}}},
+        {"request": {"method": "POST", "url": "Observation"}, "resource": invalid.clone()},
+    ]});
+    let tx = fhir.call(Method::POST, "", Some(bundle), &[]).await;
+    assert_eq!(tx.status, 400, "{}", tx.body);
+    assert!(
+        tx.body.to_string().contains("Bundle.entry[1]"),
+        "{}",
+        tx.body
+    );
+    let history = fhir.get("/Observation/_history").await;
+    assert_eq!(
+        history.body["entry"].as_array().map_or(0, Vec::len),
+        0,
+        "{}",
+        history.body
+    );
+
+    // A patch whose result is invalid is refused like any write.
+    fhir.put(
+        "/Patient/v1",
+        json!({"resourceType": "Patient", "id": "v1", "gender": "female"}),
+    )
+    .await;
+    let patched = fhir
+        .client
+        .patch(format!("{}/Patient/v1", fhir.base))
+        .header("content-type", "application/json-patch+json")
+        .body(json!([{"op": "replace", "path": "/gender", "value": "x"}]).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 400);
+    let outcome: Value = patched.json().await.unwrap();
+    assert_eq!(expressions(&outcome), vec!["Patient.gender".to_string()]);
+    assert_eq!(fhir.get("/Patient/v1").await.body["meta"]["versionId"], "1");
+
+    // $validate: the same checks, answered 200 with the issues, nothing written.
+    let answer = fhir
+        .call(
+            Method::POST,
+            "/Observation/$validate",
+            Some(invalid.clone()),
+            &[],
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let found = expressions(&answer.body);
+    for want in wants {
+        assert!(found.iter().any(|e| e == want), "{want} not in {found:?}");
+    }
+    assert!(answer.body["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["severity"] == "error"));
+    let ok = fhir
+        .call(
+            Method::POST,
+            "/Patient/$validate",
+            Some(json!({"resourceType": "Patient", "name": [{"family": "Fine"}]})),
+            &[],
+        )
+        .await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(
+        ok.body["issue"][0]["severity"], "information",
+        "{}",
+        ok.body
+    );
+    // As Parameters, mode=update on an instance: the id must be the URL's.
+    let wrapped = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "resource", "resource": {"resourceType": "Patient", "id": "other"}},
+        {"name": "mode", "valueCode": "update"},
+    ]});
+    let update = fhir
+        .call(Method::POST, "/Patient/v1/$validate", Some(wrapped), &[])
+        .await;
+    assert_eq!(update.status, 200);
+    assert_eq!(expressions(&update.body), vec!["Patient.id".to_string()]);
+    let stored = fhir.get("/Patient/v1/$validate").await;
+    assert_eq!(stored.status, 200);
+    assert_eq!(
+        stored.body["issue"][0]["severity"], "information",
+        "{}",
+        stored.body
+    );
+    assert_eq!(fhir.get("/Patient/none/$validate").await.status, 404);
+    let wrong_type = fhir
+        .call(
+            Method::POST,
+            "/Patient/$validate",
+            Some(json!({"resourceType": "Observation"})),
+            &[],
+        )
+        .await;
+    assert_eq!(expressions(&wrong_type.body)[0], "resourceType");
+    assert_eq!(fhir.get("/Patient/v1").await.body["meta"]["versionId"], "1");
+    env.stop().await;
+}
+
+/// FHIRPath Patch (R4 fhirpatch.html): a Parameters body on the instance, on a search
+/// (conditional patch), and as a transaction entry.
+async fn fhirpath_patch(env: Env) {
+    let fhir = Fhir::on(&env, "ws1-fhir").await;
+    fhir.put(
+        "/Patient/fp",
+        json!({"resourceType": "Patient", "id": "fp", "identifier": [{"system": "urn:s", "value": "fp-1"}],
+               "name": [{"family": "Old", "given": ["Ann"]}],
+               "telecom": [{"system": "phone", "value": "1", "use": "home"}, {"system": "phone", "value": "2", "use": "work"}]}),
+    )
+    .await;
+    let op = |parts: Value| json!({"name": "operation", "part": parts});
+    let params = |ops: Vec<Value>| json!({"resourceType": "Parameters", "parameter": ops});
+    let ok = fhir
+        .call(
+            Method::PATCH,
+            "/Patient/fp",
+            Some(params(vec![
+                op(json!([{"name": "type", "valueCode": "add"}, {"name": "path", "valueString": "Patient"},
+                          {"name": "name", "valueString": "birthDate"}, {"name": "value", "valueDate": "1980-02-03"}])),
+                op(json!([{"name": "type", "valueCode": "insert"}, {"name": "path", "valueString": "Patient.name[0].given"},
+                          {"name": "index", "valueInteger": 0}, {"name": "value", "valueString": "Beth"}])),
+                op(json!([{"name": "type", "valueCode": "delete"}, {"name": "path", "valueString": "Patient.telecom.where(use = 'work')"}])),
+                op(json!([{"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": "Patient.name[0].family"},
+                          {"name": "value", "valueString": "New"}])),
+            ])),
+            &[],
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.body["birthDate"], "1980-02-03");
+    assert_eq!(ok.body["name"][0]["given"], json!(["Beth", "Ann"]));
+    assert_eq!(ok.body["name"][0]["family"], "New");
+    assert_eq!(ok.body["telecom"].as_array().unwrap().len(), 1);
+    assert_eq!(ok.body["meta"]["versionId"], "2");
+
+    // A failing operation applies nothing: replace of an element that is not there.
+    let failed = fhir
+        .call(
+            Method::PATCH,
+            "/Patient/fp",
+            Some(params(vec![
+                op(json!([{"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": "Patient.gender"},
+                          {"name": "value", "valueCode": "female"}])),
+            ])),
+            &[],
+        )
+        .await;
+    assert_eq!(failed.status, 400, "{}", failed.body);
+    assert!(failed.is_outcome());
+    assert!(
+        failed.body.to_string().contains("matches no element"),
+        "{}",
+        failed.body
+    );
+    // Not Parameters, or Parameters without operations.
+    for bad in [
+        json!({"resourceType": "Patient"}),
+        params(vec![json!({"name": "operation"})]),
+    ] {
+        let answer = fhir
+            .call(Method::PATCH, "/Patient/fp", Some(bad), &[])
+            .await;
+        assert_eq!(answer.status, 400, "{}", answer.body);
+    }
+    assert_eq!(fhir.get("/Patient/fp").await.body["meta"]["versionId"], "2");
+
+    // Conditional patch: the one resource the search matches.
+    let gender = params(vec![op(
+        json!([{"name": "type", "valueCode": "add"}, {"name": "path", "valueString": "Patient"},
+               {"name": "name", "valueString": "gender"}, {"name": "value", "valueCode": "female"}]),
+    )]);
+    let cond = fhir
+        .call(
+            Method::PATCH,
+            "/Patient?identifier=urn:s|fp-1",
+            Some(gender.clone()),
+            &[],
+        )
+        .await;
+    assert_eq!(cond.status, 200, "{}", cond.body);
+    assert_eq!(cond.body["id"], "fp");
+    assert_eq!(cond.body["gender"], "female");
+    let none = fhir
+        .call(
+            Method::PATCH,
+            "/Patient?identifier=urn:s|nobody",
+            Some(gender.clone()),
+            &[],
+        )
+        .await;
+    assert_eq!(none.status, 404, "{}", none.body);
+    fhir.put(
+        "/Patient/fp2",
+        json!({"resourceType": "Patient", "id": "fp2", "identifier": [{"system": "urn:s", "value": "fp-1"}]}),
+    )
+    .await;
+    let two = fhir
+        .call(
+            Method::PATCH,
+            "/Patient?identifier=urn:s|fp-1",
+            Some(gender),
+            &[],
+        )
+        .await;
+    assert_eq!(two.status, 412, "{}", two.body);
+
+    // In a transaction.
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+        "request": {"method": "PATCH", "url": "Patient/fp"},
+        "resource": params(vec![op(json!([{"name": "type", "valueCode": "replace"},
+            {"name": "path", "valueString": "Patient.gender"}, {"name": "value", "valueCode": "other"}]))]),
+    }]});
+    let done = fhir.call(Method::POST, "", Some(bundle), &[]).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(done.body["entry"][0]["response"]["status"], "200 OK");
+    let now = fhir.get("/Patient/fp").await.body;
+    assert_eq!(now["gender"], "other");
+    assert_eq!(now["meta"]["versionId"], "4");
     env.stop().await;
 }
 

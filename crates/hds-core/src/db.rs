@@ -9,6 +9,10 @@
 //! crash of the process and of the machine, which the embedded event bus relies on. Its
 //! write transactions begin `IMMEDIATE` (see [`Database::begin`]).
 
+mod rows;
+
+pub use rows::{Cell, Rows};
+
 use std::str::FromStr;
 use std::time::Duration;
 

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{decode_headers, encode_headers, BusError, OutgoingMessage, SharedBus};
-use crate::db::{Database, DbError, Migrations};
+use crate::db::{Cell, Database, DbError, Migrations, Rows};
 use crate::events::{Event, EVENT_ID_HEADER};
 
 pub fn migrations() -> Migrations {
@@ -48,36 +48,85 @@ pub async fn enqueue<E: Event>(
     key: impl Into<Vec<u8>>,
     event: &E,
 ) -> Result<(), OutboxError> {
-    enqueue_message(tx, topic, crate::events::to_message(event, key)).await
+    let mut batch = Batch::default();
+    batch.push(topic, crate::events::to_message(event, key))?;
+    batch.insert(tx).await
 }
 
 /// Adds a prepared message (which must carry an event id header) to the outbox.
 pub async fn enqueue_message(
     tx: &mut Transaction<'_, Any>,
     topic: &str,
-    mut message: OutgoingMessage,
+    message: OutgoingMessage,
 ) -> Result<(), OutboxError> {
-    let event_id = message
-        .headers
-        .iter()
-        .find(|(k, _)| k == EVENT_ID_HEADER)
-        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-        .ok_or(OutboxError::MissingEventId)?;
-    // The trace context of the change travels with its event.
-    crate::telemetry::inject_into_headers(&mut message.headers);
-    sqlx::query(
-        "INSERT INTO outbox (event_id, topic, msg_key, payload, headers, created_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(event_id)
-    .bind(topic)
-    .bind(message.key)
-    .bind(message.payload)
-    .bind(encode_headers(&message.headers))
-    .bind(crate::events::now_unix_ms())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    let mut batch = Batch::default();
+    batch.push(topic, message)?;
+    batch.insert(tx).await
+}
+
+/// Events enqueued together: a write that reports many changes (a transaction bundle) adds
+/// its events in a few multi-row statements.
+pub struct Batch {
+    rows: Rows,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self {
+            rows: Rows::new(
+                "outbox",
+                &[
+                    "event_id",
+                    "topic",
+                    "msg_key",
+                    "payload",
+                    "headers",
+                    "created_ms",
+                ],
+            ),
+        }
+    }
+}
+
+impl Batch {
+    pub fn push_event<E: Event>(
+        &mut self,
+        topic: &str,
+        key: impl Into<Vec<u8>>,
+        event: &E,
+    ) -> Result<(), OutboxError> {
+        self.push(topic, crate::events::to_message(event, key))
+    }
+
+    /// Adds a prepared message (which must carry an event id header).
+    pub fn push(&mut self, topic: &str, mut message: OutgoingMessage) -> Result<(), OutboxError> {
+        let event_id = message
+            .headers
+            .iter()
+            .find(|(k, _)| k == EVENT_ID_HEADER)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .ok_or(OutboxError::MissingEventId)?;
+        // The trace context of the change travels with its event.
+        crate::telemetry::inject_into_headers(&mut message.headers);
+        self.rows.push([
+            Cell::Text(event_id),
+            Cell::from(topic),
+            message.key.map_or(Cell::NullBytes, Cell::Bytes),
+            Cell::Bytes(message.payload),
+            Cell::Bytes(encode_headers(&message.headers)),
+            Cell::Int(crate::events::now_unix_ms()),
+        ]);
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Writes the events in `tx` and empties the batch.
+    pub async fn insert(&mut self, tx: &mut Transaction<'_, Any>) -> Result<(), OutboxError> {
+        Ok(self.rows.insert(tx).await?)
+    }
 }
 
 /// Events waiting in the outbox (for readiness detail and metrics).

@@ -1,6 +1,6 @@
 //! The database seam, run against PostgreSQL (the real server) and SQLite.
 
-use hds_core::db::{Database, Migrations};
+use hds_core::db::{Cell, Database, Migrations, Rows};
 use sqlx::Row;
 
 fn widgets() -> Migrations {
@@ -103,6 +103,46 @@ async fn transactions_are_all_or_nothing(env: Env) {
     env.db.check().await.unwrap();
 }
 
+async fn many_rows_go_in_few_statements_and_come_back_intact(env: Env) {
+    env.db.migrate(&widgets()).await.unwrap();
+    // 343 = 256 + 64 + 16 + 4 + 3: every statement size is used.
+    let mut rows = Rows::new("widgets", &["name", "data"]);
+    for i in 0..343u32 {
+        let data = (i % 2 == 0).then(|| i.to_be_bytes().to_vec());
+        rows.push([
+            Cell::Text(format!("w{i}")),
+            data.map_or(Cell::NullBytes, Cell::Bytes),
+        ]);
+    }
+    assert_eq!(rows.len(), 343);
+    let mut tx = env.db.begin().await.unwrap();
+    rows.insert(&mut tx).await.unwrap();
+    assert!(rows.is_empty());
+    tx.commit().await.unwrap();
+    assert_eq!(count(&env.db).await, 343);
+    let stored = sqlx::query("SELECT name, data FROM widgets ORDER BY id")
+        .fetch_all(env.db.pool())
+        .await
+        .unwrap();
+    for (i, row) in stored.iter().enumerate() {
+        assert_eq!(row.get::<String, _>("name"), format!("w{i}"));
+        let data: Option<Vec<u8>> = row.get("data");
+        assert_eq!(
+            data,
+            (i % 2 == 0).then(|| (i as u32).to_be_bytes().to_vec())
+        );
+    }
+
+    // A failing row fails the insert; the transaction is abandoned with nothing stored.
+    let mut rows = Rows::new("widgets", &["name", "data"]);
+    rows.push([Cell::Text("new".into()), Cell::NullBytes]);
+    rows.push([Cell::Text("w1".into()), Cell::NullBytes]);
+    let mut tx = env.db.begin().await.unwrap();
+    assert!(rows.insert(&mut tx).await.is_err());
+    drop(tx);
+    assert_eq!(count(&env.db).await, 343);
+}
+
 macro_rules! db_contract {
     ($backend:ident) => {
         mod $backend {
@@ -113,6 +153,13 @@ macro_rules! db_contract {
             #[tokio::test]
             async fn transactions_are_all_or_nothing() {
                 super::transactions_are_all_or_nothing(super::Env::$backend().await).await
+            }
+            #[tokio::test]
+            async fn many_rows_go_in_few_statements_and_come_back_intact() {
+                super::many_rows_go_in_few_statements_and_come_back_intact(
+                    super::Env::$backend().await,
+                )
+                .await
             }
         }
     };

@@ -20,9 +20,9 @@ use chrono::Utc;
 use hds_core::auth::Permission;
 use hds_core::names::InstanceName;
 use serde_json::{json, Value};
-use sqlx::{Any, Transaction};
 
 use super::conditional::{several, update_target, Matches};
+use super::patch::Patch;
 use super::FhirCaller;
 use crate::domain::{etag, instant, parse_etag, ResourceId, ResourceType};
 use crate::error::FhirError;
@@ -30,7 +30,7 @@ use crate::http::{
     base_url, check_type, read_resource, resource_id, FhirState, Instance, FHIR_JSON,
 };
 use crate::search::query::{self, Condition};
-use crate::store::{self, Method, Version};
+use crate::store::{self, Method, Version, WriteTx};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verb {
@@ -87,7 +87,7 @@ fn entry_error(index: usize, message: impl std::fmt::Display) -> FhirError {
 }
 
 impl Entry {
-    fn parse(index: usize, entry: &Value, base: &str) -> Result<Self, FhirError> {
+    fn parse(index: usize, mut entry: Value, base: &str) -> Result<Self, FhirError> {
         let request = entry
             .get("request")
             .ok_or_else(|| entry_error(index, "has no request"))?;
@@ -193,7 +193,9 @@ impl Entry {
             })?),
             None => None,
         };
-        let resource = entry.get("resource").cloned();
+        let resource = entry
+            .as_object_mut()
+            .and_then(|o| o.shift_remove("resource"));
         if matches!(verb, Verb::Post | Verb::Put | Verb::Patch) && resource.is_none() {
             return Err(entry_error(index, "has no resource"));
         }
@@ -225,20 +227,18 @@ enum Plan {
 }
 
 /// Runs an entry's searches (conditional URL, ifNoneExist) inside `tx`, fixing its target.
-async fn plan(
-    tx: &mut Transaction<'static, Any>,
-    instance: &InstanceName,
-    mut e: Entry,
-) -> Result<Plan, FhirError> {
+async fn plan(tx: &mut WriteTx, instance: &InstanceName, mut e: Entry) -> Result<Plan, FhirError> {
     let Target::Type(rt) = e.target.clone() else {
         return Ok(Plan::Run(e));
     };
     if let Some(conditions) = e.if_none_exist.take() {
-        return match Matches::of(query::find(&mut **tx, instance, &rt, &conditions, 2).await?) {
+        return match Matches::of(
+            query::find(&mut **tx.conn().await?, instance, &rt, &conditions, 2).await?,
+        ) {
             Matches::None => Ok(Plan::Run(e)),
             Matches::One(id) => {
                 let id = resource_id(&id)?;
-                let v = store::read_in(&mut **tx, instance, &rt, &id)
+                let v = store::read_in(&mut **tx.conn().await?, instance, &rt, &id)
                     .await?
                     .ok_or_else(|| FhirError::Internal("a matched resource vanished".into()))?;
                 Ok(Plan::Exists(v, e.full_url.clone()))
@@ -249,7 +249,8 @@ async fn plan(
     let Some(conditions) = e.conditions.take() else {
         return Ok(Plan::Run(e));
     };
-    let found = Matches::of(query::find(&mut **tx, instance, &rt, &conditions, 2).await?);
+    let found =
+        Matches::of(query::find(&mut **tx.conn().await?, instance, &rt, &conditions, 2).await?);
     let body_id = e
         .resource
         .as_ref()
@@ -282,7 +283,7 @@ async fn plan(
 /// `resolved` remembers the answers within one bundle: a bundle's entries tend to point at the
 /// same few practitioners and organisations.
 async fn resolve_conditional_references(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     instance: &InstanceName,
     resource: &mut Value,
     resolved: &mut HashMap<String, String>,
@@ -298,7 +299,9 @@ async fn resolve_conditional_references(
             FhirError::invalid(format!("conditional reference '{reference}': {e}"))
         })?;
         let conditions = query::parse(&rt, q)?;
-        match Matches::of(query::find(&mut **tx, instance, &rt, &conditions, 2).await?) {
+        match Matches::of(
+            query::find(&mut **tx.conn().await?, instance, &rt, &conditions, 2).await?,
+        ) {
             Matches::One(id) => {
                 resolved.insert(reference, format!("{rt}/{id}"));
             }
@@ -356,7 +359,7 @@ pub async fn process(
     state: web::Data<FhirState>,
     body: web::Payload,
 ) -> Result<HttpResponse, FhirError> {
-    let bundle = read_resource(&req, body, state.max_body_bytes).await?;
+    let mut bundle = read_resource(&req, body, state.max_body_bytes).await?;
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         return Err(FhirError::invalid(
             "POST to the service base takes a Bundle",
@@ -371,11 +374,10 @@ pub async fn process(
             )))
         }
     };
-    let raw = bundle
-        .get("entry")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let raw = match bundle.get_mut("entry") {
+        Some(Value::Array(entries)) => std::mem::take(entries),
+        _ => Vec::new(),
+    };
     if raw.len() > state.max_bundle_entries {
         return Err(FhirError::TooManyEntries {
             entries: raw.len(),
@@ -384,7 +386,7 @@ pub async fn process(
     }
     let base = base_url(&req, &state, &instance);
     let parsed: Vec<Result<Entry, FhirError>> = raw
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(i, e)| Entry::parse(i, e, &base))
         .collect();
@@ -438,9 +440,9 @@ async fn run_batch(
                     version: None,
                     location: false,
                 },
-                Plan::Run(entry) => {
+                Plan::Run(mut entry) => {
                     let id = matches!(entry.target, Target::Type(_)).then(ResourceId::generate);
-                    let mut resource = entry.resource.clone();
+                    let mut resource = entry.resource.take();
                     if let Some(r) = &mut resource {
                         resolve_conditional_references(&mut tx, instance, r, &mut HashMap::new())
                             .await?;
@@ -530,7 +532,7 @@ async fn run_transaction(
     let mut results: Vec<Option<Outcome>> = (0..plans.len()).map(|_| None).collect();
     let mut resolved: HashMap<String, String> = HashMap::new();
     for i in order {
-        let outcome = match &plans[i] {
+        let outcome = match &mut plans[i] {
             Plan::Exists(v, _) => Outcome {
                 status: StatusCode::OK,
                 version: Some(v.clone()),
@@ -542,7 +544,7 @@ async fn run_transaction(
                 location: false,
             },
             Plan::Run(e) => {
-                let mut resource = e.resource.clone();
+                let mut resource = e.resource.take();
                 if let Some(r) = &mut resource {
                     rewrite_references(r, &rewrite);
                     resolve_conditional_references(&mut tx, instance, r, &mut resolved)
@@ -600,7 +602,7 @@ fn rewrite_references(value: &mut Value, map: &HashMap<String, String>) {
 }
 
 async fn execute(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     instance: &InstanceName,
     e: &Entry,
     resource: Option<Value>,
@@ -643,8 +645,8 @@ async fn execute(
             })
         }
         (Verb::Patch, Target::Resource(rt, id)) => {
-            let operations = json_patch_of(resource.as_ref())?;
-            let current = store::read_in(&mut **tx, instance, rt, id)
+            let patch = patch_of(resource)?;
+            let current = store::read_in(&mut **tx.conn().await?, instance, rt, id)
                 .await?
                 .ok_or_else(|| FhirError::ResourceNotFound {
                     resource_type: rt.to_string(),
@@ -655,7 +657,7 @@ async fn execute(
                 id: id.to_string(),
                 version: current.version,
             })?;
-            super::patch::apply(&mut doc, &operations, rt, id)?;
+            patch.apply(&mut doc, rt, id)?;
             let expected = Some(e.if_match.unwrap_or(current.version));
             let w = store::write_in(tx, instance, rt, id, doc, Method::Patch, expected).await?;
             Ok(Outcome {
@@ -673,7 +675,7 @@ async fn execute(
             })
         }
         (Verb::Get | Verb::Head, Target::Resource(rt, id)) => {
-            let v = store::read_in(&mut **tx, instance, rt, id)
+            let v = store::read_in(&mut **tx.conn().await?, instance, rt, id)
                 .await?
                 .ok_or_else(|| FhirError::ResourceNotFound {
                     resource_type: rt.to_string(),
@@ -682,7 +684,7 @@ async fn execute(
             found(v, e.verb)
         }
         (Verb::Get | Verb::Head, Target::Version(rt, id, n)) => {
-            let v = store::vread_in(&mut **tx, instance, rt, id, *n)
+            let v = store::vread_in(&mut **tx.conn().await?, instance, rt, id, *n)
                 .await?
                 .ok_or_else(|| FhirError::VersionNotFound {
                     resource_type: rt.to_string(),
@@ -716,29 +718,39 @@ fn found(v: Version, verb: Verb) -> Result<Outcome, FhirError> {
     })
 }
 
-/// A PATCH entry carries its JSON Patch as a Binary (`contentType` application/json-patch+json).
-fn json_patch_of(resource: Option<&Value>) -> Result<json_patch::Patch, FhirError> {
-    let binary =
-        resource.filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Binary"));
-    let Some(binary) = binary else {
-        return Err(FhirError::UnsupportedMediaType(
-            "a PATCH entry takes a Binary holding a JSON Patch (FHIRPath Patch is not supported yet)".into(),
-        ));
-    };
-    if binary.get("contentType").and_then(Value::as_str) != Some("application/json-patch+json") {
-        return Err(FhirError::UnsupportedMediaType(
-            "Binary.contentType must be application/json-patch+json".into(),
-        ));
-    }
-    let data = binary
-        .get("data")
+/// A PATCH entry carries a FHIRPath Patch (a Parameters resource) or a JSON Patch in a
+/// Binary (`contentType` application/json-patch+json).
+fn patch_of(resource: Option<Value>) -> Result<Patch, FhirError> {
+    let kind = resource
+        .as_ref()
+        .and_then(|r| r.get("resourceType"))
         .and_then(Value::as_str)
-        .unwrap_or_default();
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(data)
-        .map_err(|e| FhirError::invalid(format!("Binary.data is not base64: {e}")))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| FhirError::invalid(format!("Binary.data is not a JSON Patch: {e}")))
+        .map(str::to_owned);
+    match (kind.as_deref(), resource) {
+        (Some("Parameters"), Some(parameters)) => Patch::fhirpath(parameters),
+        (Some("Binary"), Some(binary)) => {
+            let content_type = binary
+                .get("contentType")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if content_type != "application/json-patch+json" {
+                return Err(FhirError::UnsupportedMediaType(
+                    "Binary.contentType must be application/json-patch+json".into(),
+                ));
+            }
+            let data = binary
+                .get("data")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .map_err(|e| FhirError::invalid(format!("Binary.data is not base64: {e}")))?;
+            Patch::parse(content_type, &bytes)
+        }
+        _ => Err(FhirError::invalid(
+            "a PATCH entry takes a Parameters resource (FHIRPath Patch) or a Binary holding a JSON Patch",
+        )),
+    }
 }
 
 fn status_line(status: StatusCode) -> String {
@@ -754,7 +766,7 @@ fn response_entry(base: &str, result: Result<Outcome, FhirError>) -> Value {
         Ok(o) => {
             let mut response = json!({"status": status_line(o.status)});
             let mut entry = json!({});
-            if let Some(v) = &o.version {
+            if let Some(v) = o.version {
                 response["etag"] = json!(etag(v.version));
                 response["lastModified"] = json!(instant(v.last_updated));
                 if o.location {
@@ -764,8 +776,8 @@ fn response_entry(base: &str, result: Result<Outcome, FhirError>) -> Value {
                     ));
                 }
                 entry["fullUrl"] = json!(format!("{base}/{}/{}", v.resource_type, v.id));
-                if let Some(body) = &v.body {
-                    entry["resource"] = body.clone();
+                if let Some(body) = v.body {
+                    entry["resource"] = body;
                 }
             }
             entry["response"] = response;

@@ -49,6 +49,7 @@ pub async fn metadata(
         "implementation": {"description": format!("FHIR service {instance}"), "url": base},
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
             "security": {"cors": false, "description": "Bearer tokens (JWT) with Azure's FHIR roles when authentication is enabled."},
@@ -57,6 +58,9 @@ pub async fn metadata(
             "operation": [{
                 "name": "purge-history",
                 "definition": "http://azurehealthcareapis.com/data-extensions/OperationDefinition/purge-history",
+            }, {
+                "name": "validate",
+                "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
             }],
         }],
     });

@@ -107,13 +107,10 @@ async fn history(
             });
         }
     }
-    // One more than asked tells whether there is a next page.
-    let mut versions = state
+    let page = state
         .store
-        .history(&instance, &scope, since, before, count + 1)
+        .history(&instance, &scope, since, before, count)
         .await?;
-    let more = versions.len() as i64 > count;
-    versions.truncate(count as usize);
 
     let base = base_url(&req, &state, &instance);
     let path = req.path().to_owned();
@@ -128,13 +125,11 @@ async fn history(
     params.push(format!("_count={count}"));
     let self_url = format!("{root}{path}?{}", params.join("&"));
     let mut links = vec![json!({"relation": "self", "url": self_url})];
-    if more {
-        if let Some(last) = versions.last() {
-            links.push(json!({
-                "relation": "next",
-                "url": format!("{root}{path}?{}&ct={}", params.join("&"), last.seq),
-            }));
-        }
+    if let Some(next) = page.next {
+        links.push(json!({
+            "relation": "next",
+            "url": format!("{root}{path}?{}&ct={next}", params.join("&")),
+        }));
     }
     let bundle = json!({
         "resourceType": "Bundle",
@@ -142,7 +137,7 @@ async fn history(
         "meta": {"lastUpdated": instant(Utc::now())},
         "type": "history",
         "link": links,
-        "entry": versions.iter().map(|v| entry(&base, v)).collect::<Vec<_>>(),
+        "entry": page.versions.iter().map(|v| entry(&base, v)).collect::<Vec<_>>(),
     });
     Ok(HttpResponse::Ok()
         .content_type(FHIR_JSON)

@@ -10,6 +10,7 @@ pub mod patch;
 pub mod purge_history;
 pub mod read;
 pub mod update;
+pub mod validate;
 pub mod vread;
 
 use hds_core::ops::Caller;

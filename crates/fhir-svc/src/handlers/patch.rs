@@ -1,17 +1,17 @@
 //! patch: `PATCH [base]/[type]/[id]` with a JSON Patch document (RFC 6902,
-//! `application/json-patch+json`). The patch applies to the current version as a whole or not
-//! at all; the result must still be the same resource (type and id), and is stored as a new
-//! version. `If-Match` makes it conditional; without it, a concurrent write makes the patch
-//! apply again to the newer version.
-//!
-//! FHIRPath Patch (a `Parameters` body) needs the FHIRPath engine and is answered 415 until
-//! it lands.
+//! `application/json-patch+json`) or a FHIRPath Patch (a `Parameters` resource,
+//! `application/fhir+json`; R4 fhirpatch.html). The patch applies to the current version as a
+//! whole or not at all; the result must still be the same resource (type and id), and is
+//! stored as a new version. `If-Match` makes it conditional; without it, a concurrent write
+//! makes the patch apply again to the newer version.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use hds_core::auth::Permission;
+use hds_core::names::InstanceName;
 use serde_json::Value;
 
+use super::conditional::{several, Matches};
 use super::FhirCaller;
 use crate::domain::{parse_etag, ResourceId, ResourceType};
 use crate::error::{FhirError, Issue};
@@ -19,6 +19,7 @@ use crate::http::{
     base_url, prefer_return, read_body, resource_id, resource_type, version_response, FhirState,
     Instance,
 };
+use crate::search::query;
 use crate::store::Method;
 
 /// Attempts when concurrent writes keep moving the resource on under an unconditional patch.
@@ -35,36 +36,73 @@ pub async fn patch(
     caller.require(Permission::Write)?;
     let rt = resource_type(&path.1)?;
     let id = resource_id(&path.2)?;
+    let patch = read_patch(&req, body, &state).await?;
+    patch_resource(&req, &state, &instance, &rt, &id, &patch).await
+}
+
+/// Conditional patch: `PATCH [base]/[type]?[search]` patches the one resource the search
+/// matches (none: 404, several: 412).
+pub async fn conditional_patch(
+    req: HttpRequest,
+    caller: FhirCaller,
+    Instance(instance): Instance,
+    path: web::Path<(String, String)>,
+    state: web::Data<FhirState>,
+    body: web::Payload,
+) -> Result<HttpResponse, FhirError> {
+    caller.require(Permission::Write)?;
+    let rt = resource_type(&path.1)?;
+    let conditions = query::parse(&rt, req.query_string())?;
+    let patch = read_patch(&req, body, &state).await?;
+    let id = match Matches::of(state.store.find(&instance, &rt, &conditions, 2).await?) {
+        Matches::One(id) => resource_id(&id)?,
+        Matches::None => {
+            return Err(FhirError::ResourceNotFound {
+                resource_type: rt.to_string(),
+                id: format!("(matching '{}')", req.query_string()),
+            })
+        }
+        Matches::Several => return Err(several("patch")),
+    };
+    patch_resource(&req, &state, &instance, &rt, &id, &patch).await
+}
+
+async fn read_patch(
+    req: &HttpRequest,
+    body: web::Payload,
+    state: &FhirState,
+) -> Result<Patch, FhirError> {
     let ct = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default()
         .to_ascii_lowercase();
-    if !ct.starts_with("application/json-patch+json") {
-        return Err(FhirError::UnsupportedMediaType(format!(
-            "{ct} (PATCH takes application/json-patch+json; FHIRPath Patch is not supported yet)"
-        )));
-    }
     let raw = read_body(body, state.max_body_bytes).await?;
-    let operations: json_patch::Patch = serde_json::from_slice(&raw)
-        .map_err(|e| FhirError::invalid(format!("the body is not a JSON Patch document: {e}")))?;
+    Patch::parse(&ct, &raw)
+}
+
+async fn patch_resource(
+    req: &HttpRequest,
+    state: &FhirState,
+    instance: &InstanceName,
+    rt: &ResourceType,
+    id: &ResourceId,
+    patch: &Patch,
+) -> Result<HttpResponse, FhirError> {
     let if_match = match req.headers().get(header::IF_MATCH) {
         Some(h) => Some(h.to_str().ok().and_then(parse_etag).ok_or_else(|| {
             FhirError::invalid("If-Match must be a version ETag such as W/\"1\"")
         })?),
         None => None,
     };
-
     for _ in 0..ATTEMPTS {
-        let current = state
-            .store
-            .read(&instance, &rt, &id)
-            .await?
-            .ok_or_else(|| FhirError::ResourceNotFound {
+        let current = state.store.read(instance, rt, id).await?.ok_or_else(|| {
+            FhirError::ResourceNotFound {
                 resource_type: rt.to_string(),
                 id: id.to_string(),
-            })?;
+            }
+        })?;
         let Some(mut doc) = current.body.clone() else {
             return Err(FhirError::Gone {
                 resource_type: rt.to_string(),
@@ -80,27 +118,20 @@ pub async fn patch(
                 });
             }
         }
-        apply(&mut doc, &operations, &rt, &id)?;
+        patch.apply(&mut doc, rt, id)?;
         match state
             .store
-            .write(
-                &instance,
-                &rt,
-                &id,
-                doc,
-                Method::Patch,
-                Some(current.version),
-            )
+            .write(instance, rt, id, doc, Method::Patch, Some(current.version))
             .await
         {
             Ok(written) => {
-                let base = base_url(&req, &state, &instance);
+                let base = base_url(req, state, instance);
                 return Ok(version_response(
                     HttpResponse::Ok(),
                     &written.version,
                     &base,
                     false,
-                    prefer_return(&req),
+                    prefer_return(req),
                 ));
             }
             // Someone wrote in between: patch the newer version (unless the client pinned one).
@@ -113,27 +144,76 @@ pub async fn patch(
     )))
 }
 
-/// Applies a JSON Patch to a resource as a whole or not at all; the result must still be the
-/// same resource (type and id).
-pub(crate) fn apply(
-    doc: &mut Value,
-    operations: &json_patch::Patch,
-    rt: &ResourceType,
-    id: &ResourceId,
-) -> Result<(), FhirError> {
-    json_patch::patch(doc, operations).map_err(|e| {
-        FhirError::Invalid(vec![Issue {
-            code: "processing",
-            diagnostics: format!("the patch cannot be applied: {e}"),
-            expression: None,
-        }])
-    })?;
-    if doc.get("resourceType").and_then(Value::as_str) != Some(rt.as_str())
-        || doc.get("id").and_then(Value::as_str) != Some(id.as_str())
-    {
-        return Err(FhirError::invalid(
-            "a patch may not change the resource's type or id",
-        ));
+/// A patch document of either kind FHIR R4 defines.
+#[derive(Debug, Clone)]
+pub(crate) enum Patch {
+    /// RFC 6902, `application/json-patch+json`.
+    Json(json_patch::Patch),
+    /// A `Parameters` resource of `operation`s (R4 fhirpatch.html).
+    FhirPath(Value),
+}
+
+impl Patch {
+    /// The patch in a PATCH request's body, by its Content-Type.
+    pub(crate) fn parse(content_type: &str, body: &[u8]) -> Result<Self, FhirError> {
+        let media = content_type.split(';').next().unwrap_or_default().trim();
+        match media {
+            "application/json-patch+json" => serde_json::from_slice(body)
+                .map(Patch::Json)
+                .map_err(|e| {
+                    FhirError::invalid(format!("the body is not a JSON Patch document: {e}"))
+                }),
+            "application/fhir+json" | "application/json" => {
+                let parameters: Value = serde_json::from_slice(body)
+                    .map_err(|e| FhirError::invalid(format!("the body is not JSON: {e}")))?;
+                Self::fhirpath(parameters)
+            }
+            other => Err(FhirError::UnsupportedMediaType(format!(
+                "{other} (PATCH takes application/json-patch+json or a FHIRPath Patch as application/fhir+json)"
+            ))),
+        }
     }
-    Ok(())
+
+    /// A FHIRPath Patch: the body must be a `Parameters` resource.
+    pub(crate) fn fhirpath(parameters: Value) -> Result<Self, FhirError> {
+        if parameters.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
+            return Err(FhirError::invalid(
+                "a FHIRPath Patch is a Parameters resource",
+            ));
+        }
+        Ok(Patch::FhirPath(parameters))
+    }
+
+    /// Applies the patch to a resource as a whole or not at all; the result must still be
+    /// the same resource (type and id).
+    pub(crate) fn apply(
+        &self,
+        doc: &mut Value,
+        rt: &ResourceType,
+        id: &ResourceId,
+    ) -> Result<(), FhirError> {
+        let cannot = |e: &dyn std::fmt::Display| {
+            FhirError::Invalid(vec![Issue {
+                code: "processing",
+                diagnostics: format!("the patch cannot be applied: {e}"),
+                expression: None,
+            }])
+        };
+        match self {
+            Patch::Json(operations) => {
+                json_patch::patch(doc, operations).map_err(|e| cannot(&e))?
+            }
+            Patch::FhirPath(parameters) => {
+                *doc = fhirpath::patch::apply(doc, parameters).map_err(|e| cannot(&e))?
+            }
+        }
+        if doc.get("resourceType").and_then(Value::as_str) != Some(rt.as_str())
+            || doc.get("id").and_then(Value::as_str) != Some(id.as_str())
+        {
+            return Err(FhirError::invalid(
+                "a patch may not change the resource's type or id",
+            ));
+        }
+        Ok(())
+    }
 }

@@ -1,6 +1,7 @@
 //! Index values extracted from a resource by its search parameters, and the index tables.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
+use hds_core::db::{Cell, Rows};
 use hds_core::names::InstanceName;
 use serde_json::Value;
 use sqlx::{Any, Transaction};
@@ -243,21 +244,113 @@ const TABLES: [&str; 4] = [
     "fhir_index_dates",
 ];
 
-/// Rows per INSERT statement.
-const CHUNK: usize = 100;
+/// Index rows waiting to be inserted: a transaction's writes send theirs together.
+pub struct IndexRows {
+    tokens: Rows,
+    strings: Rows,
+    references: Rows,
+    dates: Rows,
+}
 
-/// Replaces the index rows of one resource with those of `resource` (none when deleted);
-/// `fresh` says the resource is new, so there are no rows to remove.
-pub async fn write(
+impl Default for IndexRows {
+    fn default() -> Self {
+        Self {
+            tokens: Rows::new(
+                "fhir_index_tokens",
+                &["instance", "resource_type", "id", "param", "system", "code"],
+            ),
+            strings: Rows::new(
+                "fhir_index_strings",
+                &["instance", "resource_type", "id", "param", "value"],
+            ),
+            references: Rows::new(
+                "fhir_index_references",
+                &[
+                    "instance",
+                    "resource_type",
+                    "id",
+                    "param",
+                    "target_type",
+                    "target_id",
+                ],
+            ),
+            dates: Rows::new(
+                "fhir_index_dates",
+                &[
+                    "instance",
+                    "resource_type",
+                    "id",
+                    "param",
+                    "start_ms",
+                    "end_ms",
+                ],
+            ),
+        }
+    }
+}
+
+impl IndexRows {
+    /// Adds the rows `resource` contributes to the index.
+    pub fn add(&mut self, instance: &str, resource_type: &str, id: &str, resource: &Value) {
+        let x = extract(resource_type, resource);
+        let owner = |param: String| -> [Cell; 4] {
+            [
+                Cell::from(instance),
+                Cell::from(resource_type),
+                Cell::from(id),
+                Cell::Text(param),
+            ]
+        };
+        for (param, system, code) in x.tokens {
+            let [a, b, c, d] = owner(param);
+            self.tokens
+                .push([a, b, c, d, Cell::Text(system), Cell::Text(code)]);
+        }
+        for (param, value) in x.strings {
+            let [a, b, c, d] = owner(param);
+            self.strings.push([a, b, c, d, Cell::Text(value)]);
+        }
+        for (param, target_type, target_id) in x.references {
+            let [a, b, c, d] = owner(param);
+            self.references
+                .push([a, b, c, d, Cell::Text(target_type), Cell::Text(target_id)]);
+        }
+        for (param, start, end) in x.dates {
+            let [a, b, c, d] = owner(param);
+            self.dates
+                .push([a, b, c, d, Cell::Int(start), Cell::Int(end)]);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        [&self.tokens, &self.strings, &self.references, &self.dates]
+            .iter()
+            .all(|r| r.is_empty())
+    }
+
+    /// Inserts the rows in `tx` and empties the list.
+    pub async fn insert(&mut self, tx: &mut Transaction<'_, Any>) -> Result<(), sqlx::Error> {
+        for rows in [
+            &mut self.tokens,
+            &mut self.strings,
+            &mut self.references,
+            &mut self.dates,
+        ] {
+            rows.insert(tx).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Removes the index rows of one resource (it is rewritten or deleted).
+pub async fn remove(
     tx: &mut Transaction<'_, Any>,
     instance: &InstanceName,
     resource_type: &str,
     id: &str,
-    resource: Option<&Value>,
-    fresh: bool,
 ) -> Result<(), sqlx::Error> {
     let inst = instance.to_string();
-    for table in TABLES.iter().filter(|_| !fresh) {
+    for table in TABLES {
         sqlx::query(&format!(
             "DELETE FROM {table} WHERE instance = $1 AND resource_type = $2 AND id = $3"
         ))
@@ -267,55 +360,6 @@ pub async fn write(
         .execute(&mut **tx)
         .await?;
     }
-    let Some(resource) = resource else {
-        return Ok(());
-    };
-    let x = extract(resource_type, resource);
-    let head = |table: &str, cols: &str| {
-        format!("INSERT INTO {table} (instance, resource_type, id, param, {cols}) VALUES ")
-    };
-    macro_rules! insert_rows {
-        ($rows:expr, $table:expr, $cols:expr, $n:expr, |$q:ident, $row:ident| $bind:expr) => {
-            for chunk in $rows.chunks(CHUNK) {
-                let mut sql = head($table, $cols);
-                for (i, _) in chunk.iter().enumerate() {
-                    let b = i * (4 + $n);
-                    let ps: Vec<String> = (1..=4 + $n).map(|k| format!("${}", b + k)).collect();
-                    if i > 0 {
-                        sql.push(',');
-                    }
-                    sql.push_str(&format!("({})", ps.join(", ")));
-                }
-                let mut $q = sqlx::query(&sql);
-                for $row in chunk {
-                    $q = $q.bind(&inst).bind(resource_type).bind(id);
-                    $q = $bind;
-                }
-                $q.execute(&mut **tx).await?;
-            }
-        };
-    }
-    insert_rows!(x.tokens, "fhir_index_tokens", "system, code", 2, |q, r| q
-        .bind(&r.0)
-        .bind(&r.1)
-        .bind(&r.2));
-    insert_rows!(x.strings, "fhir_index_strings", "value", 1, |q, r| q
-        .bind(&r.0)
-        .bind(&r.1));
-    insert_rows!(
-        x.references,
-        "fhir_index_references",
-        "target_type, target_id",
-        2,
-        |q, r| q.bind(&r.0).bind(&r.1).bind(&r.2)
-    );
-    insert_rows!(
-        x.dates,
-        "fhir_index_dates",
-        "start_ms, end_ms",
-        2,
-        |q, r| q.bind(&r.0).bind(r.1).bind(r.2)
-    );
     Ok(())
 }
 

@@ -5,8 +5,6 @@ use std::sync::{Arc, LazyLock};
 
 use serde::Deserialize;
 
-use crate::fhirpath;
-
 const DEFINITIONS: &str = include_str!("../../definitions/r4/search-parameters.json");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

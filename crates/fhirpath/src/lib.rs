@@ -1,7 +1,17 @@
 //! A FHIRPath (<http://hl7.org/fhirpath/N1/>) evaluator over `serde_json::Value`, made for
-//! search indexing: it runs the `expression` of every FHIR R4 SearchParameter. Compile once
-//! with [`compile`], evaluate many times with [`Expr::evaluate`]; evaluation never panics, and
-//! whatever the spec calls an error gives an empty result.
+//! search indexing (it runs the `expression` of every FHIR R4 SearchParameter) and for
+//! FHIRPath Patch ([`patch`]). Compile once with [`compile`], evaluate many times with
+//! [`Expr::evaluate`]; evaluation never panics, and whatever the spec calls an error gives an
+//! empty result.
+//!
+//! [`Expr::locate`] evaluates the same way but answers where in the resource each item of the
+//! result is (a [`Location`]: object keys and array indexes from the root), or an error when
+//! evaluation fails or an item is not a node of the resource (a literal, `count()`, a
+//! `resolve()` stub). It costs `evaluate` nothing: items that are nodes borrow them, and one
+//! walk of the resource finds them by address afterwards. [`patch::apply`] applies a FHIRPath
+//! Patch `Parameters` with it; see that module for what it supports. Its only knowledge of the
+//! R4 model (which elements repeat, which are choices, the types of complex elements) is a
+//! table generated from the R4 StructureDefinitions; the evaluator itself has none.
 //!
 //! There is no model of the FHIR resources, so types are known only where the JSON says:
 //! - a node reached through a choice key (`valueQuantity` for `value`) has the key's type
@@ -36,8 +46,13 @@
 
 mod eval;
 mod lexer;
+mod locate;
+mod model;
 mod parser;
+pub mod patch;
 mod types;
+
+pub use locate::{LocateError, Location, Step};
 
 #[cfg(test)]
 mod tests;
@@ -94,4 +109,21 @@ impl Expr {
             Err(eval::Fail) => Vec::new(),
         }
     }
+
+    /// Evaluates like [`Expr::evaluate`], then gives where each item of the result is in the
+    /// resource. An error when evaluation fails (instead of an empty result) or when an item
+    /// is not a node of the resource (a literal, a computed value, a `resolve()` stub).
+    pub fn locate(&self, resource: &Value) -> Result<Vec<Location>, LocateError> {
+        locate_ast(&self.ast, resource)
+    }
+}
+
+pub(crate) fn locate_ast(
+    ast: &parser::Ast,
+    resource: &Value,
+) -> Result<Vec<Location>, LocateError> {
+    let items = eval::Evaluator::new(resource)
+        .run(ast)
+        .map_err(|eval::Fail| LocateError::Evaluation)?;
+    locate::locate(resource, &items)
 }
