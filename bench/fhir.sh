@@ -51,5 +51,5 @@ wait_http "http://127.0.0.1:$peer_port/metadata" || true
 for _ in $(seq 1 300); do grep -q "medplum fhir-router" "$scratch/peer.log" && break; sleep 0.2; done
 
 "$target/fhir-bench" --synthea "$synthea" \
-  --target "hds(PostgreSQL)=http://127.0.0.1:$fhir_port/bench-fhir,pid=$fhir_pid" \
+  --target "hds(PostgreSQL)=http://127.0.0.1:$fhir_port/bench-fhir,pid=$fhir_pid,pg=$db" \
   --target "medplum(memory)=http://127.0.0.1:$peer_port,pid=$peer_pid"

@@ -73,6 +73,9 @@ pub enum FhirError {
     Storage(#[from] sqlx::Error),
     #[error("outbox: {0}")]
     Outbox(#[from] hds_core::outbox::OutboxError),
+    /// A transient failure the client may retry (the write was not stored).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -107,7 +110,7 @@ impl FhirError {
             FhirError::Invalid(_) => "invalid",
             FhirError::PayloadTooLarge { .. } | FhirError::TooManyEntries { .. } => "too-costly",
             FhirError::UnsupportedMediaType(_) => "not-supported",
-            FhirError::Storage(_) | FhirError::Outbox(_) => "transient",
+            FhirError::Storage(_) | FhirError::Outbox(_) | FhirError::Unavailable(_) => "transient",
             FhirError::Internal(_) => "exception",
         }
     }
@@ -184,7 +187,9 @@ impl ResponseError for FhirError {
             FhirError::Invalid(_) | FhirError::TooManyEntries { .. } => StatusCode::BAD_REQUEST,
             FhirError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             FhirError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            FhirError::Storage(_) | FhirError::Outbox(_) => StatusCode::SERVICE_UNAVAILABLE,
+            FhirError::Storage(_) | FhirError::Outbox(_) | FhirError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             FhirError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -8,6 +8,7 @@
 
 pub mod domain;
 pub mod error;
+mod group_commit;
 pub mod handlers;
 pub mod http;
 pub mod instances;
@@ -138,7 +139,11 @@ pub async fn start_with(
         spec,
         move |handles| {
             let state = web::Data::new(http::FhirState {
-                store: store::Store::new(db, Some(handles.relay.clone())),
+                store: store::Store::with_group_commit(
+                    db,
+                    Some(handles.relay.clone()),
+                    handles.metrics.registry(),
+                ),
                 max_body_bytes,
                 max_bundle_entries,
                 public_base_url,

@@ -7,7 +7,7 @@
 //! with the same expectation exactly one succeeds.
 
 use chrono::{DateTime, TimeZone, Utc};
-use hds_core::db::{Cell, Database, Migrations, Rows};
+use hds_core::db::{Backend, Cell, Database, Migrations, Rows};
 use hds_core::events::v1::{FhirResourceAction, FhirResourceEvent};
 use hds_core::events::{new_event_id, topics};
 use hds_core::names::InstanceName;
@@ -17,6 +17,7 @@ use sqlx::{Any, Row, Transaction};
 
 use crate::domain::{instant, ResourceId, ResourceType};
 use crate::error::FhirError;
+use crate::group_commit::{Done, GroupCommit, Work};
 use crate::search::index::IndexRows;
 
 pub fn migrations() -> Migrations {
@@ -103,6 +104,10 @@ pub struct WriteTx {
 }
 
 impl WriteTx {
+    pub(crate) async fn begin(db: &Database) -> Result<Self, FhirError> {
+        Ok(Self::new(db.begin().await?))
+    }
+
     fn new(tx: Transaction<'static, Any>) -> Self {
         Self {
             tx,
@@ -146,10 +151,37 @@ impl WriteTx {
         Ok(&mut self.tx)
     }
 
-    async fn commit(mut self) -> Result<(), FhirError> {
+    pub(crate) async fn commit(mut self) -> Result<(), FhirError> {
         self.conn().await?;
         self.tx.commit().await?;
         Ok(())
+    }
+
+    /// Runs `work` so that, if it fails, everything it did is undone and the transaction
+    /// goes on: its statements under a savepoint, its queued rows taken back.
+    pub(crate) async fn isolated<T>(
+        &mut self,
+        work: impl AsyncFnOnce(&mut WriteTx) -> Result<T, FhirError>,
+    ) -> Result<T, FhirError> {
+        // Rows queued by earlier work must not be sent under this savepoint.
+        self.conn().await?;
+        sqlx::query("SAVEPOINT hds_write")
+            .execute(&mut *self.tx)
+            .await?;
+        let result = work(self).await;
+        if result.is_err() {
+            self.current.clear();
+            self.versions.clear();
+            self.index.clear();
+            self.events.clear();
+            sqlx::query("ROLLBACK TO SAVEPOINT hds_write")
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        sqlx::query("RELEASE SAVEPOINT hds_write")
+            .execute(&mut *self.tx)
+            .await?;
+        result
     }
 }
 
@@ -165,6 +197,8 @@ pub enum HistoryScope {
 pub struct Store {
     db: Database,
     relay: Option<hds_core::outbox::RelayWaker>,
+    /// Single-resource writes go through group commit (on SQLite; see `group_commit`).
+    group: Option<GroupCommit>,
 }
 
 fn time(ms: i64) -> DateTime<Utc> {
@@ -191,7 +225,23 @@ const VERSION_COLUMNS: &str = "seq, resource_type, id, version, last_updated_ms,
 
 impl Store {
     pub fn new(db: Database, relay: Option<hds_core::outbox::RelayWaker>) -> Self {
-        Self { db, relay }
+        Self {
+            db,
+            relay,
+            group: None,
+        }
+    }
+
+    /// A store whose single-resource writes share commits when the database needs it to
+    /// (SQLite); its counters go to `registry`.
+    pub fn with_group_commit(
+        db: Database,
+        relay: Option<hds_core::outbox::RelayWaker>,
+        registry: &prometheus::Registry,
+    ) -> Self {
+        let group = (db.backend() == Backend::Sqlite)
+            .then(|| GroupCommit::start(db.clone(), relay.clone(), registry));
+        Self { db, relay, group }
     }
 
     /// The current version (possibly a deletion), if the resource ever existed.
@@ -248,6 +298,20 @@ impl Store {
         method: Method,
         expected: Option<i64>,
     ) -> Result<Written, FhirError> {
+        if let Some(group) = &self.group {
+            let work = Work::Write {
+                instance: instance.clone(),
+                rt: rt.clone(),
+                id: id.clone(),
+                resource,
+                method,
+                expected,
+            };
+            return match group.submit(work).await? {
+                Done::Written(w) => Ok(w),
+                Done::Deleted(_) => Err(FhirError::Internal("a write answered as a delete".into())),
+            };
+        }
         let mut tx = self.begin().await?;
         let written = write_in(&mut tx, instance, rt, id, resource, method, expected).await?;
         self.commit(tx).await?;
@@ -263,6 +327,18 @@ impl Store {
         id: &ResourceId,
         hard: bool,
     ) -> Result<Option<Version>, FhirError> {
+        if let Some(group) = &self.group {
+            let work = Work::Delete {
+                instance: instance.clone(),
+                rt: rt.clone(),
+                id: id.clone(),
+                hard,
+            };
+            return match group.submit(work).await? {
+                Done::Deleted(v) => Ok(v),
+                Done::Written(_) => Err(FhirError::Internal("a delete answered as a write".into())),
+            };
+        }
         let mut tx = self.begin().await?;
         let deleted = delete_in(&mut tx, instance, rt, id, hard).await?;
         self.commit(tx).await?;

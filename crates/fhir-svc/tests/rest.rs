@@ -1523,5 +1523,86 @@ async fn fhirpath_patch(env: Env) {
     env.stop().await;
 }
 
+/// A metric's value from `/metrics` (0 when absent).
+async fn metric(env: &Env, name: &str) -> f64 {
+    let text = reqwest::get(env.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.split(['{', ' ']).next() == Some(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+/// On SQLite, writes that arrive while a commit is under way wait and then share one commit
+/// (one fsync): the write lock is held from outside while 20 creates arrive; the first
+/// group (those there when the committer woke) blocks on the lock, the rest queue, and they
+/// all commit in one second, shared transaction: 20 writes, at most 2 commits.
+#[tokio::test]
+async fn embedded_group_commit_shares_one_commit_among_waiting_writes() {
+    let env = Env::embedded().await;
+    let fhir = std::sync::Arc::new(Fhir::on(&env, "ws1-fhir").await);
+    let commits_before = metric(&env, "fhir_group_commits_total").await;
+    let writes_before = metric(&env, "fhir_group_writes_total").await;
+
+    let outside = hds_testkit::sqlite_database(env._dir.path(), "fhir").await;
+    let lock = outside.begin().await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|n| {
+            let fhir = fhir.clone();
+            tokio::spawn(async move {
+                fhir.call(
+                    Method::POST,
+                    "/Patient",
+                    Some(json!({"resourceType": "Patient", "name": [{"family": format!("G{n}")}]})),
+                    &[],
+                )
+                .await
+                .status
+            })
+        })
+        .collect();
+    // Until all 20 are either in the blocked group or waiting (a condition, not a delay).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let queued = loop {
+        let committing = metric(&env, "fhir_group_writes_committing").await;
+        let waiting = metric(&env, "fhir_group_writes_waiting").await;
+        if committing >= 1.0 && committing + waiting == 20.0 {
+            break waiting;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writes never queued: {}",
+            reqwest::get(env.url("/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        );
+        tokio::task::yield_now().await;
+    };
+    lock.rollback().await.unwrap();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 201);
+    }
+    assert_eq!(
+        metric(&env, "fhir_group_writes_total").await - writes_before,
+        20.0
+    );
+    // The blocked group, then (if any queued behind it) one commit for all the others.
+    let groups = if queued > 0.0 { 2.0 } else { 1.0 };
+    assert_eq!(
+        metric(&env, "fhir_group_commits_total").await - commits_before,
+        groups
+    );
+    let history = fhir.get("/Patient/_history?_count=50").await;
+    assert_eq!(history.body["entry"].as_array().unwrap().len(), 20);
+    env.stop().await;
+}
+
 rest_suite!(embedded);
 rest_suite!(kafka);

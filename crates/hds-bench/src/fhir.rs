@@ -23,12 +23,17 @@ struct Args {
     /// Reads per measurement.
     #[arg(long, default_value_t = 2000)]
     reads: usize,
+    /// Single-resource creates at concurrency 32.
+    #[arg(long, default_value_t = 2000)]
+    creates: usize,
 }
 
 struct Target {
     name: String,
     base: String,
     pid: Option<u32>,
+    /// The target's PostgreSQL, to count commits and WAL syncs (group commit).
+    pg: Option<String>,
 }
 
 fn parse_target(s: &str) -> anyhow::Result<Target> {
@@ -39,14 +44,21 @@ fn parse_target(s: &str) -> anyhow::Result<Target> {
         .context("URL")?
         .trim_end_matches('/')
         .to_owned();
-    let pid = parts
+    let options: Vec<&str> = parts.collect();
+    let pid = options
+        .iter()
         .find_map(|p| p.strip_prefix("pid="))
         .map(str::parse)
         .transpose()?;
+    let pg = options
+        .iter()
+        .find_map(|p| p.strip_prefix("pg="))
+        .map(str::to_owned);
     Ok(Target {
         name: name.to_owned(),
         base,
         pid,
+        pg,
     })
 }
 
@@ -141,6 +153,92 @@ struct Latencies {
     p99_ms: f64,
 }
 
+/// CPU seconds (user + system) used so far by the process `pid`.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// CPU seconds used so far by every PostgreSQL server process on the machine.
+fn postgres_cpu_seconds() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .filter_map(cpu_seconds)
+        .sum()
+}
+
+/// (commits, WAL syncs) of the PostgreSQL at `url` so far, read with psql.
+fn pg_commits_and_syncs(url: &str) -> Option<(i64, i64)> {
+    let out = std::process::Command::new("psql")
+        .args([
+            url,
+            "-Atc",
+            "SELECT pg_stat_force_next_flush(); SELECT (SELECT xact_commit FROM pg_stat_database \
+             WHERE datname = current_database()) || ' ' || (SELECT wal_sync FROM pg_stat_wal)",
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let mut numbers = text.lines().last()?.split(' ').map(|n| n.parse().ok());
+    Some((numbers.next()??, numbers.next()??))
+}
+
+/// Single-resource creates (`POST [base]/Patient`), `n` of them at `concurrency`.
+async fn measure_creates(
+    client: &reqwest::Client,
+    base: &str,
+    n: usize,
+    concurrency: usize,
+) -> anyhow::Result<Latencies> {
+    let url = format!("{base}/Patient");
+    let started = Instant::now();
+    let mut times: Vec<Duration> = futures::stream::iter(0..n)
+        .map(|i| {
+            let client = client.clone();
+            let url = url.clone();
+            async move {
+                let body = serde_json::json!({"resourceType": "Patient",
+                    "name": [{"family": format!("Bench{i}"), "given": ["Single"]}], "gender": "other"});
+                let t = Instant::now();
+                let res = client
+                    .post(&url)
+                    .header("content-type", "application/fhir+json")
+                    .body(body.to_string())
+                    .send()
+                    .await?;
+                let ok = res.status().is_success();
+                res.bytes().await?;
+                if !ok {
+                    bail!("POST {url} failed");
+                }
+                Ok::<_, anyhow::Error>(t.elapsed())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let total = started.elapsed().as_secs_f64();
+    times.sort();
+    let at =
+        |q: f64| times[((times.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1000.0;
+    Ok(Latencies {
+        per_second: n as f64 / total,
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+    })
+}
+
 async fn measure(
     client: &reqwest::Client,
     urls: &[String],
@@ -197,7 +295,18 @@ async fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for t in &targets {
         eprintln!("{}: loading {} bundles", t.name, files.len());
+        let cpu_before = (t.pid.and_then(cpu_seconds), postgres_cpu_seconds());
         let loaded = load(&client, t, &files).await?;
+        let cpu_after = (t.pid.and_then(cpu_seconds), postgres_cpu_seconds());
+        if let (Some(a), Some(b)) = (cpu_before.0, cpu_after.0) {
+            eprintln!(
+                "{}: load took {:.1} s; server CPU {:.1} s; PostgreSQL CPU {:.1} s",
+                t.name,
+                loaded.seconds,
+                b - a,
+                cpu_after.1 - cpu_before.1
+            );
+        }
         let step = (loaded.created.len() / args.reads).max(1);
         let sample: Vec<&(String, String)> = loaded
             .created
@@ -218,6 +327,20 @@ async fn main() -> anyhow::Result<()> {
             m.push(measure(&client, &reads, c).await?);
             m.push(measure(&client, &vreads, c).await?);
         }
+        let before = t.pg.as_deref().and_then(pg_commits_and_syncs);
+        m.push(measure_creates(&client, &t.base, args.creates, 32).await?);
+        if let (Some((c0, s0)), Some((c1, s1))) =
+            (before, t.pg.as_deref().and_then(pg_commits_and_syncs))
+        {
+            eprintln!(
+                "{}: {} creates at concurrency 32: {} PostgreSQL commits, {} WAL syncs ({:.2} commits per sync)",
+                t.name,
+                args.creates,
+                c1 - c0,
+                s1 - s0,
+                (c1 - c0) as f64 / (s1 - s0).max(1) as f64
+            );
+        }
         rows.push((t, loaded, m, peak_rss_mb(t.pid)));
     }
 
@@ -225,12 +348,12 @@ async fn main() -> anyhow::Result<()> {
         "\n## FHIR load and reads: {} Synthea bundles\n",
         files.len()
     );
-    println!("| target | resources | load s | resources/s | MB/s | read c1 req/s (p50/p99 ms) | vread c1 | read c8 | vread c8 | peak RSS MB |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| target | resources | load s | resources/s | MB/s | read c1 req/s (p50/p99 ms) | vread c1 | read c8 | vread c8 | create c32 | peak RSS MB |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (t, l, m, rss) in &rows {
         let cell = |x: &Latencies| format!("{:.0} ({:.2}/{:.2})", x.per_second, x.p50_ms, x.p99_ms);
         println!(
-            "| {} | {} | {:.1} | {:.0} | {:.1} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.1} | {:.0} | {:.1} | {} | {} | {} | {} | {} | {} |",
             t.name,
             l.resources,
             l.seconds,
@@ -240,18 +363,20 @@ async fn main() -> anyhow::Result<()> {
             cell(&m[1]),
             cell(&m[2]),
             cell(&m[3]),
+            cell(&m[4]),
             rss.map_or("-".into(), |r| format!("{r:.0}")),
         );
     }
     if let [(first, fl, fm, frss), rest @ ..] = rows.as_slice() {
         for (t, l, m, rss) in rest {
             println!(
-                "\n{} / {}: resources/s x{:.2}; read c8 req/s x{:.2}; vread c8 req/s x{:.2}; peak memory x{}",
+                "\n{} / {}: resources/s x{:.2}; read c8 req/s x{:.2}; vread c8 req/s x{:.2}; create c32 req/s x{:.2}; peak memory x{}",
                 first.name,
                 t.name,
                 (fl.resources as f64 / fl.seconds) / (l.resources as f64 / l.seconds),
                 fm[2].per_second / m[2].per_second,
                 fm[3].per_second / m[3].per_second,
+                fm[4].per_second / m[4].per_second,
                 match (frss, rss) {
                     (Some(a), Some(b)) => format!("{:.2}", a / b),
                     _ => "-".into(),

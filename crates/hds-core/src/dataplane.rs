@@ -48,6 +48,8 @@ pub struct Handles {
     pub registry: InstanceRegistry,
     /// Wakes the outbox relay after a commit, so events leave at once.
     pub relay: RelayWaker,
+    /// The service's metrics, for its own counters (served at `/metrics`).
+    pub metrics: Metrics,
 }
 
 /// The routes of a service whose API is still to come: none of its own.
@@ -83,15 +85,17 @@ where
         readiness = readiness.blobs(blobs);
     }
     let registry = data_plane.registry.clone();
+    let metrics = Metrics::new(spec.name);
     let routes = routes(&Handles {
         registry: registry.clone(),
         relay: data_plane.relay.clone(),
+        metrics: metrics.clone(),
     });
     let mut running = serve(
         listener,
         spec.http,
         readiness,
-        Metrics::new(spec.name),
+        metrics,
         move |cfg| {
             cfg.app_data(web::Data::from(auth.clone()))
                 .app_data(web::Data::new(registry.clone()))

@@ -123,6 +123,11 @@ impl Batch {
         self.rows.is_empty()
     }
 
+    /// Drops every queued event (the change they report failed).
+    pub fn clear(&mut self) {
+        self.rows.clear();
+    }
+
     /// Writes the events in `tx` and empties the batch.
     pub async fn insert(&mut self, tx: &mut Transaction<'_, Any>) -> Result<(), OutboxError> {
         Ok(self.rows.insert(tx).await?)

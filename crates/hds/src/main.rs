@@ -6,6 +6,9 @@
 //! - `hds token --role "FHIR Data Contributor"` mints a bearer token signed with the local key
 //!   that `hds up --auth` trusts.
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod token;
 mod up;
 

@@ -1,5 +1,8 @@
 //! `operations-svc`: the control plane as its own process (Kafka, PostgreSQL from configuration).
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     // Alone, the control plane creates nothing until told to (a `[bootstrap]` section or
     // HDS_BOOTSTRAP__WORKSPACE); `hds up` bootstraps the default workspace.

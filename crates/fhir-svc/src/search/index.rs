@@ -182,6 +182,10 @@ fn dates_of(v: &Value) -> Option<(i64, i64)> {
 pub fn extract(resource_type: &str, resource: &Value) -> Extracted {
     let mut out = Extracted::default();
     for p in params::for_type(resource_type) {
+        // Answered from the pointer's own columns (see `query`): no index rows needed.
+        if p.code == super::query::ID || p.code == super::query::LAST_UPDATED {
+            continue;
+        }
         let items = p.expression.evaluate(resource);
         if items.is_empty() {
             continue;
@@ -326,6 +330,14 @@ impl IndexRows {
         [&self.tokens, &self.strings, &self.references, &self.dates]
             .iter()
             .all(|r| r.is_empty())
+    }
+
+    /// Drops every queued row.
+    pub fn clear(&mut self) {
+        self.tokens.clear();
+        self.strings.clear();
+        self.references.clear();
+        self.dates.clear();
     }
 
     /// Inserts the rows in `tx` and empties the list.

@@ -51,6 +51,10 @@ pub enum DatePrefix {
     Le,
 }
 
+/// Searched on the current-version pointer (`fhir_current`), not on index rows.
+pub const LAST_UPDATED: &str = "_lastUpdated";
+pub const ID: &str = "_id";
+
 /// Parameters that shape results rather than select them; not allowed in a condition.
 const RESULT_PARAMS: &[&str] = &[
     "_count",
@@ -88,7 +92,7 @@ pub fn parse(rt: &ResourceType, query: &str) -> Result<Vec<Condition>, FhirError
         let unsupported = |m: &str| {
             FhirError::invalid(format!("modifier ':{m}' of '{code}' is not supported here"))
         };
-        if code == "_id" {
+        if code == ID {
             if let Some(m) = modifier {
                 return Err(unsupported(m));
             }
@@ -248,15 +252,13 @@ impl Sql {
     }
 }
 
-/// `c.id IN (ids whose index rows pass the test)`: written so that the lookup starts at the
-/// index of the values (instance, type, param, value) rather than at every resource of the
-/// type, whatever the planner's statistics say.
-fn index_exists(table: &str, param: &str, sql: &mut Sql, test: String) -> String {
+/// The ids whose index rows for `param` pass the test. Index rows exist only for current,
+/// undeleted resources (a write replaces them, a delete removes them), so the lookup needs
+/// no join; it starts at the value index (instance, type, param, value) whatever the
+/// planner's statistics say.
+fn index_ids(table: &str, param: &str, sql: &mut Sql, owner: &str, test: String) -> String {
     let p = sql.text(param);
-    format!(
-        "c.id IN (SELECT x.id FROM {table} x WHERE x.instance = c.instance \
-         AND x.resource_type = c.resource_type AND x.param = {p} AND ({test}))"
-    )
+    format!("SELECT x.id FROM {table} x WHERE {owner} AND x.param = {p} AND ({test})")
 }
 
 fn or(parts: Vec<String>) -> String {
@@ -280,19 +282,21 @@ where
     };
     let inst = sql.text(&instance.to_string());
     let ty = sql.text(rt.as_str());
-    let mut clauses = vec![
-        format!("c.instance = {inst}"),
-        format!("c.resource_type = {ty}"),
-        "c.deleted = 0".to_owned(),
-    ];
+    let current = format!("c.instance = {inst} AND c.resource_type = {ty} AND c.deleted = 0");
+    let owner = format!("x.instance = {inst} AND x.resource_type = {ty}");
+    // One set of ids per condition; a resource matches when it is in all of them.
+    let mut sets = Vec::new();
     for c in conditions {
-        let clause = match c {
+        let set = match c {
             Condition::Id(ids) => {
                 let alts: Vec<String> = ids
                     .iter()
                     .map(|i| format!("c.id = {}", sql.text(i)))
                     .collect();
-                format!("({})", or(alts))
+                format!(
+                    "SELECT c.id FROM fhir_current c WHERE {current} AND ({})",
+                    or(alts)
+                )
             }
             Condition::Token { param, values } => {
                 let alts: Vec<String> = values
@@ -312,7 +316,7 @@ where
                         }
                     })
                     .collect();
-                index_exists("fhir_index_tokens", param, &mut sql, or(alts))
+                index_ids("fhir_index_tokens", param, &mut sql, &owner, or(alts))
             }
             Condition::String {
                 param,
@@ -331,7 +335,7 @@ where
                         }
                     })
                     .collect();
-                index_exists("fhir_index_strings", param, &mut sql, or(alts))
+                index_ids("fhir_index_strings", param, &mut sql, &owner, or(alts))
             }
             Condition::Reference { param, values } => {
                 let alts: Vec<String> = values
@@ -345,34 +349,51 @@ where
                         None => format!("x.target_id = {}", sql.text(id)),
                     })
                     .collect();
-                index_exists("fhir_index_references", param, &mut sql, or(alts))
+                index_ids("fhir_index_references", param, &mut sql, &owner, or(alts))
             }
             Condition::Date { param, values } => {
+                // `_lastUpdated` is the pointer's own column (an instant: start = end).
+                let last_updated = param == LAST_UPDATED;
+                let (start, end) = if last_updated {
+                    ("c.last_updated_ms", "c.last_updated_ms")
+                } else {
+                    ("x.start_ms", "x.end_ms")
+                };
                 let alts: Vec<String> = values
                     .iter()
                     .map(|(prefix, s, e)| {
                         let s = sql.bind(Bind::Int(*s));
                         let e = sql.bind(Bind::Int(*e));
-                        let eq = format!("(x.start_ms >= {s} AND x.end_ms <= {e})");
+                        let eq = format!("({start} >= {s} AND {end} <= {e})");
                         match prefix {
                             DatePrefix::Eq => eq,
                             DatePrefix::Ne => format!("NOT {eq}"),
-                            DatePrefix::Gt => format!("x.end_ms > {e}"),
-                            DatePrefix::Lt => format!("x.start_ms < {s}"),
-                            DatePrefix::Ge => format!("(x.end_ms > {e} OR {eq})"),
-                            DatePrefix::Le => format!("(x.start_ms < {s} OR {eq})"),
+                            DatePrefix::Gt => format!("{end} > {e}"),
+                            DatePrefix::Lt => format!("{start} < {s}"),
+                            DatePrefix::Ge => format!("({end} > {e} OR {eq})"),
+                            DatePrefix::Le => format!("({start} < {s} OR {eq})"),
                         }
                     })
                     .collect();
-                index_exists("fhir_index_dates", param, &mut sql, or(alts))
+                if last_updated {
+                    format!(
+                        "SELECT c.id FROM fhir_current c WHERE {current} AND ({})",
+                        or(alts)
+                    )
+                } else {
+                    index_ids("fhir_index_dates", param, &mut sql, &owner, or(alts))
+                }
             }
         };
-        clauses.push(clause);
+        sets.push(set);
+    }
+    if sets.is_empty() {
+        sets.push(format!("SELECT c.id FROM fhir_current c WHERE {current}"));
     }
     let lim = sql.bind(Bind::Int(limit));
     sql.text = format!(
-        "SELECT c.id FROM fhir_current c WHERE {} ORDER BY c.id LIMIT {lim}",
-        clauses.join(" AND ")
+        "SELECT DISTINCT id FROM ({}) m ORDER BY id LIMIT {lim}",
+        sets.join(" INTERSECT ")
     );
     let mut q = sqlx::query(&sql.text);
     for b in &sql.binds {

@@ -85,6 +85,11 @@ impl Rows {
         self.cells.is_empty()
     }
 
+    /// Drops every queued row (the write that queued them failed).
+    pub fn clear(&mut self) {
+        self.cells.clear();
+    }
+
     /// Inserts every row in `tx` and empties the list.
     pub async fn insert(&mut self, tx: &mut Transaction<'_, Any>) -> Result<(), sqlx::Error> {
         let width = self.columns.len();
