@@ -1,5 +1,6 @@
 //! What a DICOM service instance is made of: index rows keyed by instance, and the blobs
-//! under `{instance}/` in the blob store. Deleting an instance removes both.
+//! under `{instance}/` in the blob store. Deleting an instance removes both: the rows in the
+//! provisioning transaction, the blobs before it commits.
 
 use async_trait::async_trait;
 use hds_core::blob::SharedBlobStore;
@@ -29,9 +30,15 @@ impl InstanceLifecycle for DicomInstances {
 
     async fn deprovision(
         &self,
-        _tx: &mut Transaction<'_, Any>,
+        tx: &mut Transaction<'_, Any>,
         instance: &InstanceName,
     ) -> Result<(), LifecycleError> {
+        crate::store::Store::delete_instance_rows(tx, instance)
+            .await
+            .map_err(|e| LifecycleError {
+                code: "StorageFailed".into(),
+                message: e.to_string(),
+            })?;
         // Blobs go first: if this fails the command is reported failed and the instance
         // stays, so a retried delete finds what is left (deleting is idempotent).
         self.blobs

@@ -1,17 +1,29 @@
 //! dicom-svc: DICOMweb and Azure's DICOM service additions, one API per instance
-//! (`/{workspace}-{service}/v1/...`). Original instances live in the blob store under the
+//! (`/{workspace}-{service}/v2/...`). Original instances live in the blob store under the
 //! instance's prefix; the index lives in the database.
 //!
 //! A library first: [`start`] wires dependencies from [`Settings`]; [`start_with`] takes them
-//! ready-made (`hds up` passes the embedded ones, tests their own).
+//! ready-made (`hds up` passes the embedded ones, tests their own). The folder reads like
+//! PS3.18: `stow/` stores, `wado/` retrieves, `delete` deletes, `dicomweb/` holds the wire
+//! formats, `store` the index and blobs, `routes` is where URLs meet handlers.
 
+pub mod attributes;
+pub mod delete;
+pub mod dicomweb;
+pub mod domain;
 pub mod error;
+pub mod http;
 pub mod instances;
+pub mod routes;
+pub mod store;
+pub mod stow;
+pub mod wado;
 
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 
+use actix_web::web;
 use hds_core::auth::AuthSettings;
 use hds_core::blob::SharedBlobStore;
 use hds_core::bus::SharedBus;
@@ -39,8 +51,35 @@ pub struct Settings {
     pub auth: AuthSettings,
     #[serde(default)]
     pub telemetry: TelemetrySettings,
+    #[serde(default)]
+    pub dicom: DicomSettings,
 }
 hds_core::service_settings!(Settings);
+
+/// `[dicom]`: limits of the DICOMweb API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DicomSettings {
+    /// The largest instance (part) a STOW-RS request may carry. A part is held in memory
+    /// while it is read and checked, so this bounds the memory of one request.
+    #[serde(
+        default = "default_max_part_bytes",
+        deserialize_with = "hds_core::config::lenient"
+    )]
+    pub max_part_bytes: usize,
+}
+
+fn default_max_part_bytes() -> usize {
+    512 * 1024 * 1024
+}
+
+impl Default for DicomSettings {
+    fn default() -> Self {
+        Self {
+            max_part_bytes: default_max_part_bytes(),
+        }
+    }
+}
 
 impl Settings {
     /// Everything local: SQLite, the embedded bus and a blob folder under `data_dir`.
@@ -52,6 +91,7 @@ impl Settings {
             blobs: BlobConfig::local(data_dir.join("blobs")),
             auth: AuthSettings::default(),
             telemetry: TelemetrySettings::default(),
+            dicom: DicomSettings::default(),
         }
     }
 }
@@ -87,6 +127,13 @@ pub async fn start_with(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
+    deps.db.migrate(&store::migrations()).await?;
+    deps.bus
+        .ensure_topic(
+            hds_core::events::topics::DICOM_INSTANCES,
+            hds_core::provisioning::TOPIC_PARTITIONS,
+        )
+        .await?;
     let spec = Spec {
         name: NAME,
         kind: ServiceKind::Dicom,
@@ -95,9 +142,28 @@ pub async fn start_with(
         lifecycle: Arc::new(instances::DicomInstances {
             blobs: deps.blobs.clone(),
         }),
-        db: deps.db,
+        db: deps.db.clone(),
         bus: deps.bus,
-        blobs: Some(deps.blobs),
+        blobs: Some(deps.blobs.clone()),
     };
-    dataplane::start::<DicomError, _, _>(spec, dataplane::no_routes, listener, shutdown).await
+    let max_part_bytes = settings.dicom.max_part_bytes;
+    let public_base_url = settings.http.public_base_url.clone();
+    let (db, blobs) = (deps.db, deps.blobs);
+    dataplane::start::<DicomError, _, _>(
+        spec,
+        move |handles| {
+            let state = web::Data::new(http::DicomState {
+                store: store::Store::new(db, blobs, Some(handles.relay.clone())),
+                max_part_bytes,
+                public_base_url,
+            });
+            move |cfg: &mut web::ServiceConfig| {
+                cfg.app_data(state.clone());
+                routes::configure(cfg);
+            }
+        },
+        listener,
+        shutdown,
+    )
+    .await
 }

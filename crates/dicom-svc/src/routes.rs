@@ -1,0 +1,40 @@
+//! Where URLs meet handlers: the DICOMweb API of an instance under `/{instance}/v{version}/`.
+//!
+//! Every route is versioned, as on Azure: a path without a version segment matches nothing
+//! (404), an unknown version is 400 (`UnsupportedApiVersion`), and every versioned response
+//! says `api-supported-versions`. Responses are gzip-compressed when the client accepts it,
+//! except DICOM bodies (see `wado::retrieve`).
+
+use actix_web::middleware::{Compress, DefaultHeaders};
+use actix_web::web;
+
+use crate::delete::delete;
+use crate::domain::ApiVersion;
+use crate::stow::store;
+use crate::wado::{metadata::metadata, retrieve::retrieve};
+
+const STUDY: &str = "/studies/{study}";
+const SERIES: &str = "/studies/{study}/series/{series}";
+const INSTANCE: &str = "/studies/{study}/series/{series}/instances/{sop}";
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/{instance}/{version:v[^/]+}")
+            .wrap(Compress::default())
+            .wrap(DefaultHeaders::new().add(("api-supported-versions", ApiVersion::SUPPORTED)))
+            // Store (STOW-RS)
+            .route("/studies", web::post().to(store))
+            .route(STUDY, web::post().to(store))
+            // Retrieve (WADO-RS)
+            .route(STUDY, web::get().to(retrieve))
+            .route(SERIES, web::get().to(retrieve))
+            .route(INSTANCE, web::get().to(retrieve))
+            .route(&format!("{STUDY}/metadata"), web::get().to(metadata))
+            .route(&format!("{SERIES}/metadata"), web::get().to(metadata))
+            .route(&format!("{INSTANCE}/metadata"), web::get().to(metadata))
+            // Delete (Azure's extension)
+            .route(STUDY, web::delete().to(delete))
+            .route(SERIES, web::delete().to(delete))
+            .route(INSTANCE, web::delete().to(delete)),
+    );
+}

@@ -1,0 +1,454 @@
+//! The index of stored instances (studies, series, instances, the change feed) and the blob
+//! store that holds their bytes. One implementation for PostgreSQL and SQLite (`Any` pool).
+//!
+//! A store request indexes all its instances in one transaction, after their blobs were
+//! written: a blob that is never indexed is deleted by the caller, so a failed instance leaves
+//! nothing behind. Blob keys are unique per upload (`{instance}/{study}/{uuid}.dcm`), so a duplicate
+//! that races an earlier upload can never overwrite the stored bytes: the unique index
+//! decides which one is kept (`ON CONFLICT DO NOTHING`), and the loser's blob is deleted.
+
+use hds_core::blob::{BlobKey, SharedBlobStore};
+use hds_core::db::{Database, Migrations};
+use hds_core::events::v1::{DicomInstanceAction, DicomInstanceEvent};
+use hds_core::events::{new_event_id, now_unix_ms, topics};
+use hds_core::names::InstanceName;
+use hds_core::outbox::{self, RelayWaker};
+use sqlx::{Any, Row, Transaction};
+
+use crate::domain::{InstanceRef, Scope};
+use crate::error::DicomError;
+
+/// Azure's name for the data partition when partitions are off (events carry it).
+pub const DEFAULT_PARTITION: &str = "Microsoft.Default";
+
+pub fn migrations() -> Migrations {
+    Migrations {
+        postgres: sqlx::migrate!("./migrations/postgres"),
+        sqlite: sqlx::migrate!("./migrations/sqlite"),
+    }
+}
+
+/// The study-level columns of an instance (the study row takes the latest instance's).
+#[derive(Debug, Clone, Default)]
+pub struct StudyColumns {
+    pub patient_id: Option<String>,
+    pub patient_name: Option<String>,
+    pub patient_birth_date: Option<String>,
+    pub accession_number: Option<String>,
+    pub referring_physician_name: Option<String>,
+    pub study_date: Option<String>,
+    pub study_description: Option<String>,
+    /// DICOM JSON of the study-level QIDO attributes.
+    pub attributes: String,
+}
+
+/// The series-level columns of an instance.
+#[derive(Debug, Clone, Default)]
+pub struct SeriesColumns {
+    pub modality: Option<String>,
+    pub performed_procedure_step_start_date: Option<String>,
+    pub manufacturer_model_name: Option<String>,
+    pub attributes: String,
+}
+
+/// An instance whose blob is written, to be indexed.
+#[derive(Debug, Clone)]
+pub struct NewInstance {
+    pub id: InstanceRef,
+    pub sop_class_uid: String,
+    pub transfer_syntax_uid: String,
+    pub blob_key: BlobKey,
+    pub size_bytes: u64,
+    pub study: StudyColumns,
+    pub series: SeriesColumns,
+    /// DICOM JSON of the instance-level QIDO attributes.
+    pub attributes: String,
+    /// The instance's DICOM JSON, served by WADO-RS metadata.
+    pub metadata: String,
+}
+
+/// A stored instance, as retrieval needs it.
+#[derive(Debug, Clone)]
+pub struct StoredInstance {
+    pub watermark: i64,
+    pub id: InstanceRef,
+    pub transfer_syntax_uid: String,
+    pub blob_key: String,
+    pub size_bytes: i64,
+}
+
+/// The metadata of a scope: the instances' DICOM JSON and a validator for caching.
+#[derive(Debug, Clone)]
+pub struct Metadata {
+    pub instances: Vec<String>,
+    /// Changes whenever an instance of the scope is added or removed.
+    pub etag: String,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: Database,
+    pub blobs: SharedBlobStore,
+    relay: Option<RelayWaker>,
+}
+
+/// `WHERE` over a scope, with its parameters from `$2` on (`$1` is the instance).
+fn scope_filter(scope: &Scope) -> (&'static str, Vec<String>) {
+    match scope {
+        Scope::Study(st) => ("study_uid = $2", vec![st.to_string()]),
+        Scope::Series(st, se) => (
+            "study_uid = $2 AND series_uid = $3",
+            vec![st.to_string(), se.to_string()],
+        ),
+        Scope::Instance(st, se, sop) => (
+            "study_uid = $2 AND series_uid = $3 AND sop_uid = $4",
+            vec![st.to_string(), se.to_string(), sop.to_string()],
+        ),
+    }
+}
+
+fn instance_ref(row: &sqlx::any::AnyRow) -> Result<InstanceRef, DicomError> {
+    let uid = |col: &str| -> Result<crate::domain::Uid, DicomError> {
+        let raw: String = row.try_get(col)?;
+        crate::domain::Uid::parse(&raw)
+            .ok_or_else(|| DicomError::Internal(format!("stored {col} '{raw}' is not a UID")))
+    };
+    Ok(InstanceRef {
+        study: crate::domain::StudyUid(uid("study_uid")?),
+        series: crate::domain::SeriesUid(uid("series_uid")?),
+        sop: crate::domain::SopInstanceUid(uid("sop_uid")?),
+    })
+}
+
+fn event(
+    instance: &InstanceName,
+    id: &InstanceRef,
+    action: DicomInstanceAction,
+    sequence: i64,
+    at: i64,
+) -> DicomInstanceEvent {
+    DicomInstanceEvent {
+        event_id: new_event_id(),
+        instance: instance.to_string(),
+        action: action as i32,
+        partition_name: DEFAULT_PARTITION.into(),
+        study_instance_uid: id.study.to_string(),
+        series_instance_uid: id.series.to_string(),
+        sop_instance_uid: id.sop.to_string(),
+        sequence_number: sequence,
+        occurred_at_unix_ms: at,
+    }
+}
+
+fn event_key(instance: &InstanceName, id: &InstanceRef) -> String {
+    format!("{instance}/{}", id.study)
+}
+
+async fn change(
+    tx: &mut Transaction<'static, Any>,
+    instance: &InstanceName,
+    id: &InstanceRef,
+    action: &str,
+    watermark: i64,
+    at: i64,
+) -> Result<i64, DicomError> {
+    Ok(sqlx::query(
+        "INSERT INTO dicom_changefeed \
+         (instance, study_uid, series_uid, sop_uid, action, watermark, timestamp_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING sequence",
+    )
+    .bind(instance.to_string())
+    .bind(id.study.as_str())
+    .bind(id.series.as_str())
+    .bind(id.sop.as_str())
+    .bind(action)
+    .bind(watermark)
+    .bind(at)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("sequence")?)
+}
+
+impl Store {
+    pub fn new(db: Database, blobs: SharedBlobStore, relay: Option<RelayWaker>) -> Self {
+        Self { db, blobs, relay }
+    }
+
+    /// Where the bytes of a new upload go: under the instance's and the study's prefix,
+    /// unique per upload. The index maps UIDs to keys, so the key need not spell the series
+    /// and SOP UIDs; keeping it short (at most 111 bytes) also keeps it within what
+    /// S3-compatible stores that map keys to file names accept.
+    pub fn blob_key(instance: &InstanceName, id: &InstanceRef) -> Result<BlobKey, DicomError> {
+        Ok(BlobKey::new(format!(
+            "{}{}/{}.dcm",
+            crate::instances::blob_prefix(instance),
+            id.study,
+            uuid::Uuid::new_v4().simple()
+        ))?)
+    }
+
+    /// Indexes `new` in one transaction: instance rows, study and series rows (latest
+    /// instance wins), change-feed rows and `instance created` events. Returns, per instance,
+    /// its watermark, or `None` when an instance with its UIDs was already stored.
+    pub async fn index(
+        &self,
+        instance: &InstanceName,
+        new: &[NewInstance],
+    ) -> Result<Vec<Option<i64>>, DicomError> {
+        if new.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.db.begin().await?;
+        let at = now_unix_ms();
+        let mut events = outbox::Batch::default();
+        let mut out = Vec::with_capacity(new.len());
+        for n in new {
+            let watermark: Option<i64> = sqlx::query(
+                "INSERT INTO dicom_instances (instance, study_uid, series_uid, sop_uid, \
+                 sop_class_uid, transfer_syntax_uid, blob_key, size_bytes, attributes, metadata, \
+                 created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (instance, study_uid, series_uid, sop_uid) DO NOTHING \
+                 RETURNING watermark",
+            )
+            .bind(instance.to_string())
+            .bind(n.id.study.as_str())
+            .bind(n.id.series.as_str())
+            .bind(n.id.sop.as_str())
+            .bind(&n.sop_class_uid)
+            .bind(&n.transfer_syntax_uid)
+            .bind(n.blob_key.as_str())
+            .bind(i64::try_from(n.size_bytes).unwrap_or(i64::MAX))
+            .bind(&n.attributes)
+            .bind(&n.metadata)
+            .bind(at)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get("watermark"))
+            .transpose()?;
+            let Some(watermark) = watermark else {
+                out.push(None);
+                continue;
+            };
+            let s = &n.study;
+            sqlx::query(
+                "INSERT INTO dicom_studies (instance, study_uid, patient_id, patient_name, \
+                 patient_birth_date, accession_number, referring_physician_name, study_date, \
+                 study_description, attributes, updated_watermark) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (instance, study_uid) DO UPDATE SET \
+                 patient_id = excluded.patient_id, patient_name = excluded.patient_name, \
+                 patient_birth_date = excluded.patient_birth_date, \
+                 accession_number = excluded.accession_number, \
+                 referring_physician_name = excluded.referring_physician_name, \
+                 study_date = excluded.study_date, study_description = excluded.study_description, \
+                 attributes = excluded.attributes, updated_watermark = excluded.updated_watermark",
+            )
+            .bind(instance.to_string())
+            .bind(n.id.study.as_str())
+            .bind(&s.patient_id)
+            .bind(&s.patient_name)
+            .bind(&s.patient_birth_date)
+            .bind(&s.accession_number)
+            .bind(&s.referring_physician_name)
+            .bind(&s.study_date)
+            .bind(&s.study_description)
+            .bind(&s.attributes)
+            .bind(watermark)
+            .execute(&mut *tx)
+            .await?;
+            let se = &n.series;
+            sqlx::query(
+                "INSERT INTO dicom_series (instance, study_uid, series_uid, modality, \
+                 performed_procedure_step_start_date, manufacturer_model_name, attributes, \
+                 updated_watermark) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (instance, study_uid, series_uid) DO UPDATE SET \
+                 modality = excluded.modality, \
+                 performed_procedure_step_start_date = excluded.performed_procedure_step_start_date, \
+                 manufacturer_model_name = excluded.manufacturer_model_name, \
+                 attributes = excluded.attributes, updated_watermark = excluded.updated_watermark",
+            )
+            .bind(instance.to_string())
+            .bind(n.id.study.as_str())
+            .bind(n.id.series.as_str())
+            .bind(&se.modality)
+            .bind(&se.performed_procedure_step_start_date)
+            .bind(&se.manufacturer_model_name)
+            .bind(&se.attributes)
+            .bind(watermark)
+            .execute(&mut *tx)
+            .await?;
+            let sequence = change(&mut tx, instance, &n.id, "create", watermark, at).await?;
+            events.push_event(
+                topics::DICOM_INSTANCES,
+                event_key(instance, &n.id),
+                &event(instance, &n.id, DicomInstanceAction::Created, sequence, at),
+            )?;
+            out.push(Some(watermark));
+        }
+        events.insert(&mut tx).await?;
+        tx.commit().await?;
+        self.wake_relay();
+        Ok(out)
+    }
+
+    fn wake_relay(&self) {
+        if let Some(r) = &self.relay {
+            r.wake();
+        }
+    }
+
+    /// The instances of a scope, in series then storage order.
+    pub async fn instances(
+        &self,
+        instance: &InstanceName,
+        scope: &Scope,
+    ) -> Result<Vec<StoredInstance>, DicomError> {
+        let (filter, params) = scope_filter(scope);
+        let sql = format!(
+            "SELECT watermark, study_uid, series_uid, sop_uid, transfer_syntax_uid, blob_key, \
+             size_bytes FROM dicom_instances WHERE instance = $1 AND {filter} \
+             ORDER BY series_uid, watermark"
+        );
+        let mut q = sqlx::query(&sql).bind(instance.to_string());
+        for p in &params {
+            q = q.bind(p);
+        }
+        q.fetch_all(self.db.pool())
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(StoredInstance {
+                    watermark: row.try_get("watermark")?,
+                    id: instance_ref(row)?,
+                    transfer_syntax_uid: row.try_get("transfer_syntax_uid")?,
+                    blob_key: row.try_get("blob_key")?,
+                    size_bytes: row.try_get("size_bytes")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The metadata of a scope's instances, or `None` if it has none.
+    pub async fn metadata(
+        &self,
+        instance: &InstanceName,
+        scope: &Scope,
+    ) -> Result<Option<Metadata>, DicomError> {
+        let (filter, params) = scope_filter(scope);
+        let sql = format!(
+            "SELECT watermark, metadata FROM dicom_instances WHERE instance = $1 AND {filter} \
+             ORDER BY series_uid, watermark"
+        );
+        let mut q = sqlx::query(&sql).bind(instance.to_string());
+        for p in &params {
+            q = q.bind(p);
+        }
+        let rows = q.fetch_all(self.db.pool()).await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut max = 0_i64;
+        let mut instances = Vec::with_capacity(rows.len());
+        for row in &rows {
+            max = max.max(row.try_get("watermark")?);
+            instances.push(row.try_get("metadata")?);
+        }
+        // Watermarks only grow, so the newest one and the count change with every addition
+        // and removal (Azure's metadata ETag is made the same way).
+        Ok(Some(Metadata {
+            etag: format!("\"{max}-{}\"", rows.len()),
+            instances,
+        }))
+    }
+
+    /// Removes a scope's instances from the index in one transaction (with change-feed rows
+    /// and `instance deleted` events), then their blobs. `NotFound` when there are none.
+    pub async fn delete(&self, instance: &InstanceName, scope: &Scope) -> Result<(), DicomError> {
+        let (filter, params) = scope_filter(scope);
+        let mut tx = self.db.begin().await?;
+        let sql = format!(
+            "DELETE FROM dicom_instances WHERE instance = $1 AND {filter} \
+             RETURNING watermark, study_uid, series_uid, sop_uid, blob_key"
+        );
+        let mut q = sqlx::query(&sql).bind(instance.to_string());
+        for p in &params {
+            q = q.bind(p);
+        }
+        let rows = q.fetch_all(&mut *tx).await?;
+        if rows.is_empty() {
+            return Err(scope.not_found());
+        }
+        // Series and studies left without instances go too.
+        sqlx::query(
+            "DELETE FROM dicom_series WHERE instance = $1 AND study_uid = $2 AND NOT EXISTS \
+             (SELECT 1 FROM dicom_instances i WHERE i.instance = dicom_series.instance \
+             AND i.study_uid = dicom_series.study_uid AND i.series_uid = dicom_series.series_uid)",
+        )
+        .bind(instance.to_string())
+        .bind(scope.study().as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM dicom_studies WHERE instance = $1 AND study_uid = $2 AND NOT EXISTS \
+             (SELECT 1 FROM dicom_instances i WHERE i.instance = dicom_studies.instance \
+             AND i.study_uid = dicom_studies.study_uid)",
+        )
+        .bind(instance.to_string())
+        .bind(scope.study().as_str())
+        .execute(&mut *tx)
+        .await?;
+        let at = now_unix_ms();
+        let mut events = outbox::Batch::default();
+        let mut blobs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id = instance_ref(row)?;
+            let watermark: i64 = row.try_get("watermark")?;
+            let sequence = change(&mut tx, instance, &id, "delete", watermark, at).await?;
+            events.push_event(
+                topics::DICOM_INSTANCES,
+                event_key(instance, &id),
+                &event(instance, &id, DicomInstanceAction::Deleted, sequence, at),
+            )?;
+            blobs.push(row.try_get::<String, _>("blob_key")?);
+        }
+        events.insert(&mut tx).await?;
+        tx.commit().await?;
+        self.wake_relay();
+        // The index no longer points at these blobs, so a failure here cannot make a read
+        // fail; it is logged, and the instance's blobs go at the latest with the instance.
+        for key in blobs {
+            self.delete_blob(&key).await;
+        }
+        Ok(())
+    }
+
+    /// Deletes a blob that nothing points at (any more); failures are logged.
+    pub async fn delete_blob(&self, key: &str) {
+        let result = match BlobKey::new(key) {
+            Ok(k) => self.blobs.delete(&k).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::warn!(blob = key, error = %e, "deleting an unindexed blob failed");
+        }
+    }
+
+    /// Removes every row of `instance` (deprovisioning), in the caller's transaction.
+    pub async fn delete_instance_rows(
+        tx: &mut Transaction<'_, Any>,
+        instance: &InstanceName,
+    ) -> Result<(), sqlx::Error> {
+        for table in [
+            "dicom_instances",
+            "dicom_series",
+            "dicom_studies",
+            "dicom_changefeed",
+        ] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE instance = $1"))
+                .bind(instance.to_string())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,66 @@
+//! dicom-svc through the real Python DICOMweb client `dicomweb-client`, and every file of
+//! `pydicom-data` stored and read back byte for byte, on both stacks. `make test` installs
+//! both packages into `~/.cache/hds-py` (scripts/test-tools.sh); the scenario is
+//! `tests/python/dicom_clients.py`.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::Env;
+use tokio::process::Command;
+
+fn python() -> PathBuf {
+    let venv = std::env::var_os("HDS_PY_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hds-py/venv")
+        });
+    let python = venv.join("bin/python");
+    assert!(
+        python.is_file(),
+        "{} missing: run scripts/test-tools.sh (make test does)",
+        python.display()
+    );
+    python
+}
+
+async fn scenario(env: Env) {
+    env.provision("ws1-dicom").await;
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/dicom_clients.py");
+    let out = tokio::time::timeout(
+        Duration::from_secs(300),
+        Command::new(python())
+            .arg(&script)
+            .arg(env.url("/ws1-dicom/v2"))
+            .output(),
+    )
+    .await
+    .expect("the scenario finished")
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("dicomweb-client: ok"), "{text}");
+    assert!(text.contains("pydicom-data: ok"), "{text}");
+    // Every study was deleted after its check: nothing is left behind.
+    assert!(env.blob_keys("ws1-dicom/").await.is_empty());
+    assert_eq!(env.rows("dicom_instances", "ws1-dicom").await, 0);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn embedded() {
+    scenario(Env::embedded().await).await
+}
+
+#[tokio::test]
+async fn kafka() {
+    scenario(Env::kafka().await).await
+}

@@ -1,0 +1,154 @@
+"""dicom-svc through the real DICOMweb client `dicomweb-client` (PyPI), and every file of
+`pydicom-data` (PyPI) stored and retrieved byte for byte.
+
+Usage: dicom_clients.py BASE_URL   (BASE_URL = http://host:port/{ws}-{name}/v2)
+
+1. dicomweb-client: store an instance made with pydicom, retrieve it, its metadata at
+   instance, series and study level, retrieve the series, delete the study.
+2. pydicom-data: each file is POSTed as a single application/dicom part; a stored one is read
+   back with `transfer-syntax=*` and must equal the file with a zeroed preamble (Azure zeroes
+   it); a rejected one must carry a FailureReason. Each study is deleted afterwards (several
+   files share UIDs). One line per file, `stored`/`rejected REASON`, then a summary.
+
+Prints "dicomweb-client: ok" and "pydicom-data: ok" when everything held.
+"""
+
+import sys
+import warnings
+from io import BytesIO
+from pathlib import Path
+
+import pydicom
+import requests
+from dicomweb_client.api import DICOMwebClient
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+
+def check(cond, message):
+    if not cond:
+        raise SystemExit(f"FAILED: {message}")
+
+
+def made_with_pydicom():
+    ds = Dataset()
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.PatientID = "PY-1"
+    ds.PatientName = "Client^Python"
+    ds.StudyDate = "20240301"
+    ds.Modality = "OT"
+    ds.Rows, ds.Columns = 2, 2
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.PixelData = bytes([0, 64, 128, 255])
+    # A PS3.10 file as a file on disk would be: preamble and "DICM" prefix (pydicom writes the
+    # meta group without its group length; the service accepts that, as Azure does).
+    ds.preamble = bytes(128)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    return ds
+
+
+def client_scenario(base):
+    client = DICOMwebClient(url=base)
+    ds = made_with_pydicom()
+    study, series, sop = ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+    try:
+        response = client.store_instances([ds])
+    except requests.HTTPError as e:
+        raise SystemExit(f"FAILED: store_instances: {e}: {e.response.text}")
+    stored = [item.ReferencedSOPInstanceUID for item in response.ReferencedSOPSequence]
+    check(stored == [sop], f"store_instances answered {response}")
+
+    got = client.retrieve_instance(study, series, sop)
+    check(got.SOPInstanceUID == sop, "retrieve_instance: SOPInstanceUID")
+    check(str(got.PatientName) == "Client^Python", "retrieve_instance: PatientName")
+    check(got.PixelData == ds.PixelData, "retrieve_instance: PixelData")
+
+    meta = client.retrieve_instance_metadata(study, series, sop)
+    as_ds = Dataset.from_json(meta)
+    check(as_ds.PatientID == "PY-1", f"instance metadata: {meta}")
+    check("7FE00010" not in meta, "instance metadata has no pixel data")
+    check(len(client.retrieve_series_metadata(study, series)) == 1, "series metadata")
+    check(len(client.retrieve_study_metadata(study)) == 1, "study metadata")
+    series_instances = client.retrieve_series(study, series)
+    check([i.SOPInstanceUID for i in series_instances] == [sop], "retrieve_series")
+
+    client.delete_study(study)
+    try:
+        client.retrieve_study_metadata(study)
+        check(False, "the deleted study is still there")
+    except requests.HTTPError as e:
+        check(e.response.status_code == 404, f"after delete: {e}")
+    print("dicomweb-client: ok")
+
+
+def zeroed_preamble(data):
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        return bytes(128) + data[128:]
+    return data
+
+
+def pydicom_data_scenario(base):
+    import data_store
+
+    folder = Path(data_store.__file__).parent / "data"
+    files = sorted(folder.glob("*.dcm"))
+    check(len(files) > 50, f"pydicom-data has {len(files)} files")
+    session = requests.Session()
+    stored, rejected = 0, 0
+    for path in files:
+        data = path.read_bytes()
+        r = session.post(
+            f"{base}/studies",
+            data=data,
+            headers={"Content-Type": "application/dicom", "Accept": "application/dicom+json"},
+        )
+        check(r.status_code in (200, 202, 409), f"{path.name}: status {r.status_code}: {r.text}")
+        body = r.json()
+        referenced = body.get("00081199", {}).get("Value", [])
+        failed = body.get("00081198", {}).get("Value", [])
+        if referenced:
+            url = referenced[0]["00081190"]["Value"][0]
+            back = session.get(url, headers={"Accept": "application/dicom; transfer-syntax=*"})
+            check(back.status_code == 200, f"{path.name}: retrieve {back.status_code}")
+            check(
+                back.content == zeroed_preamble(data),
+                f"{path.name}: retrieved bytes differ from those sent",
+            )
+            warning = referenced[0].get("00081196", {}).get("Value", [None])[0]
+            study = url.split("/studies/")[1].split("/")[0]
+            d = session.delete(f"{base}/studies/{study}")
+            check(d.status_code == 204, f"{path.name}: delete {d.status_code}")
+            stored += 1
+            print(f"{path.name}: stored" + (f" (warning {warning})" if warning else ""))
+        else:
+            check(len(failed) == 1, f"{path.name}: neither stored nor failed: {body}")
+            reason = failed[0]["00081197"]["Value"][0]
+            comments = [
+                c["00000902"]["Value"][0]
+                for c in failed[0].get("00741048", {}).get("Value", [])
+            ]
+            rejected += 1
+            print(f"{path.name}: rejected {reason} {comments}")
+    print(f"pydicom-data: {stored} stored, {rejected} rejected")
+    print("pydicom-data: ok")
+
+
+def main():
+    base = sys.argv[1].rstrip("/")
+    warnings.simplefilter("ignore")
+    client_scenario(base)
+    pydicom_data_scenario(base)
+
+
+if __name__ == "__main__":
+    main()
