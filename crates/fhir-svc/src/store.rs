@@ -14,6 +14,7 @@ use hds_core::names::InstanceName;
 use hds_core::outbox;
 use serde_json::Value;
 use sqlx::{Any, Row, Transaction};
+use tokio::task::JoinHandle;
 
 use crate::domain::{instant, ResourceId, ResourceType};
 use crate::error::FhirError;
@@ -96,21 +97,32 @@ pub struct HistoryPage {
 /// transaction always sees its own writes, while a bundle's creations cost a few multi-row
 /// statements instead of several round trips each.
 pub struct WriteTx {
-    tx: Transaction<'static, Any>,
+    /// `None` only while queued rows are on their way in a background task (`inflight`).
+    tx: Option<Transaction<'static, Any>>,
+    queued: Queued,
+    /// Rows sent ahead while the writer goes on: the task gives the transaction back.
+    inflight: Option<SendingAhead>,
+}
+
+/// A task inserting rows in the transaction; it ends with the transaction and the outcome.
+type SendingAhead = JoinHandle<(Transaction<'static, Any>, Result<(), FhirError>)>;
+
+/// Once this many versions wait, a transaction's creations start on their way to the
+/// database while the writer prepares the next ones (the database works on one core, the
+/// service on another, instead of taking turns).
+const SEND_AHEAD: usize = 128;
+
+/// The rows a transaction's writes have queued.
+struct Queued {
     current: Rows,
     versions: Rows,
     index: IndexRows,
     events: outbox::Batch,
 }
 
-impl WriteTx {
-    pub(crate) async fn begin(db: &Database) -> Result<Self, FhirError> {
-        Ok(Self::new(db.begin().await?))
-    }
-
-    fn new(tx: Transaction<'static, Any>) -> Self {
+impl Default for Queued {
+    fn default() -> Self {
         Self {
-            tx,
             current: Rows::new(
                 "fhir_current",
                 &[
@@ -138,23 +150,94 @@ impl WriteTx {
             events: outbox::Batch::default(),
         }
     }
+}
+
+impl Queued {
+    async fn insert(&mut self, tx: &mut Transaction<'static, Any>) -> Result<(), FhirError> {
+        self.current.insert(tx).await?;
+        self.versions.insert(tx).await?;
+        self.index.insert(tx).await?;
+        self.events
+            .insert(tx)
+            .await
+            .map_err(|e| FhirError::Internal(e.to_string()))
+    }
+
+    fn clear(&mut self) {
+        self.current.clear();
+        self.versions.clear();
+        self.index.clear();
+        self.events.clear();
+    }
+}
+
+impl WriteTx {
+    pub(crate) async fn begin(db: &Database) -> Result<Self, FhirError> {
+        Ok(Self::new(db.begin().await?))
+    }
+
+    fn new(tx: Transaction<'static, Any>) -> Self {
+        Self {
+            tx: Some(tx),
+            queued: Queued::default(),
+            inflight: None,
+        }
+    }
 
     /// The transaction, with every queued row sent: for reads and in-place changes.
     pub async fn conn(&mut self) -> Result<&mut Transaction<'static, Any>, FhirError> {
-        self.current.insert(&mut self.tx).await?;
-        self.versions.insert(&mut self.tx).await?;
-        self.index.insert(&mut self.tx).await?;
-        self.events
-            .insert(&mut self.tx)
-            .await
-            .map_err(|e| FhirError::Internal(e.to_string()))?;
-        Ok(&mut self.tx)
+        self.settle().await?;
+        let tx = self
+            .tx
+            .as_mut()
+            .ok_or_else(|| FhirError::Internal("the transaction was lost".into()))?;
+        self.queued.insert(tx).await?;
+        Ok(tx)
+    }
+
+    /// Waits for rows sent ahead, taking the transaction back.
+    async fn settle(&mut self) -> Result<(), FhirError> {
+        if let Some(task) = self.inflight.take() {
+            let (tx, sent) = task
+                .await
+                .map_err(|e| FhirError::Internal(format!("sending rows ahead: {e}")))?;
+            self.tx = Some(tx);
+            sent?;
+        }
+        Ok(())
+    }
+
+    /// After a creation was queued: once enough rows wait, sends them ahead in a task and
+    /// lets it run (a yield), so the database inserts them while the writer goes on.
+    async fn send_ahead(&mut self) -> Result<(), FhirError> {
+        if let Some(task) = &self.inflight {
+            if !task.is_finished() {
+                tokio::task::yield_now().await;
+                return Ok(());
+            }
+            self.settle().await?;
+        }
+        if self.queued.versions.len() < SEND_AHEAD {
+            return Ok(());
+        }
+        let Some(mut tx) = self.tx.take() else {
+            return Err(FhirError::Internal("the transaction was lost".into()));
+        };
+        let mut rows = std::mem::take(&mut self.queued);
+        self.inflight = Some(tokio::spawn(async move {
+            let sent = rows.insert(&mut tx).await;
+            (tx, sent)
+        }));
+        tokio::task::yield_now().await;
+        Ok(())
     }
 
     pub(crate) async fn commit(mut self) -> Result<(), FhirError> {
         self.conn().await?;
-        self.tx.commit().await?;
-        Ok(())
+        match self.tx.take() {
+            Some(tx) => Ok(tx.commit().await?),
+            None => Err(FhirError::Internal("the transaction was lost".into())),
+        }
     }
 
     /// Runs `work` so that, if it fails, everything it did is undone and the transaction
@@ -164,22 +247,22 @@ impl WriteTx {
         work: impl AsyncFnOnce(&mut WriteTx) -> Result<T, FhirError>,
     ) -> Result<T, FhirError> {
         // Rows queued by earlier work must not be sent under this savepoint.
-        self.conn().await?;
         sqlx::query("SAVEPOINT hds_write")
-            .execute(&mut *self.tx)
+            .execute(&mut **self.conn().await?)
             .await?;
         let result = work(self).await;
         if result.is_err() {
-            self.current.clear();
-            self.versions.clear();
-            self.index.clear();
-            self.events.clear();
-            sqlx::query("ROLLBACK TO SAVEPOINT hds_write")
-                .execute(&mut *self.tx)
-                .await?;
+            // Its rows may be queued, or on their way: both are undone.
+            let _ = self.settle().await;
+            self.queued.clear();
+            if let Some(tx) = self.tx.as_mut() {
+                sqlx::query("ROLLBACK TO SAVEPOINT hds_write")
+                    .execute(&mut **tx)
+                    .await?;
+            }
         }
         sqlx::query("RELEASE SAVEPOINT hds_write")
-            .execute(&mut *self.tx)
+            .execute(&mut **self.conn().await?)
             .await?;
         result
     }
@@ -525,7 +608,7 @@ pub async fn write_in(
     // Checked as it will be stored (with the id and meta set here): nothing invalid is kept.
     crate::validation::check(&resource)?;
     if fresh {
-        tx.current.push([
+        tx.queued.current.push([
             Cell::from(inst.as_str()),
             Cell::from(rt.as_str()),
             Cell::from(id.as_str()),
@@ -537,7 +620,7 @@ pub async fn write_in(
     if version > 1 {
         crate::search::index::remove(tx.conn().await?, instance, rt.as_str(), id.as_str()).await?;
     }
-    tx.versions.push([
+    tx.queued.versions.push([
         Cell::from(inst.as_str()),
         Cell::from(rt.as_str()),
         Cell::from(id.as_str()),
@@ -546,13 +629,18 @@ pub async fn write_in(
         Cell::from(method.as_str()),
         Cell::Text(resource.to_string()),
     ]);
-    tx.index.add(&inst, rt.as_str(), id.as_str(), &resource);
+    tx.queued
+        .index
+        .add(&inst, rt.as_str(), id.as_str(), &resource);
     let action = if created {
         FhirResourceAction::Created
     } else {
         FhirResourceAction::Updated
     };
     enqueue_event(tx, instance, rt, id, version, action)?;
+    if fresh {
+        tx.send_ahead().await?;
+    }
     Ok(Written {
         version: Version {
             resource_type: rt.to_string(),
@@ -714,7 +802,7 @@ pub async fn delete_in(
     };
     let version: i64 = row.try_get("version")?;
     crate::search::index::remove(conn, instance, rt.as_str(), id.as_str()).await?;
-    tx.versions.push([
+    tx.queued.versions.push([
         Cell::from(inst.as_str()),
         Cell::from(rt.as_str()),
         Cell::from(id.as_str()),
@@ -752,7 +840,8 @@ fn enqueue_event(
         version_id: version,
         occurred_at_unix_ms: Utc::now().timestamp_millis(),
     };
-    tx.events
+    tx.queued
+        .events
         .push_event(
             topics::FHIR_RESOURCES,
             format!("{instance}/{rt}/{id}"),

@@ -695,16 +695,14 @@ async fn a_failing_entry_rolls_back_the_transaction(env: Env) {
         .as_array()
         .unwrap()
         .len();
+    // Enough creations that some are sent to the database before the failing entry runs.
     let failing = |last: Value| {
-        json!({
-            "resourceType": "Bundle",
-            "type": "transaction",
-            "entry": [
-                {"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}},
-                {"request": {"method": "DELETE", "url": "Patient/p"}},
-                last
-            ]
-        })
+        let mut entries: Vec<Value> = (0..300)
+            .map(|_| json!({"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}))
+            .collect();
+        entries.push(json!({"request": {"method": "DELETE", "url": "Patient/p"}}));
+        entries.push(last);
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
     };
     let cases = [
         (
