@@ -4,7 +4,8 @@
 Usage: dicom_clients.py BASE_URL   (BASE_URL = http://host:port/{ws}-{name}/v2)
 
 1. dicomweb-client: store an instance made with pydicom, retrieve it, its metadata at
-   instance, series and study level, retrieve the series, delete the study.
+   instance, series and study level, retrieve the series, search for it at study, series
+   and instance level (also fuzzy), retrieve its frame and a rendered PNG, delete the study.
 2. pydicom-data: each file is POSTed as a single application/dicom part; a stored one is read
    back with `transfer-syntax=*` and must equal the file with a zeroed preamble (Azure zeroes
    it); a rejected one must carry a FailureReason. Each study is deleted afterwards (several
@@ -81,6 +82,30 @@ def client_scenario(base):
     check(len(client.retrieve_study_metadata(study)) == 1, "study metadata")
     series_instances = client.retrieve_series(study, series)
     check([i.SOPInstanceUID for i in series_instances] == [sop], "retrieve_series")
+
+    studies = client.search_for_studies(search_filters={"PatientID": "PY-1", "StudyInstanceUID": study})
+    check([Dataset.from_json(r).StudyInstanceUID for r in studies] == [study], f"search_for_studies: {studies}")
+    fuzzy = client.search_for_studies(
+        search_filters={"PatientName": "pyth", "StudyInstanceUID": study}, fuzzymatching=True
+    )
+    check(len(fuzzy) == 1, f"fuzzy search_for_studies: {fuzzy}")
+    found_series = client.search_for_series(study, search_filters={"Modality": "OT"})
+    check(
+        [Dataset.from_json(r).SeriesInstanceUID for r in found_series] == [series],
+        f"search_for_series: {found_series}",
+    )
+    found_instances = client.search_for_instances(study, series, fields=["all"])
+    check(
+        [Dataset.from_json(r).SOPInstanceUID for r in found_instances] == [sop],
+        f"search_for_instances: {found_instances}",
+    )
+    check(Dataset.from_json(found_instances[0]).Rows == 2, "search_for_instances: includefield=all")
+    check(client.search_for_studies(search_filters={"PatientID": "nobody-has-this"}) == [], "no match")
+
+    frames = client.retrieve_instance_frames(study, series, sop, frame_numbers=[1])
+    check(frames == [ds.PixelData], f"retrieve_instance_frames: {frames}")
+    png = client.retrieve_instance_rendered(study, series, sop, media_types=("image/png",))
+    check(png.startswith(b"\x89PNG"), "retrieve_instance_rendered: not a PNG")
 
     client.delete_study(study)
     try:

@@ -4,16 +4,20 @@
 //!
 //! A library first: [`start`] wires dependencies from [`Settings`]; [`start_with`] takes them
 //! ready-made (`hds up` passes the embedded ones, tests their own). The folder reads like
-//! PS3.18: `stow/` stores, `wado/` retrieves, `delete` deletes, `dicomweb/` holds the wire
+//! PS3.18: `stow/` stores, `wado/` retrieves, `qido/` searches, `delete` deletes,
+//! `changefeed` is Azure's change feed, `dicomweb/` holds the wire
 //! formats, `store` the index and blobs, `routes` is where URLs meet handlers.
 
 pub mod attributes;
+pub mod changefeed;
 pub mod delete;
 pub mod dicomweb;
 pub mod domain;
 pub mod error;
 pub mod http;
 pub mod instances;
+pub mod person_name;
+pub mod qido;
 pub mod routes;
 pub mod store;
 pub mod stow;

@@ -8,10 +8,12 @@
 use actix_web::middleware::{Compress, DefaultHeaders};
 use actix_web::web;
 
+use crate::changefeed::{changefeed, latest};
 use crate::delete::delete;
 use crate::domain::ApiVersion;
+use crate::qido;
 use crate::stow::store;
-use crate::wado::{metadata::metadata, retrieve::retrieve};
+use crate::wado::{frames::frames, metadata::metadata, rendered::rendered, retrieve::retrieve};
 
 const STUDY: &str = "/studies/{study}";
 const SERIES: &str = "/studies/{study}/series/{series}";
@@ -25,6 +27,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             // Store (STOW-RS)
             .route("/studies", web::post().to(store))
             .route(STUDY, web::post().to(store))
+            // Search (QIDO-RS)
+            .route("/studies", web::get().to(qido::studies))
+            .route("/series", web::get().to(qido::series))
+            .route("/instances", web::get().to(qido::instances))
+            .route(&format!("{STUDY}/series"), web::get().to(qido::series))
+            .route(
+                &format!("{STUDY}/instances"),
+                web::get().to(qido::instances),
+            )
+            .route(
+                &format!("{SERIES}/instances"),
+                web::get().to(qido::instances),
+            )
+            // Azure's change feed
+            .route("/changefeed", web::get().to(changefeed))
+            .route("/changefeed/latest", web::get().to(latest))
             // Retrieve (WADO-RS)
             .route(STUDY, web::get().to(retrieve))
             .route(SERIES, web::get().to(retrieve))
@@ -32,6 +50,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(&format!("{STUDY}/metadata"), web::get().to(metadata))
             .route(&format!("{SERIES}/metadata"), web::get().to(metadata))
             .route(&format!("{INSTANCE}/metadata"), web::get().to(metadata))
+            .route(
+                &format!("{INSTANCE}/frames/{{frames}}"),
+                web::get().to(frames),
+            )
+            .route(&format!("{INSTANCE}/rendered"), web::get().to(rendered))
+            .route(
+                &format!("{INSTANCE}/frames/{{frame}}/rendered"),
+                web::get().to(rendered),
+            )
             // Delete (Azure's extension)
             .route(STUDY, web::delete().to(delete))
             .route(SERIES, web::delete().to(delete))

@@ -38,6 +38,11 @@ pub struct StudyColumns {
     pub referring_physician_name: Option<String>,
     pub study_date: Option<String>,
     pub study_description: Option<String>,
+    /// PatientName and ReferringPhysicianName folded and as words (`person_name`), for QIDO.
+    pub patient_name_folded: Option<String>,
+    pub patient_name_words: Option<String>,
+    pub referring_physician_name_folded: Option<String>,
+    pub referring_physician_name_words: Option<String>,
     /// DICOM JSON of the study-level QIDO attributes.
     pub attributes: String,
 }
@@ -144,34 +149,85 @@ fn event_key(instance: &InstanceName, id: &InstanceRef) -> String {
     format!("{instance}/{}", id.study)
 }
 
-async fn change(
+/// A change-feed row to be written by the transaction that makes the change.
+struct Change {
+    id: InstanceRef,
+    action: DicomInstanceAction,
+    watermark: i64,
+}
+
+/// Writes a transaction's change-feed rows and their events, numbered from the instance's
+/// counter row; call it last, just before commit.
+///
+/// Why a counter row and not an identity column: an identity value is taken when a row is
+/// inserted, but becomes visible when its transaction commits, so on PostgreSQL a reader can
+/// see 7 before a slower transaction commits 6, move its cursor past 6, and never see it.
+/// Incrementing one row per instance instead makes writers take that row's lock: a second
+/// writer waits at the `UPDATE` until the first commits, then reads the committed value.
+/// So sequences are handed out in commit order and become visible in that order; a reader
+/// that has seen N has seen everything below N. The lock is held only from here to commit
+/// (a few inserts), and only writers of the same instance wait on it. (SQLite serializes
+/// writers anyway; the same code keeps the numbers per instance there too.)
+async fn record_changes(
     tx: &mut Transaction<'static, Any>,
     instance: &InstanceName,
-    id: &InstanceRef,
-    action: &str,
-    watermark: i64,
+    changes: &[Change],
     at: i64,
-) -> Result<i64, DicomError> {
-    Ok(sqlx::query(
-        "INSERT INTO dicom_changefeed \
-         (instance, study_uid, series_uid, sop_uid, action, watermark, timestamp_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING sequence",
+    events: &mut outbox::Batch,
+) -> Result<(), DicomError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let n = i64::try_from(changes.len()).unwrap_or(i64::MAX);
+    let last: i64 = sqlx::query(
+        "INSERT INTO dicom_changefeed_counters (instance, last_sequence) VALUES ($1, $2) \
+         ON CONFLICT (instance) DO UPDATE \
+         SET last_sequence = dicom_changefeed_counters.last_sequence + excluded.last_sequence \
+         RETURNING last_sequence",
     )
     .bind(instance.to_string())
-    .bind(id.study.as_str())
-    .bind(id.series.as_str())
-    .bind(id.sop.as_str())
-    .bind(action)
-    .bind(watermark)
-    .bind(at)
+    .bind(n)
     .fetch_one(&mut **tx)
     .await?
-    .try_get("sequence")?)
+    .try_get("last_sequence")?;
+    for (i, c) in changes.iter().enumerate() {
+        let sequence = last - n + 1 + i as i64;
+        let action = match c.action {
+            DicomInstanceAction::Deleted => "delete",
+            _ => "create",
+        };
+        sqlx::query(
+            "INSERT INTO dicom_changefeed \
+             (instance, sequence, study_uid, series_uid, sop_uid, action, watermark, timestamp_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(instance.to_string())
+        .bind(sequence)
+        .bind(c.id.study.as_str())
+        .bind(c.id.series.as_str())
+        .bind(c.id.sop.as_str())
+        .bind(action)
+        .bind(c.watermark)
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+        events.push_event(
+            topics::DICOM_INSTANCES,
+            event_key(instance, &c.id),
+            &event(instance, &c.id, c.action, sequence, at),
+        )?;
+    }
+    Ok(())
 }
 
 impl Store {
     pub fn new(db: Database, blobs: SharedBlobStore, relay: Option<RelayWaker>) -> Self {
         Self { db, blobs, relay }
+    }
+
+    /// The index database, for the read-only queries of search and the change feed.
+    pub fn db(&self) -> &Database {
+        &self.db
     }
 
     /// Where the bytes of a new upload go: under the instance's and the study's prefix,
@@ -202,6 +258,7 @@ impl Store {
         let at = now_unix_ms();
         let mut events = outbox::Batch::default();
         let mut out = Vec::with_capacity(new.len());
+        let mut changes = Vec::with_capacity(new.len());
         for n in new {
             let watermark: Option<i64> = sqlx::query(
                 "INSERT INTO dicom_instances (instance, study_uid, series_uid, sop_uid, \
@@ -233,15 +290,21 @@ impl Store {
             sqlx::query(
                 "INSERT INTO dicom_studies (instance, study_uid, patient_id, patient_name, \
                  patient_birth_date, accession_number, referring_physician_name, study_date, \
-                 study_description, attributes, updated_watermark) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 study_description, attributes, updated_watermark, patient_name_folded, \
+                 patient_name_words, referring_physician_name_folded, \
+                 referring_physician_name_words) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
                  ON CONFLICT (instance, study_uid) DO UPDATE SET \
                  patient_id = excluded.patient_id, patient_name = excluded.patient_name, \
                  patient_birth_date = excluded.patient_birth_date, \
                  accession_number = excluded.accession_number, \
                  referring_physician_name = excluded.referring_physician_name, \
                  study_date = excluded.study_date, study_description = excluded.study_description, \
-                 attributes = excluded.attributes, updated_watermark = excluded.updated_watermark",
+                 attributes = excluded.attributes, updated_watermark = excluded.updated_watermark, \
+                 patient_name_folded = excluded.patient_name_folded, \
+                 patient_name_words = excluded.patient_name_words, \
+                 referring_physician_name_folded = excluded.referring_physician_name_folded, \
+                 referring_physician_name_words = excluded.referring_physician_name_words",
             )
             .bind(instance.to_string())
             .bind(n.id.study.as_str())
@@ -254,6 +317,10 @@ impl Store {
             .bind(&s.study_description)
             .bind(&s.attributes)
             .bind(watermark)
+            .bind(&s.patient_name_folded)
+            .bind(&s.patient_name_words)
+            .bind(&s.referring_physician_name_folded)
+            .bind(&s.referring_physician_name_words)
             .execute(&mut *tx)
             .await?;
             let se = &n.series;
@@ -277,14 +344,14 @@ impl Store {
             .bind(watermark)
             .execute(&mut *tx)
             .await?;
-            let sequence = change(&mut tx, instance, &n.id, "create", watermark, at).await?;
-            events.push_event(
-                topics::DICOM_INSTANCES,
-                event_key(instance, &n.id),
-                &event(instance, &n.id, DicomInstanceAction::Created, sequence, at),
-            )?;
+            changes.push(Change {
+                id: n.id.clone(),
+                action: DicomInstanceAction::Created,
+                watermark,
+            });
             out.push(Some(watermark));
         }
+        record_changes(&mut tx, instance, &changes, at, &mut events).await?;
         events.insert(&mut tx).await?;
         tx.commit().await?;
         self.wake_relay();
@@ -400,17 +467,16 @@ impl Store {
         let at = now_unix_ms();
         let mut events = outbox::Batch::default();
         let mut blobs = Vec::with_capacity(rows.len());
+        let mut changes = Vec::with_capacity(rows.len());
         for row in &rows {
-            let id = instance_ref(row)?;
-            let watermark: i64 = row.try_get("watermark")?;
-            let sequence = change(&mut tx, instance, &id, "delete", watermark, at).await?;
-            events.push_event(
-                topics::DICOM_INSTANCES,
-                event_key(instance, &id),
-                &event(instance, &id, DicomInstanceAction::Deleted, sequence, at),
-            )?;
+            changes.push(Change {
+                id: instance_ref(row)?,
+                action: DicomInstanceAction::Deleted,
+                watermark: row.try_get("watermark")?,
+            });
             blobs.push(row.try_get::<String, _>("blob_key")?);
         }
+        record_changes(&mut tx, instance, &changes, at, &mut events).await?;
         events.insert(&mut tx).await?;
         tx.commit().await?;
         self.wake_relay();
@@ -443,6 +509,7 @@ impl Store {
             "dicom_series",
             "dicom_studies",
             "dicom_changefeed",
+            "dicom_changefeed_counters",
         ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE instance = $1"))
                 .bind(instance.to_string())

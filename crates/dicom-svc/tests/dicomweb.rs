@@ -84,6 +84,11 @@ impl Dicom {
         .await
     }
 
+    /// A QIDO-RS request.
+    async fn search(&self, path: &str) -> Answer {
+        self.get(path, "application/dicom+json").await
+    }
+
     async fn delete(&self, path: &str) -> Answer {
         self.send(self.client.delete(format!("{}{path}", self.root)))
             .await
@@ -295,7 +300,7 @@ async fn store_retrieve_and_metadata(env: Env) {
     assert_ne!(changed.header("etag"), etag);
     assert_eq!(changed.json().as_array().unwrap().len(), 4);
 
-    // An implicit VR instance is stored with Azure's warning 45063, and cannot be transcoded.
+    // An implicit VR instance is stored with Azure's warning 45063, and transcoded on request.
     let (series, sop) = (new_uid(), new_uid());
     let implicit = common::file(common::template(&study, &series, &sop), IMPLICIT_LE);
     let v1 = dicom.stow("/v1/studies", &[&implicit]).await;
@@ -310,7 +315,52 @@ async fn store_retrieve_and_metadata(env: Env) {
         vec![Value::from(45063)]
     );
     let path = format!("/v2/studies/{study}/series/{series}/instances/{sop}");
-    assert_eq!(dicom.get(&path, "application/dicom").await.status, 406);
+    let transcoded = dicom.get(&path, "application/dicom").await;
+    assert_eq!(transcoded.status, 200, "{}", transcoded.text());
+    assert_eq!(
+        transcoded.header("content-type"),
+        "application/dicom; transfer-syntax=1.2.840.10008.1.2.1"
+    );
+    let back = dicom_object::from_reader(&transcoded.bytes[128..]).unwrap();
+    assert_eq!(back.meta().transfer_syntax(), common::EXPLICIT_LE);
+    assert_eq!(
+        back.element(tags::SOP_INSTANCE_UID)
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        sop
+    );
+    assert_eq!(
+        back.element(tags::PIXEL_DATA)
+            .unwrap()
+            .to_bytes()
+            .unwrap()
+            .as_ref(),
+        (0..16u8).collect::<Vec<_>>().as_slice()
+    );
+    let series_transcoded = dicom
+        .get(
+            &format!("/v2/studies/{study}/series/{series}"),
+            "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.1",
+        )
+        .await;
+    let parts = split_multipart(
+        &series_transcoded.header("content-type"),
+        &series_transcoded.bytes,
+    );
+    assert_eq!(parts.len(), 1);
+    assert_eq!(parts[0].1, transcoded.bytes);
+    // What cannot be produced without codecs is refused.
+    assert_eq!(
+        dicom
+            .get(
+                &path,
+                "application/dicom; transfer-syntax=1.2.840.10008.1.2.4.50"
+            )
+            .await
+            .status,
+        406
+    );
     let as_stored = dicom
         .get(&path, "application/dicom; transfer-syntax=*")
         .await;
@@ -618,6 +668,646 @@ async fn delete_leaves_nothing(env: Env) {
     env.stop().await;
 }
 
+/// An instance of `study` and `series` with the given text attributes.
+fn instance_in(study: &str, series: &str, attrs: &[(dicom_core::Tag, VR, &str)]) -> Generated {
+    let sop = new_uid();
+    let mut obj = common::template(study, series, &sop);
+    for (tag, vr, v) in attrs {
+        obj.put(DataElement::new(*tag, *vr, PrimitiveValue::from(*v)));
+    }
+    Generated {
+        study: study.into(),
+        series: series.into(),
+        sop,
+        bytes: common::file(obj, common::EXPLICIT_LE),
+    }
+}
+
+/// The values of `tag` (first value each) in a search answer, in answer order.
+fn found(a: &Answer, tag: &str) -> Vec<String> {
+    if a.status == StatusCode::NO_CONTENT {
+        return Vec::new();
+    }
+    assert_eq!(a.status, 200, "{}", a.text());
+    a.json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| match &r[tag]["Value"][0] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+const STUDY_UID: &str = "0020000D";
+const SERIES_UID: &str = "0020000E";
+
+async fn search_matches_and_returns(env: Env) {
+    let dicom = Dicom::on(&env).await;
+    let (a, b, c) = (new_uid(), new_uid(), new_uid());
+    let (a_ct, a_mr) = (new_uid(), new_uid());
+    let pn = |v| (tags::PATIENT_NAME, VR::PN, v);
+    let pid = |v| (tags::PATIENT_ID, VR::LO, v);
+    let date = |v| (tags::STUDY_DATE, VR::DA, v);
+    let modality = |v| (tags::MODALITY, VR::CS, v);
+    let a_attrs = [pn("Müller^José"), pid("PID-A"), date("20200315")];
+    let a1 = instance_in(
+        &a,
+        &a_ct,
+        &[a_attrs[0], a_attrs[1], a_attrs[2], modality("CT")],
+    );
+    let a2 = instance_in(
+        &a,
+        &a_ct,
+        &[a_attrs[0], a_attrs[1], a_attrs[2], modality("CT")],
+    );
+    let a3 = instance_in(
+        &a,
+        &a_mr,
+        &[a_attrs[0], a_attrs[1], a_attrs[2], modality("MR")],
+    );
+    let b1 = instance_in(
+        &b,
+        &new_uid(),
+        &[pn("Doe^Jane"), pid("pid-b"), date("20211201")],
+    );
+    let c1 = instance_in(
+        &c,
+        &new_uid(),
+        &[pn("Roe^Richard"), pid("X%_1"), date("20190101")],
+    );
+    for i in [&a1, &a2, &a3, &b1, &c1] {
+        assert_eq!(dicom.stow("/v2/studies", &[&i.bytes]).await.status, 200);
+    }
+
+    // Studies: case-insensitive text, date ranges with open ends, newest first.
+    let by_pid = dicom.search("/v2/studies?PatientID=pid-a").await;
+    assert_eq!(by_pid.header("content-type"), "application/dicom+json");
+    assert_eq!(found(&by_pid, STUDY_UID), vec![a.clone()]);
+    let first = &by_pid.json()[0];
+    assert_eq!(first["00100020"]["Value"][0], "PID-A");
+    assert_eq!(first["00080020"]["Value"][0], "20200315");
+    assert!(first.get("00080061").is_none(), "computed only when asked");
+    assert!(
+        first.get("00080060").is_none(),
+        "no series attributes at study level"
+    );
+    assert_eq!(
+        found(
+            &dicom
+                .search("/v2/studies?StudyDate=20200101-20201231")
+                .await,
+            STUDY_UID
+        ),
+        vec![a.clone()]
+    );
+    assert_eq!(
+        found(
+            &dicom.search("/v2/studies?StudyDate=-20200101").await,
+            STUDY_UID
+        ),
+        vec![c.clone()]
+    );
+    assert_eq!(
+        found(
+            &dicom.search("/v2/studies?StudyDate=20200101-").await,
+            STUDY_UID
+        ),
+        vec![b.clone(), a.clone()]
+    );
+    assert_eq!(
+        found(
+            &dicom.search("/v2/studies?StudyDate=20211201").await,
+            STUDY_UID
+        ),
+        vec![b.clone()]
+    );
+    // ModalitiesInStudy and the computed attributes.
+    assert_eq!(
+        found(
+            &dicom.search("/v2/studies?ModalitiesInStudy=MR").await,
+            STUDY_UID
+        ),
+        vec![a.clone()]
+    );
+    assert_eq!(
+        sorted(found(
+            &dicom.search("/v2/studies?ModalitiesInStudy=mr,OT").await,
+            STUDY_UID
+        )),
+        sorted(vec![a.clone(), b.clone(), c.clone()])
+    );
+    let counted = dicom.search(&format!(
+        "/v2/studies?StudyInstanceUID={a}&includefield=ModalitiesInStudy,00201206&includefield=NumberOfStudyRelatedInstances"
+    ))
+    .await;
+    let r = &counted.json()[0];
+    assert_eq!(r["00080061"]["Value"], serde_json::json!(["CT", "MR"]));
+    assert_eq!(r["00201206"]["Value"][0], 2);
+    assert_eq!(r["00201208"]["Value"][0], 3);
+    // Person names: exact and wildcard ignore case and accents; fuzzy is by word prefix.
+    for hit in [
+        "PatientName=muller%5Ejose",
+        "PatientName=M%C3%BCller%5EJos%C3%A9",
+        "PatientName=MUL*",
+        "PatientName=jos%20mul&fuzzymatching=true",
+        "PatientName=M%C3%BC&fuzzymatching=true",
+    ] {
+        assert_eq!(
+            found(
+                &dicom.search(&format!("/v2/studies?{hit}")).await,
+                STUDY_UID
+            ),
+            vec![a.clone()],
+            "{hit}"
+        );
+    }
+    for miss in ["PatientName=ose&fuzzymatching=true", "PatientName=muller"] {
+        let none = dicom.search(&format!("/v2/studies?{miss}")).await;
+        assert_eq!(none.status, 204, "{miss}: {}", none.text());
+        assert!(none.bytes.is_empty());
+    }
+    // Wildcards treat LIKE's characters literally; UID lists; limit and offset.
+    assert_eq!(
+        found(
+            &dicom.search("/v2/studies?PatientID=X%25*").await,
+            STUDY_UID
+        ),
+        vec![c.clone()]
+    );
+    assert_eq!(
+        found(
+            &dicom.search("/v2/studies?PatientID=PID-%3F").await,
+            STUDY_UID
+        ),
+        vec![b.clone(), a.clone()]
+    );
+    assert_eq!(
+        found(&dicom.search("/v2/studies?PatientID=X_*").await, STUDY_UID),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        sorted(found(
+            &dicom
+                .search(&format!("/v2/studies?StudyInstanceUID={a},{c}"))
+                .await,
+            STUDY_UID
+        )),
+        sorted(vec![a.clone(), c.clone()])
+    );
+    assert_eq!(
+        found(
+            &dicom.search("/v2/studies?limit=1&offset=1").await,
+            STUDY_UID
+        ),
+        vec![b.clone()]
+    );
+    assert_eq!(dicom.search("/v2/studies?offset=3").await.status, 204);
+
+    // Series: all of them carry study attributes; a study's do not.
+    let ct = dicom.search("/v2/series?Modality=ct").await;
+    assert_eq!(found(&ct, SERIES_UID), vec![a_ct.clone()]);
+    assert_eq!(ct.json()[0]["00100020"]["Value"][0], "PID-A");
+    let in_a = dicom
+        .search(&format!(
+            "/v2/studies/{a}/series?includefield=NumberOfSeriesRelatedInstances"
+        ))
+        .await;
+    assert_eq!(found(&in_a, SERIES_UID), vec![a_mr.clone(), a_ct.clone()]);
+    assert_eq!(found(&in_a, STUDY_UID), vec![a.clone(), a.clone()]);
+    assert_eq!(found(&in_a, "00201209"), vec!["1", "2"]);
+    assert!(in_a.json()[0].get("00100020").is_none());
+    assert_eq!(
+        found(
+            &dicom.search("/v2/series?PatientID=PID-A&Modality=MR").await,
+            SERIES_UID
+        ),
+        vec![a_mr.clone()]
+    );
+
+    // Instances at the three paths.
+    let sop = "00080018";
+    assert_eq!(
+        sorted(found(
+            &dicom
+                .search(&format!("/v2/studies/{a}/series/{a_ct}/instances"))
+                .await,
+            sop
+        )),
+        sorted(vec![a1.sop.clone(), a2.sop.clone()])
+    );
+    assert_eq!(
+        found(
+            &dicom
+                .search(&format!("/v2/studies/{a}/instances?Modality=MR"))
+                .await,
+            sop
+        ),
+        vec![a3.sop.clone()]
+    );
+    let one = dicom
+        .search(&format!(
+            "/v2/instances?SOPInstanceUID={}&includefield=00280010",
+            b1.sop
+        ))
+        .await;
+    assert_eq!(found(&one, sop), vec![b1.sop.clone()]);
+    assert_eq!(one.json()[0]["00280010"]["Value"][0], 4);
+    assert_eq!(
+        one.json()[0]["0020000D"]["Value"][0],
+        Value::from(b.clone())
+    );
+    let all = dicom
+        .search(&format!(
+            "/v2/instances?SOPInstanceUID={}&includefield=all",
+            c1.sop
+        ))
+        .await;
+    assert_eq!(
+        all.json()[0]["00080016"]["Value"][0],
+        common::SECONDARY_CAPTURE
+    );
+    assert_eq!(all.json()[0]["00080060"]["Value"][0], "OT");
+    assert_eq!(
+        found(&dicom.search("/v2/instances?StudyDate=20190101").await, sop),
+        vec![c1.sop.clone()]
+    );
+
+    // Malformed parameters: 400 with Azure's message; nothing matched: 204.
+    for (query, message) in [
+        (
+            "/v2/studies?limit=201",
+            "specified limit value 201 is outside the allowed range of 1..200",
+        ),
+        (
+            "/v2/studies?limit=abc",
+            "specified limit value 'abc' is not a valid integer",
+        ),
+        (
+            "/v2/studies?Modality=CT",
+            "AttributeId Modality is not queryable",
+        ),
+        ("/v2/studies?StudyDate=2020", "Date value '2020' is invalid"),
+        (
+            "/v2/studies?StudyDate=20201231-20200101",
+            "should be lesser than or equal",
+        ),
+        (
+            "/v2/studies?nonsense=1",
+            "unknown query parameter 'nonsense'",
+        ),
+        (
+            "/v2/studies?includefield=Nonsense",
+            "IncludeField has unknown attribute 'Nonsense'",
+        ),
+        ("/v2/studies?PatientID=", "has empty string value"),
+        ("/v2/studies?fuzzymatching=maybe", "is not a valid boolean"),
+        (
+            "/v2/studies/1.2.3/series?StudyInstanceUID=1.2.3",
+            "cannot specify attribute 'StudyInstanceUID'",
+        ),
+        (
+            "/v2/studies/1.2.3/series/1.2.4/instances?Modality=CT",
+            "AttributeId Modality is not queryable",
+        ),
+    ] {
+        let bad = dicom.search(query).await;
+        assert_eq!(bad.status, 400, "{query}: {}", bad.text());
+        assert!(bad.text().contains(message), "{query}: {}", bad.text());
+    }
+    assert_eq!(
+        dicom.search("/v2/studies?PatientID=nobody").await.status,
+        204
+    );
+    assert_eq!(
+        dicom
+            .search(&format!("/v2/studies/{}/series", new_uid()))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        dicom.get("/v2/studies", "application/dicom").await.status,
+        406
+    );
+    env.stop().await;
+}
+
+/// The entries of a change feed answer.
+fn feed(a: &Answer) -> Vec<Value> {
+    assert_eq!(a.status, 200, "{}", a.text());
+    a.json().as_array().unwrap().clone()
+}
+
+fn sequences(entries: &[Value]) -> Vec<i64> {
+    entries
+        .iter()
+        .map(|e| e["sequence"].as_i64().unwrap())
+        .collect()
+}
+
+async fn change_feed_in_order(env: Env) {
+    let dicom = Dicom::on(&env).await;
+    assert_eq!(
+        dicom
+            .get("/v2/changefeed/latest", "application/json")
+            .await
+            .status,
+        204
+    );
+    assert!(feed(&dicom.get("/v2/changefeed", "application/json").await).is_empty());
+    let study = new_uid();
+    let a = Generated::new(&study);
+    let b = Generated::new(&study);
+    assert_eq!(dicom.stow("/v2/studies", &[&a.bytes]).await.status, 200);
+    assert_eq!(dicom.stow("/v2/studies", &[&b.bytes]).await.status, 200);
+    assert_eq!(dicom.delete(&format!("/v2{}", a.path())).await.status, 204);
+    // Stored again after its deletion: the first create is now "replaced".
+    assert_eq!(dicom.stow("/v2/studies", &[&a.bytes]).await.status, 200);
+
+    let all = feed(&dicom.get("/v2/changefeed", "application/json").await);
+    assert_eq!(sequences(&all), vec![1, 2, 3, 4]);
+    let first = all[0].as_object().unwrap();
+    let mut names: Vec<&str> = first.keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            "action",
+            "metadata",
+            "sequence",
+            "seriesInstanceUid",
+            "sopInstanceUid",
+            "state",
+            "studyInstanceUid",
+            "timestamp"
+        ]
+        .into_iter()
+        .filter(|n| *n != "metadata")
+        .collect::<Vec<_>>(),
+        "a replaced entry has no metadata"
+    );
+    assert_eq!(first["studyInstanceUid"], Value::from(study.clone()));
+    assert_eq!(first["sopInstanceUid"], Value::from(a.sop.clone()));
+    assert_eq!(
+        all.iter()
+            .map(|e| e["action"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["create", "create", "delete", "create"]
+    );
+    assert_eq!(
+        all.iter()
+            .map(|e| e["state"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["replaced", "current", "replaced", "current"]
+    );
+    assert_eq!(
+        all[1]["metadata"]["00080018"]["Value"][0],
+        Value::from(b.sop.clone())
+    );
+    let ts = all[0]["timestamp"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(ts).is_ok() && ts.ends_with("+00:00"),
+        "{ts}"
+    );
+    let bare = feed(
+        &dicom
+            .get("/v2/changefeed?includemetadata=false", "application/json")
+            .await,
+    );
+    assert!(bare.iter().all(|e| e.get("metadata").is_none()));
+
+    // v1: after a sequence, up to `limit` past it; v2: skip and take.
+    assert_eq!(
+        sequences(&feed(
+            &dicom.get("/v1/changefeed?offset=1&limit=2", "*/*").await
+        )),
+        vec![2, 3]
+    );
+    assert_eq!(
+        sequences(&feed(
+            &dicom.get("/v2/changefeed?offset=1&limit=2", "*/*").await
+        )),
+        vec![2, 3]
+    );
+    assert_eq!(
+        sequences(&feed(&dicom.get("/v1/changefeed", "*/*").await)),
+        vec![1, 2, 3, 4]
+    );
+    assert!(feed(
+        &dicom
+            .get("/v2/changefeed?startTime=2999-01-01T00:00:00Z", "*/*")
+            .await
+    )
+    .is_empty());
+    assert!(feed(
+        &dicom
+            .get("/v2/changefeed?endTime=2000-01-01T00:00:00Z", "*/*")
+            .await
+    )
+    .is_empty());
+    assert_eq!(
+        sequences(&feed(&dicom.get("/v2/changefeed?startTime=2000-01-01T00:00:00Z&endTime=2999-01-01T00:00:00%2B01:00", "*/*").await)),
+        vec![1, 2, 3, 4]
+    );
+    let latest = dicom.get("/v2/changefeed/latest", "application/json").await;
+    assert_eq!(latest.status, 200);
+    assert_eq!(latest.json()["sequence"], 4);
+    assert_eq!(
+        latest.json()["metadata"]["00080018"]["Value"][0],
+        Value::from(a.sop.clone())
+    );
+    for (path, message) in [
+        (
+            "/v1/changefeed?limit=101",
+            "The limit must be between 1 and 100.",
+        ),
+        (
+            "/v2/changefeed?limit=0",
+            "The limit must be between 1 and 200.",
+        ),
+        (
+            "/v2/changefeed?offset=-1",
+            "The offset cannot be a negative value.",
+        ),
+        ("/v2/changefeed?startTime=soon", "startTime"),
+    ] {
+        let bad = dicom.get(path, "*/*").await;
+        assert_eq!(bad.status, 400, "{path}");
+        assert!(bad.text().contains(message), "{path}: {}", bad.text());
+    }
+
+    // Concurrent writers: every sequence is handed out once, without gaps.
+    let uploads: Vec<Generated> = (0..8).map(|_| Generated::new(&study)).collect();
+    let stored = futures::future::join_all(
+        uploads
+            .iter()
+            .map(|g| async { dicom.stow("/v2/studies", &[&g.bytes]).await }),
+    )
+    .await;
+    assert!(stored.iter().all(|s| s.status == 200));
+    let all = feed(&dicom.get("/v2/changefeed", "*/*").await);
+    assert_eq!(sequences(&all), (1..=12).collect::<Vec<i64>>());
+    env.stop().await;
+}
+
+/// A two-frame 4x4 8-bit monochrome instance in `ts`: frame 1 is 0..16, frame 2 counts down
+/// from 115 (so that rendered with auto-windowing, too, the frames differ).
+fn two_frames(ts: &str) -> Generated {
+    let (study, series, sop) = (new_uid(), new_uid(), new_uid());
+    let mut obj = common::template(&study, &series, &sop);
+    let us = |tag, v: u16| DataElement::new(tag, VR::US, PrimitiveValue::from(v));
+    obj.put(us(tags::SAMPLES_PER_PIXEL, 1));
+    obj.put(us(tags::BITS_STORED, 8));
+    obj.put(us(tags::HIGH_BIT, 7));
+    obj.put(us(tags::PIXEL_REPRESENTATION, 0));
+    obj.put(DataElement::new(
+        tags::PHOTOMETRIC_INTERPRETATION,
+        VR::CS,
+        PrimitiveValue::from("MONOCHROME2"),
+    ));
+    obj.put(DataElement::new(
+        tags::NUMBER_OF_FRAMES,
+        VR::IS,
+        PrimitiveValue::from("2"),
+    ));
+    let pixels: Vec<u8> = (0..16u8).chain((100..116u8).rev()).collect();
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OB,
+        PrimitiveValue::U8(pixels.into()),
+    ));
+    Generated {
+        study,
+        series,
+        sop,
+        bytes: common::file(obj, ts),
+    }
+}
+
+async fn frames_and_rendered(env: Env) {
+    let dicom = Dicom::on(&env).await;
+    let explicit = two_frames(common::EXPLICIT_LE);
+    let implicit = two_frames(IMPLICIT_LE);
+    assert_eq!(
+        dicom
+            .stow("/v2/studies", &[&explicit.bytes, &implicit.bytes])
+            .await
+            .status,
+        202
+    );
+    let frame1: Vec<u8> = (0..16u8).collect();
+    let frame2: Vec<u8> = (100..116u8).rev().collect();
+    for g in [&explicit, &implicit] {
+        let base = format!("/v2{}", g.path());
+        let both = dicom
+            .get(
+                &format!("{base}/frames/1,2"),
+                "multipart/related; type=\"application/octet-stream\"",
+            )
+            .await;
+        assert_eq!(both.status, 200, "{}", both.text());
+        let parts = split_multipart(&both.header("content-type"), &both.bytes);
+        assert_eq!(
+            parts.iter().map(|p| p.1.clone()).collect::<Vec<_>>(),
+            vec![frame1.clone(), frame2.clone()]
+        );
+        assert!(parts[0].0.starts_with("application/octet-stream"));
+        let bare = dicom
+            .get(&format!("{base}/frames/2"), "application/octet-stream")
+            .await;
+        assert_eq!(bare.status, 200);
+        assert_eq!(bare.bytes, frame2);
+        assert_eq!(
+            dicom.get(&format!("{base}/frames/1"), "*/*").await.status,
+            200
+        );
+    }
+    let base = format!("/v2{}", explicit.path());
+    let missing = dicom.get(&format!("{base}/frames/3"), "*/*").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.text(), "The specified frame cannot be found.");
+    let zero = dicom.get(&format!("{base}/frames/0"), "*/*").await;
+    assert_eq!(zero.status, 400);
+    assert!(zero.text().contains("greater than 0"), "{}", zero.text());
+    assert_eq!(
+        dicom
+            .get(&format!("{base}/frames/1"), "image/png")
+            .await
+            .status,
+        406
+    );
+    assert_eq!(
+        dicom
+            .get(
+                &format!(
+                    "/v2/studies/{}/series/{}/instances/{}/frames/1",
+                    explicit.study,
+                    explicit.series,
+                    new_uid()
+                ),
+                "*/*"
+            )
+            .await
+            .status,
+        404
+    );
+
+    // Rendered: JPEG by default and with a quality, PNG when asked, per frame.
+    let jpeg = dicom.get(&format!("{base}/rendered"), "image/jpeg").await;
+    assert_eq!(jpeg.status, 200, "{}", jpeg.text());
+    assert_eq!(jpeg.header("content-type"), "image/jpeg");
+    assert!(jpeg.bytes.starts_with(&[0xFF, 0xD8, 0xFF]));
+    let low = dicom
+        .get(&format!("{base}/rendered?quality=10"), "*/*")
+        .await;
+    assert!(low.bytes.starts_with(&[0xFF, 0xD8, 0xFF]));
+    assert_ne!(low.bytes, jpeg.bytes, "quality changes the encoding");
+    let png1 = dicom
+        .get(&format!("{base}/frames/1/rendered"), "image/png")
+        .await;
+    let png2 = dicom
+        .get(
+            &format!("/v2{}/frames/2/rendered", implicit.path()),
+            "image/png",
+        )
+        .await;
+    for png in [&png1, &png2] {
+        assert_eq!(png.status, 200, "{}", png.text());
+        assert!(png.bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
+    }
+    assert_ne!(png1.bytes, png2.bytes, "each frame is its own image");
+    let bad_quality = dicom
+        .get(&format!("{base}/rendered?quality=0"), "image/jpeg")
+        .await;
+    assert_eq!(bad_quality.status, 400);
+    assert_eq!(
+        bad_quality.text(),
+        "Image quality must be between 1 and 100 inclusive"
+    );
+    assert_eq!(
+        dicom
+            .get(&format!("{base}/frames/3/rendered"), "image/png")
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        dicom
+            .get(&format!("{base}/rendered"), "text/html")
+            .await
+            .status,
+        406
+    );
+    env.stop().await;
+}
+
 macro_rules! suite {
     ($backend:ident) => {
         mod $backend {
@@ -641,6 +1331,18 @@ macro_rules! suite {
             #[tokio::test]
             async fn v1_strict_v2_lenient() {
                 super::v1_strict_v2_lenient(Env::$backend().await).await
+            }
+            #[tokio::test]
+            async fn search_matches_and_returns() {
+                super::search_matches_and_returns(Env::$backend().await).await
+            }
+            #[tokio::test]
+            async fn change_feed_in_order() {
+                super::change_feed_in_order(Env::$backend().await).await
+            }
+            #[tokio::test]
+            async fn frames_and_rendered() {
+                super::frames_and_rendered(Env::$backend().await).await
             }
             #[tokio::test]
             async fn delete_leaves_nothing() {

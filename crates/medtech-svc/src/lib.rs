@@ -3,11 +3,26 @@
 //!
 //! This crate is a library first: [`start`] wires dependencies from [`Settings`];
 //! [`start_with`] takes them ready-made (`hds up` passes the embedded ones, tests their own).
-//! The device pipeline comes with the MedTech issue; today the service provisions its
-//! instances (and their device topics).
+//! The mapping engine is here as pure library code: device mappings ([`template`]) turn a
+//! device event ([`envelope`]) into measurements, [`grouping`] and FHIR destination mappings
+//! ([`fhir_mapping`]) turn those into Observations ([`observation`]) with iomt-fhir's ids
+//! ([`identity`]); [`debug`] runs it all for the mapping debugger. The Kafka pipeline that
+//! feeds it is still to come; today the service provisions its instances (and device topics).
 
+pub mod debug;
+pub mod envelope;
 pub mod error;
+pub mod expression;
+pub mod fhir_mapping;
+pub mod grouping;
+pub mod identity;
 pub mod instances;
+pub mod jsonpath;
+pub mod mapping_doc;
+pub mod measurement;
+pub mod observation;
+pub mod template;
+pub mod time;
 
 use std::net::TcpListener;
 use std::path::Path;

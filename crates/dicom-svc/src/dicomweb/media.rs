@@ -36,14 +36,6 @@ impl TransferSyntax {
             )),
         }
     }
-
-    /// Whether an instance stored in `stored` can be sent as asked (no transcoding yet).
-    pub fn serves(&self, stored: &str) -> bool {
-        match self {
-            TransferSyntax::AsStored => true,
-            TransferSyntax::Uid(uid) => uid == stored,
-        }
-    }
 }
 
 /// How retrieved instances are sent.
@@ -55,7 +47,7 @@ pub struct InstanceRepresentation {
 }
 
 /// The media ranges of `Accept`, most preferred first (by `q`, then by order).
-fn accept_ranges(req: &HttpRequest) -> Vec<mime::Mime> {
+pub fn accept_ranges(req: &HttpRequest) -> Vec<mime::Mime> {
     let mut ranges: Vec<(f32, usize, mime::Mime)> = req
         .headers()
         .get_all(header::ACCEPT)

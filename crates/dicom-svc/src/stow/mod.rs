@@ -222,6 +222,10 @@ fn record(
     let get = |tag| json::first_string(metadata, tag).map(|v| v.trim_end_matches('\0').to_owned());
     let as_json =
         |tags: &[dicom_core::Tag]| Value::Object(json::subset(metadata, tags)).to_string();
+    let patient_name = get(tags::PATIENT_NAME);
+    let referring = get(tags::REFERRING_PHYSICIAN_NAME);
+    let folded = |n: &Option<String>| n.as_deref().map(crate::person_name::fold);
+    let words = |n: &Option<String>| n.as_deref().map(crate::person_name::words);
     NewInstance {
         id,
         sop_class_uid,
@@ -230,10 +234,14 @@ fn record(
         size_bytes,
         study: StudyColumns {
             patient_id: get(tags::PATIENT_ID),
-            patient_name: get(tags::PATIENT_NAME),
+            patient_name_folded: folded(&patient_name),
+            patient_name_words: words(&patient_name),
+            referring_physician_name_folded: folded(&referring),
+            referring_physician_name_words: words(&referring),
+            patient_name,
             patient_birth_date: get(tags::PATIENT_BIRTH_DATE),
             accession_number: get(tags::ACCESSION_NUMBER),
-            referring_physician_name: get(tags::REFERRING_PHYSICIAN_NAME),
+            referring_physician_name: referring,
             study_date: get(tags::STUDY_DATE),
             study_description: get(tags::STUDY_DESCRIPTION),
             attributes: as_json(crate::attributes::STUDY),

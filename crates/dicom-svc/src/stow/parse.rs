@@ -25,20 +25,39 @@ pub struct Received {
 }
 
 /// Reads the part, or says why it is not a DICOM file.
-pub fn read(part: Part) -> Result<Received, String> {
-    let head = prefix(&part.chunks, PREAMBLE + 4);
-    // Where the file meta group starts, and whether the "DICM" prefix is to be supplied:
-    // writers such as pydicom (and so dicomweb-client) send files without preamble and
-    // prefix, starting right at the meta group (0002,xxxx), which Azure accepts too.
-    let (has_preamble, meta_start) = if head.len() >= PREAMBLE + 4 && &head[PREAMBLE..] == b"DICM" {
-        (true, PREAMBLE + 4)
+/// Where the file meta group starts, and whether the file has a preamble: writers such as
+/// pydicom (and so dicomweb-client) send files without preamble and "DICM" prefix, starting
+/// right at the meta group (0002,xxxx), which Azure accepts too.
+fn meta_start(chunks: &[Bytes]) -> Result<(bool, usize), String> {
+    let head = prefix(chunks, PREAMBLE + 4);
+    if head.len() >= PREAMBLE + 4 && &head[PREAMBLE..] == b"DICM" {
+        Ok((true, PREAMBLE + 4))
     } else if head.starts_with(b"DICM") {
-        (false, 4)
+        Ok((false, 4))
     } else if head.starts_with(&[0x02, 0x00]) && head.get(3) == Some(&0x00) {
-        (false, 0)
+        Ok((false, 0))
     } else {
-        return Err("the part is not a DICOM file (no file meta information)".into());
-    };
+        Err("the part is not a DICOM file (no file meta information)".into())
+    }
+}
+
+/// A stored instance read whole, pixel data included (for transcoding, frames, rendering).
+pub fn open(bytes: Bytes) -> Result<dicom_object::DefaultDicomObject, String> {
+    let chunks = [bytes];
+    let (_, meta_start) = meta_start(&chunks)?;
+    let supplied = meta_prefix(&chunks, meta_start)?;
+    OpenFileOptions::new()
+        .read_preamble(ReadPreamble::Never)
+        .from_reader(
+            supplied
+                .as_slice()
+                .chain(ChunkReader::new(&chunks, meta_start)),
+        )
+        .map_err(|e| e.to_string())
+}
+
+pub fn read(part: Part) -> Result<Received, String> {
+    let (has_preamble, meta_start) = meta_start(&part.chunks)?;
     let supplied = meta_prefix(&part.chunks, meta_start)?;
     let file = OpenFileOptions::new()
         .read_preamble(ReadPreamble::Never)
