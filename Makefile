@@ -2,7 +2,7 @@
 CARGO ?= cargo
 DATA_DIR ?= ./data
 
-.PHONY: run test tools check fmt clippy build check-deploy test-synthea bench-fhir
+.PHONY: run test tools check fmt clippy build check-deploy test-synthea bench-fhir bench-dicom
 
 ## Start all four services in one process on embedded defaults (SQLite, local folder, embedded bus).
 run:
@@ -42,3 +42,8 @@ test-synthea: tools
 ## Synthea load and reads, one run (see bench/fhir.sh).
 bench-fhir: tools
 	./bench/fhir.sh
+
+## DICOM benchmark: dicom-svc on PostgreSQL + S3 (s3s-fs, + tansu) against Orthanc (installed
+## from Debian if missing), same synthetic STOW/QIDO/WADO load, one run (see bench/dicom.sh).
+bench-dicom: tools
+	./bench/dicom.sh
