@@ -25,6 +25,7 @@ pub struct FhirState {
     pub store: Store,
     pub max_body_bytes: usize,
     pub max_bundle_entries: usize,
+    pub max_search_count: usize,
     pub public_base_url: Option<String>,
 }
 

@@ -62,16 +62,27 @@ pub struct FhirSettings {
         deserialize_with = "hds_core::config::lenient"
     )]
     pub max_bundle_entries: usize,
+    /// The largest `_count` a search may ask for.
+    #[serde(
+        default = "default_max_search_count",
+        deserialize_with = "hds_core::config::lenient"
+    )]
+    pub max_search_count: usize,
 }
 
 fn default_bundle_entries() -> usize {
     500
 }
 
+fn default_max_search_count() -> usize {
+    1000
+}
+
 impl Default for FhirSettings {
     fn default() -> Self {
         Self {
             max_bundle_entries: default_bundle_entries(),
+            max_search_count: default_max_search_count(),
         }
     }
 }
@@ -133,6 +144,7 @@ pub async fn start_with(
     };
     let max_body_bytes = settings.http.max_body_bytes;
     let max_bundle_entries = settings.fhir.max_bundle_entries;
+    let max_search_count = settings.fhir.max_search_count;
     let public_base_url = settings.http.public_base_url.clone();
     let db = deps.db;
     dataplane::start::<FhirError, _, _>(
@@ -146,6 +158,7 @@ pub async fn start_with(
                 ),
                 max_body_bytes,
                 max_bundle_entries,
+                max_search_count,
                 public_base_url,
             });
             move |cfg: &mut web::ServiceConfig| {

@@ -3,8 +3,8 @@
 use actix_web::web;
 
 use crate::handlers::{
-    bundle, capabilities, create, delete, history, patch, purge_history, read, update, validate,
-    vread,
+    bundle, capabilities, create, delete, history, patch, purge_history, read, search, update,
+    validate, vread,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -31,6 +31,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "/{instance}/{type}/{id}/$validate",
         web::get().to(validate::validate_stored),
     )
+    .route(
+        "/{instance}/{type}/_search",
+        web::post().to(search::search_type_post),
+    )
+    .route("/{instance}/{type}", web::get().to(search::search_type))
     .route("/{instance}/{type}", web::post().to(create::create))
     .route(
         "/{instance}/{type}",

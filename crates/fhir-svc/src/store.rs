@@ -347,6 +347,62 @@ impl Store {
         vread_in(self.db.pool(), instance, rt, id, version).await
     }
 
+    /// The current versions of `ids` that exist and are not deleted, in the order of `ids`.
+    pub async fn read_many(
+        &self,
+        instance: &InstanceName,
+        rt: &ResourceType,
+        ids: &[String],
+    ) -> Result<Vec<Version>, FhirError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "SELECT v.seq, v.resource_type, v.id, v.version, v.last_updated_ms, v.method, v.body \
+             FROM fhir_current c JOIN fhir_versions v ON v.instance = c.instance \
+             AND v.resource_type = c.resource_type AND v.id = c.id AND v.version = c.version \
+             WHERE c.instance = $1 AND c.resource_type = $2 AND c.deleted = 0 AND c.id IN ({})",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(instance.to_string())
+            .bind(rt.as_str());
+        for id in ids {
+            q = q.bind(id.as_str());
+        }
+        let mut found: std::collections::HashMap<String, Version> = q
+            .fetch_all(self.db.pool())
+            .await?
+            .iter()
+            .map(|r| version_from_row(r).map(|v| (v.id.clone(), v)))
+            .collect::<Result<_, _>>()?;
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+    }
+
+    /// One page of the current resources matching a search, in id order after `after`.
+    pub async fn search_page(
+        &self,
+        instance: &InstanceName,
+        rt: &ResourceType,
+        conditions: &[crate::search::query::Condition],
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>, FhirError> {
+        crate::search::query::find_page(self.db.pool(), instance, rt, conditions, after, limit)
+            .await
+    }
+
+    /// How many current resources match a search.
+    pub async fn search_count(
+        &self,
+        instance: &InstanceName,
+        rt: &ResourceType,
+        conditions: &[crate::search::query::Condition],
+    ) -> Result<i64, FhirError> {
+        crate::search::query::count(self.db.pool(), instance, rt, conditions).await
+    }
+
     /// Ids of current resources matching a search's conditions (at most `limit`).
     pub async fn find(
         &self,

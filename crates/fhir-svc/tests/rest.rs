@@ -593,10 +593,22 @@ async fn capability_statement(env: Env) {
     ] {
         assert!(codes.contains(&code), "{code}");
     }
-    assert!(
-        !codes.contains(&"search-type"),
-        "search is not implemented yet"
-    );
+    assert!(codes.contains(&"search-type"));
+    let params: Vec<&str> = patient["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for p in [
+        "identifier",
+        "name",
+        "birthdate",
+        "general-practitioner",
+        "_id",
+    ] {
+        assert!(params.contains(&p), "{p} not in {params:?}");
+    }
     assert_eq!(
         Fhir {
             client: Client::new(),
@@ -1110,6 +1122,10 @@ macro_rules! rest_suite {
                 super::validation_on_write_and_validate(Env::$backend().await).await
             }
             #[tokio::test]
+            async fn search_pages_and_lenient_parameters() {
+                super::search_pages_and_lenient_parameters(Env::$backend().await).await
+            }
+            #[tokio::test]
             async fn fhirpath_patch() {
                 super::fhirpath_patch(Env::$backend().await).await
             }
@@ -1396,6 +1412,147 @@ async fn validation_on_write_and_validate(env: Env) {
         .await;
     assert_eq!(expressions(&wrong_type.body)[0], "resourceType");
     assert_eq!(fhir.get("/Patient/v1").await.body["meta"]["versionId"], "1");
+    env.stop().await;
+}
+
+fn ids_of(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["search"]["mode"] == "match")
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Type-level search: matches a page at a time through `next` links to the end, each once;
+/// totals; unknown parameters ignored with a warning, or refused with `handling=strict`.
+async fn search_pages_and_lenient_parameters(env: Env) {
+    let fhir = Fhir::on(&env, "ws1-fhir").await;
+    for i in 0..25 {
+        let birth = if i < 5 { "1990-05-01" } else { "2005-01-01" };
+        let created = fhir
+            .post(
+                "/Patient",
+                json!({"resourceType": "Patient", "identifier": [{"system": "urn:search", "value": format!("s{i}")}],
+                       "name": [{"family": "Searchmé", "given": [format!("G{i}")]}], "birthDate": birth}),
+            )
+            .await;
+        assert_eq!(created.status, 201);
+    }
+    fhir.post(
+        "/Patient",
+        json!({"resourceType": "Patient", "name": [{"family": "Other"}]}),
+    )
+    .await;
+    let gone = fhir
+        .post(
+            "/Patient",
+            json!({"resourceType": "Patient", "name": [{"family": "Searchme"}]}),
+        )
+        .await;
+    let gone_id = gone.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        fhir.call(Method::DELETE, &format!("/Patient/{gone_id}"), None, &[])
+            .await
+            .status,
+        204
+    );
+
+    // Pages of 10 to the end: 25 matches, each once, the deleted one not among them.
+    let mut seen = Vec::new();
+    let mut page = fhir.get("/Patient?family=searchme&_count=10").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.body["type"], "searchset");
+    let mut pages = 1;
+    loop {
+        seen.extend(ids_of(&page.body));
+        let next = page.body["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .map(|l| l["url"].as_str().unwrap().to_owned());
+        let Some(next) = next else { break };
+        let res = fhir.client.get(&next).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        page = Answer {
+            status: res.status(),
+            headers: res.headers().clone(),
+            body: res.json().await.unwrap(),
+        };
+        pages += 1;
+    }
+    assert_eq!(pages, 3);
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!((seen.len(), unique.len()), (25, 25));
+    assert!(!seen.contains(&gone_id));
+
+    let total = fhir
+        .get("/Patient?family=searchme&_total=accurate&_count=1")
+        .await;
+    assert_eq!(total.body["total"], 25);
+    assert_eq!(ids_of(&total.body).len(), 1);
+    let count = fhir.get("/Patient?family=searchme&_summary=count").await;
+    assert_eq!(count.body["total"], 25);
+    assert_eq!(ids_of(&count.body).len(), 0);
+    let older = fhir
+        .get("/Patient?family=searchme&birthdate=lt2000&_total=accurate")
+        .await;
+    assert_eq!(older.body["total"], 5);
+    let one = fhir.get("/Patient?identifier=urn:search|s7").await;
+    assert_eq!(ids_of(&one.body).len(), 1);
+    assert_eq!(
+        one.body["entry"][0]["resource"]["identifier"][0]["value"],
+        "s7"
+    );
+    let none = fhir.get("/Patient?family=nobody").await;
+    assert_eq!(none.status, 200);
+    assert_eq!(ids_of(&none.body).len(), 0);
+
+    // Lenient: an unknown parameter is ignored and reported; strict: 400.
+    let lenient = fhir
+        .get("/Patient?family=searchme&unknown-thing=1&_count=50")
+        .await;
+    assert_eq!(lenient.status, 200);
+    assert_eq!(ids_of(&lenient.body).len(), 25);
+    let outcome = lenient.body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["search"]["mode"] == "outcome")
+        .expect("an outcome entry");
+    assert!(
+        outcome["resource"].to_string().contains("unknown-thing"),
+        "{outcome}"
+    );
+    let strict = fhir
+        .call(
+            Method::GET,
+            "/Patient?family=searchme&unknown-thing=1",
+            None,
+            &[("prefer", "handling=strict")],
+        )
+        .await;
+    assert_eq!(strict.status, 400);
+    assert!(strict.is_outcome());
+    assert_eq!(fhir.get("/Patient?_count=many").await.status, 400);
+    assert_eq!(fhir.get("/Patient?birthdate=notadate").await.status, 200);
+
+    // POST _search takes the parameters as a form.
+    let posted = fhir
+        .client
+        .post(format!("{}/Patient/_search", fhir.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("family=searchme&_count=50")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+    let posted: Value = posted.json().await.unwrap();
+    assert_eq!(ids_of(&posted).len(), 25);
     env.stop().await;
 }
 

@@ -9,6 +9,7 @@ pub mod history;
 pub mod patch;
 pub mod purge_history;
 pub mod read;
+pub mod search;
 pub mod update;
 pub mod validate;
 pub mod vread;

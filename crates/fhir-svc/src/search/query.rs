@@ -68,138 +68,17 @@ const RESULT_PARAMS: &[&str] = &[
     "_containedType",
 ];
 
+/// The conditions of a conditional request (`If-None-Exist`, conditional update/delete/patch,
+/// conditional references): strict, since ignoring a parameter could pick the wrong resource.
 pub fn parse(rt: &ResourceType, query: &str) -> Result<Vec<Condition>, FhirError> {
     let mut conditions = Vec::new();
     for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        if key == "_format" || key == "_pretty" {
-            continue;
-        }
         if RESULT_PARAMS.contains(&key.as_ref()) {
             return Err(FhirError::invalid(format!(
                 "'{key}' has no place in a conditional request"
             )));
         }
-        let (code, modifier) = match key.split_once(':') {
-            Some((c, m)) => (c, Some(m)),
-            None => (key.as_ref(), None),
-        };
-        let values: Vec<&str> = split_values(&value);
-        if values.is_empty() || values.iter().any(|v| v.is_empty()) {
-            return Err(FhirError::invalid(format!(
-                "parameter '{key}' has an empty value"
-            )));
-        }
-        let unsupported = |m: &str| {
-            FhirError::invalid(format!("modifier ':{m}' of '{code}' is not supported here"))
-        };
-        if code == ID {
-            if let Some(m) = modifier {
-                return Err(unsupported(m));
-            }
-            conditions.push(Condition::Id(
-                values.iter().map(|v| v.to_string()).collect(),
-            ));
-            continue;
-        }
-        let param = params::find(rt.as_str(), code).ok_or_else(|| {
-            FhirError::invalid(format!("'{code}' is not a search parameter of {rt}"))
-        })?;
-        let condition = match param.kind {
-            ParamType::Token => {
-                if let Some(m) = modifier {
-                    return Err(unsupported(m));
-                }
-                Condition::Token {
-                    param: code.to_owned(),
-                    values: values
-                        .iter()
-                        .map(|v| match v.split_once('|') {
-                            None => (None, Some(unescape(v))),
-                            Some((s, c)) => {
-                                (Some(unescape(s)), (!c.is_empty()).then(|| unescape(c)))
-                            }
-                        })
-                        .collect(),
-                }
-            }
-            ParamType::String => {
-                let exact = match modifier {
-                    None => false,
-                    Some("exact") => true,
-                    Some(m) => return Err(unsupported(m)),
-                };
-                Condition::String {
-                    param: code.to_owned(),
-                    values: values
-                        .iter()
-                        .map(|v| {
-                            if exact {
-                                unescape(v)
-                            } else {
-                                normalize(&unescape(v))
-                            }
-                        })
-                        .collect(),
-                    exact,
-                }
-            }
-            ParamType::Reference => {
-                let typed = match modifier {
-                    None => None,
-                    Some(m) if m.parse::<ResourceType>().is_ok() => Some(m.to_owned()),
-                    Some(m) => return Err(unsupported(m)),
-                };
-                let mut refs = Vec::new();
-                for v in &values {
-                    let v = unescape(v);
-                    match split_reference(&v) {
-                        Some((t, id)) => refs.push((Some(t), id)),
-                        None if !v.contains('/') => refs.push((typed.clone(), v)),
-                        None => {
-                            return Err(FhirError::invalid(format!(
-                                "'{v}' is not a reference of this server"
-                            )))
-                        }
-                    }
-                }
-                Condition::Reference {
-                    param: code.to_owned(),
-                    values: refs,
-                }
-            }
-            ParamType::Date => {
-                if let Some(m) = modifier {
-                    return Err(unsupported(m));
-                }
-                let mut ranges = Vec::new();
-                for v in &values {
-                    let (prefix, rest) = match v.get(..2) {
-                        Some("eq") => (DatePrefix::Eq, &v[2..]),
-                        Some("ne") => (DatePrefix::Ne, &v[2..]),
-                        Some("gt") => (DatePrefix::Gt, &v[2..]),
-                        Some("lt") => (DatePrefix::Lt, &v[2..]),
-                        Some("ge") => (DatePrefix::Ge, &v[2..]),
-                        Some("le") => (DatePrefix::Le, &v[2..]),
-                        _ => (DatePrefix::Eq, *v),
-                    };
-                    let (s, e) = date_range(rest).ok_or_else(|| {
-                        FhirError::invalid(format!("'{v}' is not a date for '{code}'"))
-                    })?;
-                    ranges.push((prefix, s, e));
-                }
-                Condition::Date {
-                    param: code.to_owned(),
-                    values: ranges,
-                }
-            }
-            ParamType::Uri | ParamType::Number | ParamType::Quantity => {
-                return Err(FhirError::invalid(format!(
-                    "'{code}' ({:?}) cannot be used in a conditional request yet",
-                    param.kind
-                )))
-            }
-        };
-        conditions.push(condition);
+        conditions.extend(parse_one(rt, &key, &value)?);
     }
     if conditions.is_empty() {
         return Err(FhirError::invalid(
@@ -207,6 +86,139 @@ pub fn parse(rt: &ResourceType, query: &str) -> Result<Vec<Condition>, FhirError
         ));
     }
     Ok(conditions)
+}
+
+/// Whether `key` shapes results (`_count`, `_sort`, ...) rather than selecting them.
+pub fn is_result_param(key: &str) -> bool {
+    RESULT_PARAMS.contains(&key)
+}
+
+/// One search parameter (`key=value`) of `rt` as a condition; `None` for parameters that
+/// change nothing (`_format`, `_pretty`).
+pub fn parse_one(
+    rt: &ResourceType,
+    key: &str,
+    value: &str,
+) -> Result<Option<Condition>, FhirError> {
+    if key == "_format" || key == "_pretty" {
+        return Ok(None);
+    }
+    let (code, modifier) = match key.split_once(':') {
+        Some((c, m)) => (c, Some(m)),
+        None => (key, None),
+    };
+    let values: Vec<&str> = split_values(value);
+    if values.is_empty() || values.iter().any(|v| v.is_empty()) {
+        return Err(FhirError::invalid(format!(
+            "parameter '{key}' has an empty value"
+        )));
+    }
+    let unsupported =
+        |m: &str| FhirError::invalid(format!("modifier ':{m}' of '{code}' is not supported here"));
+    if code == ID {
+        if let Some(m) = modifier {
+            return Err(unsupported(m));
+        }
+        return Ok(Some(Condition::Id(
+            values.iter().map(|v| v.to_string()).collect(),
+        )));
+    }
+    let param = params::find(rt.as_str(), code)
+        .ok_or_else(|| FhirError::invalid(format!("'{code}' is not a search parameter of {rt}")))?;
+    let condition = match param.kind {
+        ParamType::Token => {
+            if let Some(m) = modifier {
+                return Err(unsupported(m));
+            }
+            Condition::Token {
+                param: code.to_owned(),
+                values: values
+                    .iter()
+                    .map(|v| match v.split_once('|') {
+                        None => (None, Some(unescape(v))),
+                        Some((s, c)) => (Some(unescape(s)), (!c.is_empty()).then(|| unescape(c))),
+                    })
+                    .collect(),
+            }
+        }
+        ParamType::String => {
+            let exact = match modifier {
+                None => false,
+                Some("exact") => true,
+                Some(m) => return Err(unsupported(m)),
+            };
+            Condition::String {
+                param: code.to_owned(),
+                values: values
+                    .iter()
+                    .map(|v| {
+                        if exact {
+                            unescape(v)
+                        } else {
+                            normalize(&unescape(v))
+                        }
+                    })
+                    .collect(),
+                exact,
+            }
+        }
+        ParamType::Reference => {
+            let typed = match modifier {
+                None => None,
+                Some(m) if m.parse::<ResourceType>().is_ok() => Some(m.to_owned()),
+                Some(m) => return Err(unsupported(m)),
+            };
+            let mut refs = Vec::new();
+            for v in &values {
+                let v = unescape(v);
+                match split_reference(&v) {
+                    Some((t, id)) => refs.push((Some(t), id)),
+                    None if !v.contains('/') => refs.push((typed.clone(), v)),
+                    None => {
+                        return Err(FhirError::invalid(format!(
+                            "'{v}' is not a reference of this server"
+                        )))
+                    }
+                }
+            }
+            Condition::Reference {
+                param: code.to_owned(),
+                values: refs,
+            }
+        }
+        ParamType::Date => {
+            if let Some(m) = modifier {
+                return Err(unsupported(m));
+            }
+            let mut ranges = Vec::new();
+            for v in &values {
+                let (prefix, rest) = match v.get(..2) {
+                    Some("eq") => (DatePrefix::Eq, &v[2..]),
+                    Some("ne") => (DatePrefix::Ne, &v[2..]),
+                    Some("gt") => (DatePrefix::Gt, &v[2..]),
+                    Some("lt") => (DatePrefix::Lt, &v[2..]),
+                    Some("ge") => (DatePrefix::Ge, &v[2..]),
+                    Some("le") => (DatePrefix::Le, &v[2..]),
+                    _ => (DatePrefix::Eq, *v),
+                };
+                let (s, e) = date_range(rest).ok_or_else(|| {
+                    FhirError::invalid(format!("'{v}' is not a date for '{code}'"))
+                })?;
+                ranges.push((prefix, s, e));
+            }
+            Condition::Date {
+                param: code.to_owned(),
+                values: ranges,
+            }
+        }
+        ParamType::Uri | ParamType::Number | ParamType::Quantity => {
+            return Err(FhirError::invalid(format!(
+                "'{code}' ({:?}) cannot be used in a conditional request yet",
+                param.kind
+            )))
+        }
+    };
+    Ok(Some(condition))
 }
 
 /// Splits on commas that are not escaped (`\,`).
@@ -276,10 +288,79 @@ pub async fn find<'e, E>(
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
+    find_page(executor, instance, rt, conditions, None, limit).await
+}
+
+/// One page of matches in id order: at most `limit` ids after the `after` id.
+pub async fn find_page<'e, E>(
+    executor: E,
+    instance: &InstanceName,
+    rt: &ResourceType,
+    conditions: &[Condition],
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<String>, FhirError>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
     let mut sql = Sql {
         text: String::new(),
         binds: Vec::new(),
     };
+    let matching = matching_ids(&mut sql, instance, rt, conditions);
+    let after = match after {
+        Some(id) => format!("WHERE id > {}", sql.text(id)),
+        None => String::new(),
+    };
+    let lim = sql.bind(Bind::Int(limit));
+    sql.text = format!("SELECT DISTINCT id FROM ({matching}) m {after} ORDER BY id LIMIT {lim}");
+    sql.query()
+        .fetch_all(executor)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>("id").map_err(FhirError::from))
+        .collect()
+}
+
+/// How many current resources of `rt` match every condition.
+pub async fn count<'e, E>(
+    executor: E,
+    instance: &InstanceName,
+    rt: &ResourceType,
+    conditions: &[Condition],
+) -> Result<i64, FhirError>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    let mut sql = Sql {
+        text: String::new(),
+        binds: Vec::new(),
+    };
+    let matching = matching_ids(&mut sql, instance, rt, conditions);
+    sql.text = format!("SELECT COUNT(DISTINCT id) AS n FROM ({matching}) m");
+    Ok(sql.query().fetch_one(executor).await?.try_get("n")?)
+}
+
+impl Sql {
+    fn query(&self) -> sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>> {
+        let mut q = sqlx::query(&self.text);
+        for b in &self.binds {
+            q = match b {
+                Bind::Text(s) => q.bind(s.clone()),
+                Bind::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }
+}
+
+/// The SQL of the set of ids matching every condition (binding its values in `sql`).
+fn matching_ids(
+    sql: &mut Sql,
+    instance: &InstanceName,
+    rt: &ResourceType,
+    conditions: &[Condition],
+) -> String {
     let inst = sql.text(&instance.to_string());
     let ty = sql.text(rt.as_str());
     let current = format!("c.instance = {inst} AND c.resource_type = {ty} AND c.deleted = 0");
@@ -316,7 +397,7 @@ where
                         }
                     })
                     .collect();
-                index_ids("fhir_index_tokens", param, &mut sql, &owner, or(alts))
+                index_ids("fhir_index_tokens", param, sql, &owner, or(alts))
             }
             Condition::String {
                 param,
@@ -335,7 +416,7 @@ where
                         }
                     })
                     .collect();
-                index_ids("fhir_index_strings", param, &mut sql, &owner, or(alts))
+                index_ids("fhir_index_strings", param, sql, &owner, or(alts))
             }
             Condition::Reference { param, values } => {
                 let alts: Vec<String> = values
@@ -349,7 +430,7 @@ where
                         None => format!("x.target_id = {}", sql.text(id)),
                     })
                     .collect();
-                index_ids("fhir_index_references", param, &mut sql, &owner, or(alts))
+                index_ids("fhir_index_references", param, sql, &owner, or(alts))
             }
             Condition::Date { param, values } => {
                 // `_lastUpdated` is the pointer's own column (an instant: start = end).
@@ -381,7 +462,7 @@ where
                         or(alts)
                     )
                 } else {
-                    index_ids("fhir_index_dates", param, &mut sql, &owner, or(alts))
+                    index_ids("fhir_index_dates", param, sql, &owner, or(alts))
                 }
             }
         };
@@ -390,21 +471,5 @@ where
     if sets.is_empty() {
         sets.push(format!("SELECT c.id FROM fhir_current c WHERE {current}"));
     }
-    let lim = sql.bind(Bind::Int(limit));
-    sql.text = format!(
-        "SELECT DISTINCT id FROM ({}) m ORDER BY id LIMIT {lim}",
-        sets.join(" INTERSECT ")
-    );
-    let mut q = sqlx::query(&sql.text);
-    for b in &sql.binds {
-        q = match b {
-            Bind::Text(s) => q.bind(s.clone()),
-            Bind::Int(i) => q.bind(*i),
-        };
-    }
-    q.fetch_all(executor)
-        .await?
-        .iter()
-        .map(|r| r.try_get::<String, _>("id").map_err(FhirError::from))
-        .collect()
+    sets.join(" INTERSECT ")
 }
