@@ -7,7 +7,9 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 target="${CARGO_TARGET_DIR:-$repo/target}/release"
 synthea="${SYNTHEA:-$repo/../shared/data/synthea}"
-db="${HDS_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+# Loopback without TLS, as a database on the same host is normally reached (a Unix socket has
+# none either); with sslmode=prefer both sides also spend CPU on encryption.
+db="${HDS_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}"
 scratch="$(mktemp -d)"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$scratch"; }
