@@ -393,6 +393,38 @@ impl Store {
             .await
     }
 
+    /// `_include`: what the reference parameter of these resources points at.
+    pub async fn references_of(
+        &self,
+        instance: &InstanceName,
+        rt: &ResourceType,
+        param: Option<&str>,
+        ids: &[String],
+        target: Option<&str>,
+    ) -> Result<Vec<(String, String)>, FhirError> {
+        crate::search::query::references_of(self.db.pool(), instance, rt, param, ids, target).await
+    }
+
+    /// `_revinclude`: the resources of `rt` whose reference parameter points at these.
+    pub async fn referrers_of(
+        &self,
+        instance: &InstanceName,
+        rt: &ResourceType,
+        param: Option<&str>,
+        target_type: &str,
+        targets: &[String],
+    ) -> Result<Vec<String>, FhirError> {
+        crate::search::query::referrers_of(
+            self.db.pool(),
+            instance,
+            rt,
+            param,
+            target_type,
+            targets,
+        )
+        .await
+    }
+
     /// How many current resources match a search.
     pub async fn search_count(
         &self,

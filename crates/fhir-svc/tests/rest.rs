@@ -1126,6 +1126,10 @@ macro_rules! rest_suite {
                 super::search_pages_and_lenient_parameters(Env::$backend().await).await
             }
             #[tokio::test]
+            async fn search_includes_and_revincludes() {
+                super::search_includes_and_revincludes(Env::$backend().await).await
+            }
+            #[tokio::test]
             async fn fhirpath_patch() {
                 super::fhirpath_patch(Env::$backend().await).await
             }
@@ -1553,6 +1557,108 @@ async fn search_pages_and_lenient_parameters(env: Env) {
     assert_eq!(posted.status(), 200);
     let posted: Value = posted.json().await.unwrap();
     assert_eq!(ids_of(&posted).len(), 25);
+    env.stop().await;
+}
+
+fn entries_by_mode(bundle: &Value, mode: &str) -> Vec<String> {
+    let mut out: Vec<String> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["search"]["mode"] == mode)
+        .map(|e| {
+            format!(
+                "{}/{}",
+                e["resource"]["resourceType"].as_str().unwrap(),
+                e["resource"]["id"].as_str().unwrap()
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// `_include`, `_revinclude` and `:iterate`: referenced and referring resources come along
+/// as `include` entries, each once.
+async fn search_includes_and_revincludes(env: Env) {
+    let fhir = Fhir::on(&env, "ws1-fhir").await;
+    for (path, body) in [
+        (
+            "/Patient/inc-p1",
+            json!({"resourceType": "Patient", "id": "inc-p1"}),
+        ),
+        (
+            "/Patient/inc-p2",
+            json!({"resourceType": "Patient", "id": "inc-p2"}),
+        ),
+        (
+            "/Encounter/inc-e1",
+            json!({"resourceType": "Encounter", "id": "inc-e1", "status": "finished",
+            "class": {"code": "AMB"}, "subject": {"reference": "Patient/inc-p2"}}),
+        ),
+        (
+            "/Observation/inc-o1",
+            json!({"resourceType": "Observation", "id": "inc-o1", "status": "final",
+            "code": {"coding": [{"system": "urn:c", "code": "inc"}]}, "subject": {"reference": "Patient/inc-p1"}}),
+        ),
+        (
+            "/Observation/inc-o2",
+            json!({"resourceType": "Observation", "id": "inc-o2", "status": "final",
+            "code": {"coding": [{"system": "urn:c", "code": "inc"}]}, "subject": {"reference": "Patient/inc-p1"},
+            "encounter": {"reference": "Encounter/inc-e1"}}),
+        ),
+    ] {
+        assert!(fhir.put(path, body).await.status.is_success());
+    }
+    let inc = fhir
+        .get("/Observation?code=urn:c|inc&_include=Observation:subject")
+        .await;
+    assert_eq!(
+        entries_by_mode(&inc.body, "match"),
+        ["Observation/inc-o1", "Observation/inc-o2"]
+    );
+    assert_eq!(entries_by_mode(&inc.body, "include"), ["Patient/inc-p1"]);
+
+    let all = fhir
+        .get("/Observation?code=urn:c|inc&_include=Observation:*")
+        .await;
+    assert_eq!(
+        entries_by_mode(&all.body, "include"),
+        ["Encounter/inc-e1", "Patient/inc-p1"]
+    );
+
+    let iterate = fhir
+        .get("/Observation?_id=inc-o2&_include=Observation:encounter&_include:iterate=Encounter:subject")
+        .await;
+    assert_eq!(
+        entries_by_mode(&iterate.body, "include"),
+        ["Encounter/inc-e1", "Patient/inc-p2"]
+    );
+
+    let rev = fhir
+        .get("/Patient?_id=inc-p1&_revinclude=Observation:subject")
+        .await;
+    assert_eq!(entries_by_mode(&rev.body, "match"), ["Patient/inc-p1"]);
+    assert_eq!(
+        entries_by_mode(&rev.body, "include"),
+        ["Observation/inc-o1", "Observation/inc-o2"]
+    );
+
+    // Not a reference parameter: ignored with a warning, or 400 when strict.
+    let bad = fhir
+        .get("/Observation?code=urn:c|inc&_include=Observation:status")
+        .await;
+    assert_eq!(bad.status, 200);
+    assert_eq!(entries_by_mode(&bad.body, "outcome").len(), 1);
+    let strict = fhir
+        .call(
+            Method::GET,
+            "/Observation?_include=Observation:status",
+            None,
+            &[("prefer", "handling=strict")],
+        )
+        .await;
+    assert_eq!(strict.status, 400);
     env.stop().await;
 }
 

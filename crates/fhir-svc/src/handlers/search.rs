@@ -6,8 +6,12 @@
 //! OperationOutcome entry (`search.mode` = `outcome`), as the spec allows; with
 //! `Prefer: handling=strict` they are a 400. Matches come in id order and `next` carries the
 //! last id as its continuation token: keyset paging, so pages stay stable while others
-//! write. `_count` (default 10, at most `[fhir] max_search_count`), `_summary=count` and
-//! `_total` are the result parameters applied so far.
+//! write. `_count` (default 10, at most `[fhir] max_search_count`), `_summary=count`,
+//! `_total`, and `_include` / `_revinclude` (with `:iterate` and `Type:*`; included resources
+//! come as `search.mode` = `include`, at most [`MAX_INCLUDED`] per page, unlike Azure's cap of
+//! 100) are the result parameters applied so far.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
@@ -19,9 +23,73 @@ use super::FhirCaller;
 use crate::domain::{instant, ResourceType};
 use crate::error::{operation_outcome, FhirError};
 use crate::http::{base_url, read_body, resource_type, FhirState, Instance, FHIR_JSON};
+use crate::search::params;
 use crate::search::query::{self, Condition};
+use crate::store::Version;
 
 const DEFAULT_COUNT: usize = 10;
+/// Resources `_include`/`_revinclude` may add to one page.
+pub const MAX_INCLUDED: usize = 1000;
+/// Rounds of `:iterate` (each follows the references of what the last one added).
+const MAX_ROUNDS: usize = 4;
+
+/// One `_include` or `_revinclude`: `source:param[:target]`, `param` `None` for `*`.
+struct Include {
+    reverse: bool,
+    iterate: bool,
+    source: ResourceType,
+    param: Option<String>,
+    target: Option<ResourceType>,
+}
+
+impl Include {
+    fn parse(key: &str, value: &str) -> Result<Self, FhirError> {
+        let (name, modifier) = key.split_once(':').unwrap_or((key, ""));
+        let iterate = match modifier {
+            "" => false,
+            "iterate" | "recurse" => true,
+            m => {
+                return Err(FhirError::invalid(format!(
+                    "'{name}:{m}' is not a modifier of {name}"
+                )))
+            }
+        };
+        let bad = || {
+            FhirError::invalid(format!(
+                "{name}={value}: expected [type]:[reference parameter] or [type]:*"
+            ))
+        };
+        let mut parts = value.split(':');
+        let source: ResourceType = parts.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
+        let param = match parts.next().ok_or_else(bad)? {
+            "*" => None,
+            p => {
+                let known = params::find(source.as_str(), p)
+                    .is_some_and(|d| d.kind == params::ParamType::Reference);
+                if !known {
+                    return Err(FhirError::invalid(format!(
+                        "{name}={value}: '{p}' is not a reference parameter of {source}"
+                    )));
+                }
+                Some(p.to_owned())
+            }
+        };
+        let target = match parts.next() {
+            None => None,
+            Some(t) => Some(t.parse().map_err(|_| bad())?),
+        };
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(Include {
+            reverse: name == "_revinclude",
+            iterate,
+            source,
+            param,
+            target,
+        })
+    }
+}
 /// The continuation token's parameter in `next` links.
 const CONTINUATION: &str = "ct";
 
@@ -32,6 +100,7 @@ struct Search {
     after: Option<String>,
     summary_count: bool,
     total: bool,
+    includes: Vec<Include>,
     /// The parameters applied, to repeat in `self` and `next` links.
     applied: Vec<(String, String)>,
     ignored: Vec<String>,
@@ -50,6 +119,7 @@ impl Search {
             after: None,
             summary_count: false,
             total: false,
+            includes: Vec::new(),
             applied: Vec::new(),
             ignored: Vec::new(),
         };
@@ -86,6 +156,9 @@ impl Search {
                         "_total must be none, estimate or accurate, not '{other}'"
                     ))),
                 },
+                k if k.starts_with("_include") || k.starts_with("_revinclude") => {
+                    Include::parse(k, &value).map(|i| s.includes.push(i))
+                }
                 k if query::is_result_param(k) => Err(FhirError::invalid(format!(
                     "'{k}={value}' is not supported yet"
                 ))),
@@ -187,7 +260,7 @@ async fn run(
     rt: &ResourceType,
     query: &str,
 ) -> Result<HttpResponse, FhirError> {
-    let search = Search::parse(rt, query, strict(req), state.max_search_count)?;
+    let mut search = Search::parse(rt, query, strict(req), state.max_search_count)?;
     let base = base_url(req, state, instance);
     let mut bundle = json!({
         "resourceType": "Bundle",
@@ -225,12 +298,23 @@ async fn run(
                 links.push(json!({"relation": "next", "url": search.link(&base, rt, Some(last))}));
             }
         }
-        for v in state.store.read_many(instance, rt, &ids).await? {
+        let matches = state.store.read_many(instance, rt, &ids).await?;
+        let (included, truncated) = include(state, instance, &search.includes, &matches).await?;
+        for (v, mode) in matches
+            .into_iter()
+            .map(|v| (v, "match"))
+            .chain(included.into_iter().map(|v| (v, "include")))
+        {
             entries.push(json!({
                 "fullUrl": format!("{base}/{}/{}", v.resource_type, v.id),
                 "resource": v.body,
-                "search": {"mode": "match"},
+                "search": {"mode": mode},
             }));
+        }
+        if truncated {
+            search.ignored.push(format!(
+                "_include/_revinclude found more than {MAX_INCLUDED} resources; the first {MAX_INCLUDED} are included"
+            ));
         }
     }
     if !search.ignored.is_empty() {
@@ -249,4 +333,76 @@ async fn run(
     Ok(HttpResponse::Ok()
         .content_type(FHIR_JSON)
         .body(bundle.to_string()))
+}
+
+/// The resources `_include` and `_revinclude` add to a page of matches (each once, none that
+/// is already a match), and whether [`MAX_INCLUDED`] cut them short.
+async fn include(
+    state: &FhirState,
+    instance: &InstanceName,
+    includes: &[Include],
+    matches: &[Version],
+) -> Result<(Vec<Version>, bool), FhirError> {
+    let mut have: HashSet<(String, String)> = matches
+        .iter()
+        .map(|v| (v.resource_type.clone(), v.id.clone()))
+        .collect();
+    let mut frontier: Vec<(String, String)> = have.iter().cloned().collect();
+    let mut included = Vec::new();
+    for round in 0..MAX_ROUNDS {
+        let specs: Vec<&Include> = includes
+            .iter()
+            .filter(|i| round == 0 || i.iterate)
+            .collect();
+        if specs.is_empty() || frontier.is_empty() {
+            break;
+        }
+        let mut by_type: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (t, id) in &frontier {
+            by_type.entry(t.clone()).or_default().push(id.clone());
+        }
+        let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for spec in specs {
+            if spec.reverse {
+                for (t, ids) in &by_type {
+                    let found = state
+                        .store
+                        .referrers_of(instance, &spec.source, spec.param.as_deref(), t, ids)
+                        .await?;
+                    wanted
+                        .entry(spec.source.to_string())
+                        .or_default()
+                        .extend(found);
+                }
+            } else if let Some(ids) = by_type.get(spec.source.as_str()) {
+                let target = spec.target.as_ref().map(|t| t.as_str());
+                for (t, id) in state
+                    .store
+                    .references_of(instance, &spec.source, spec.param.as_deref(), ids, target)
+                    .await?
+                {
+                    wanted.entry(t).or_default().insert(id);
+                }
+            }
+        }
+        frontier.clear();
+        for (t, ids) in wanted {
+            let Ok(rt) = t.parse::<ResourceType>() else {
+                continue;
+            };
+            let ids: Vec<String> = ids
+                .into_iter()
+                .filter(|id| !have.contains(&(t.clone(), id.clone())))
+                .collect();
+            for v in state.store.read_many(instance, &rt, &ids).await? {
+                if included.len() >= MAX_INCLUDED {
+                    return Ok((included, true));
+                }
+                have.insert((v.resource_type.clone(), v.id.clone()));
+                frontier.push((v.resource_type.clone(), v.id.clone()));
+                included.push(v);
+            }
+        }
+    }
+    Ok((included, false))
 }

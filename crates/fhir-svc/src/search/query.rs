@@ -473,3 +473,95 @@ fn matching_ids(
     }
     sets.join(" INTERSECT ")
 }
+
+/// Ids binding helper for `IN (...)` lists.
+fn in_list(sql: &mut Sql, ids: &[String]) -> String {
+    ids.iter()
+        .map(|id| sql.text(id))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `_include`: the (type, id) targets of the reference parameter `param` (any reference
+/// parameter when `None`) of the `rt` resources `ids`, optionally only of `target` type.
+pub async fn references_of<'e, E>(
+    executor: E,
+    instance: &InstanceName,
+    rt: &ResourceType,
+    param: Option<&str>,
+    ids: &[String],
+    target: Option<&str>,
+) -> Result<Vec<(String, String)>, FhirError>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql {
+        text: String::new(),
+        binds: Vec::new(),
+    };
+    let inst = sql.text(&instance.to_string());
+    let ty = sql.text(rt.as_str());
+    let mut filter = String::new();
+    if let Some(p) = param {
+        filter.push_str(&format!(" AND x.param = {}", sql.text(p)));
+    }
+    if let Some(t) = target {
+        filter.push_str(&format!(" AND x.target_type = {}", sql.text(t)));
+    }
+    let list = in_list(&mut sql, ids);
+    sql.text = format!(
+        "SELECT DISTINCT x.target_type, x.target_id FROM fhir_index_references x \
+         WHERE x.instance = {inst} AND x.resource_type = {ty}{filter} AND x.id IN ({list}) \
+         ORDER BY x.target_type, x.target_id"
+    );
+    sql.query()
+        .fetch_all(executor)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("target_type")?, r.try_get("target_id")?)))
+        .collect()
+}
+
+/// `_revinclude`: ids of the `rt` resources whose reference parameter `param` (any when
+/// `None`) points at one of the `target_type` resources `targets`.
+pub async fn referrers_of<'e, E>(
+    executor: E,
+    instance: &InstanceName,
+    rt: &ResourceType,
+    param: Option<&str>,
+    target_type: &str,
+    targets: &[String],
+) -> Result<Vec<String>, FhirError>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    if targets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql {
+        text: String::new(),
+        binds: Vec::new(),
+    };
+    let inst = sql.text(&instance.to_string());
+    let ty = sql.text(rt.as_str());
+    let tt = sql.text(target_type);
+    let mut filter = String::new();
+    if let Some(p) = param {
+        filter.push_str(&format!(" AND x.param = {}", sql.text(p)));
+    }
+    let list = in_list(&mut sql, targets);
+    sql.text = format!(
+        "SELECT DISTINCT x.id FROM fhir_index_references x WHERE x.instance = {inst} \
+         AND x.resource_type = {ty}{filter} AND x.target_type = {tt} AND x.target_id IN ({list}) \
+         ORDER BY x.id"
+    );
+    sql.query()
+        .fetch_all(executor)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>("id").map_err(FhirError::from))
+        .collect()
+}
