@@ -425,6 +425,28 @@ impl Store {
         .await
     }
 
+    /// One page of the current resources matching a search, in `_sort` order from `offset`.
+    pub async fn search_sorted(
+        &self,
+        instance: &InstanceName,
+        rt: &ResourceType,
+        conditions: &[crate::search::query::Condition],
+        keys: &[crate::search::query::SortKey],
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<String>, FhirError> {
+        crate::search::query::find_sorted(
+            self.db.pool(),
+            instance,
+            rt,
+            conditions,
+            keys,
+            offset,
+            limit,
+        )
+        .await
+    }
+
     /// How many current resources match a search.
     pub async fn search_count(
         &self,

@@ -1545,6 +1545,53 @@ async fn search_pages_and_lenient_parameters(env: Env) {
     assert_eq!(fhir.get("/Patient?_count=many").await.status, 400);
     assert_eq!(fhir.get("/Patient?birthdate=notadate").await.status, 200);
 
+    // _sort on several keys, paged to the end: each once, in order.
+    let mut sorted = Vec::new();
+    let mut page = fhir
+        .get("/Patient?family=searchme&_sort=birthdate,-given&_count=10")
+        .await;
+    loop {
+        assert_eq!(page.status, 200, "{}", page.body);
+        for e in page.body["entry"].as_array().unwrap() {
+            if e["search"]["mode"] == "match" {
+                let r = &e["resource"];
+                sorted.push((
+                    r["birthDate"].as_str().unwrap().to_owned(),
+                    r["name"][0]["given"][0].as_str().unwrap().to_lowercase(),
+                ));
+            }
+        }
+        let next = page.body["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .map(|l| l["url"].as_str().unwrap().to_owned());
+        let Some(next) = next else { break };
+        let res = fhir.client.get(&next).send().await.unwrap();
+        page = Answer {
+            status: res.status(),
+            headers: res.headers().clone(),
+            body: res.json().await.unwrap(),
+        };
+    }
+    assert_eq!(sorted.len(), 25);
+    let mut expected = sorted.clone();
+    expected.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    assert_eq!(sorted, expected);
+    assert_eq!(sorted[0], ("1990-05-01".to_owned(), "g4".to_owned()));
+    assert_eq!(
+        fhir.call(
+            Method::GET,
+            "/Patient?_sort=nonsense",
+            None,
+            &[("prefer", "handling=strict")]
+        )
+        .await
+        .status,
+        400
+    );
+
     // POST _search takes the parameters as a form.
     let posted = fhir
         .client

@@ -7,7 +7,8 @@
 //! `Prefer: handling=strict` they are a 400. Matches come in id order and `next` carries the
 //! last id as its continuation token: keyset paging, so pages stay stable while others
 //! write. `_count` (default 10, at most `[fhir] max_search_count`), `_summary=count`,
-//! `_total`, and `_include` / `_revinclude` (with `:iterate` and `Type:*`; included resources
+//! `_total`, `_sort` (several keys, `-` for descending; a sorted search pages by position,
+//! so it is not stable while others write), and `_include` / `_revinclude` (with `:iterate` and `Type:*`; included resources
 //! come as `search.mode` = `include`, at most [`MAX_INCLUDED`] per page, unlike Azure's cap of
 //! 100) are the result parameters applied so far.
 
@@ -24,7 +25,7 @@ use crate::domain::{instant, ResourceType};
 use crate::error::{operation_outcome, FhirError};
 use crate::http::{base_url, read_body, resource_type, FhirState, Instance, FHIR_JSON};
 use crate::search::params;
-use crate::search::query::{self, Condition};
+use crate::search::query::{self, Condition, SortKey};
 use crate::store::Version;
 
 const DEFAULT_COUNT: usize = 10;
@@ -101,6 +102,8 @@ struct Search {
     summary_count: bool,
     total: bool,
     includes: Vec<Include>,
+    /// `_sort` keys; a sorted search pages by position (`ct=@{offset}`) instead of by id.
+    sort: Vec<SortKey>,
     /// The parameters applied, to repeat in `self` and `next` links.
     applied: Vec<(String, String)>,
     ignored: Vec<String>,
@@ -120,6 +123,7 @@ impl Search {
             summary_count: false,
             total: false,
             includes: Vec::new(),
+            sort: Vec::new(),
             applied: Vec::new(),
             ignored: Vec::new(),
         };
@@ -141,6 +145,7 @@ impl Search {
                         )))
                     }
                 },
+                "_sort" => SortKey::parse_list(rt, &value).map(|k| s.sort = k),
                 "_summary" if value == "count" => {
                     s.summary_count = true;
                     Ok(())
@@ -171,6 +176,19 @@ impl Search {
             }
         }
         Ok(s)
+    }
+
+    /// Where a sorted page starts: its continuation token is `@{offset}`.
+    fn offset(&self) -> Result<i64, FhirError> {
+        match self.after.as_deref() {
+            None => Ok(0),
+            Some(t) => t
+                .strip_prefix('@')
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| {
+                    FhirError::invalid("the continuation token does not belong to this search")
+                }),
+        }
     }
 
     fn link(&self, base: &str, rt: &ResourceType, after: Option<&str>) -> String {
@@ -281,22 +299,40 @@ async fn run(
     let mut entries: Vec<Value> = Vec::new();
     if !search.summary_count && search.count > 0 {
         // One more than a page tells whether there is a next one.
-        let mut ids = state
-            .store
-            .search_page(
-                instance,
-                rt,
-                &search.conditions,
-                search.after.as_deref(),
-                search.count as i64 + 1,
-            )
-            .await?;
+        let mut ids = if search.sort.is_empty() {
+            state
+                .store
+                .search_page(
+                    instance,
+                    rt,
+                    &search.conditions,
+                    search.after.as_deref(),
+                    search.count as i64 + 1,
+                )
+                .await?
+        } else {
+            state
+                .store
+                .search_sorted(
+                    instance,
+                    rt,
+                    &search.conditions,
+                    &search.sort,
+                    search.offset()?,
+                    search.count as i64 + 1,
+                )
+                .await?
+        };
         let more = ids.len() > search.count;
         ids.truncate(search.count);
         if more {
-            if let Some(last) = ids.last() {
-                links.push(json!({"relation": "next", "url": search.link(&base, rt, Some(last))}));
-            }
+            let token = if search.sort.is_empty() {
+                ids.last().cloned()
+            } else {
+                Some(format!("@{}", search.offset()? + search.count as i64))
+            };
+            links
+                .push(json!({"relation": "next", "url": search.link(&base, rt, token.as_deref())}));
         }
         let matches = state.store.read_many(instance, rt, &ids).await?;
         let (included, truncated) = include(state, instance, &search.includes, &matches).await?;

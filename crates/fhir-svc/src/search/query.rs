@@ -322,6 +322,122 @@ where
         .collect()
 }
 
+/// One `_sort` key: a parameter (or `_id`, `_lastUpdated`) and its direction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SortKey {
+    pub param: String,
+    pub descending: bool,
+}
+
+impl SortKey {
+    /// `_sort=a,-b` of `rt`: each a parameter that has a value to order by.
+    pub fn parse_list(rt: &ResourceType, value: &str) -> Result<Vec<SortKey>, FhirError> {
+        value
+            .split(',')
+            .map(|k| {
+                let (descending, param) = match k.strip_prefix('-') {
+                    Some(p) => (true, p),
+                    None => (false, k),
+                };
+                let sortable = param == ID
+                    || param == LAST_UPDATED
+                    || params::find(rt.as_str(), param).is_some_and(|p| {
+                        matches!(
+                            p.kind,
+                            ParamType::String
+                                | ParamType::Date
+                                | ParamType::Token
+                                | ParamType::Reference
+                        )
+                    });
+                if !sortable {
+                    return Err(FhirError::invalid(format!(
+                        "_sort: '{param}' is not a parameter of {rt} that results can be sorted by"
+                    )));
+                }
+                Ok(SortKey {
+                    param: param.to_owned(),
+                    descending,
+                })
+            })
+            .collect()
+    }
+}
+
+/// One page of matches ordered by `keys` (then id): `limit` ids from `offset`.
+///
+/// A parameter's sort value is its lowest value for ascending order and its highest for
+/// descending (R4 search.html#_sort), resources without one last.
+pub async fn find_sorted<'e, E>(
+    executor: E,
+    instance: &InstanceName,
+    rt: &ResourceType,
+    conditions: &[Condition],
+    keys: &[SortKey],
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<String>, FhirError>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    let mut sql = Sql {
+        text: String::new(),
+        binds: Vec::new(),
+    };
+    let matching = matching_ids(&mut sql, instance, rt, conditions);
+    let inst = sql.text(&instance.to_string());
+    let ty = sql.text(rt.as_str());
+    let mut joins = String::new();
+    let mut order = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let dir = if key.descending { "DESC" } else { "ASC" };
+        let agg = if key.descending { "MAX" } else { "MIN" };
+        let column = match key.param.as_str() {
+            ID => "m.id".to_owned(),
+            LAST_UPDATED => {
+                joins.push_str(&format!(
+                    " JOIN fhir_current c{i} ON c{i}.instance = {inst} AND c{i}.resource_type = {ty} AND c{i}.id = m.id"
+                ));
+                format!("c{i}.last_updated_ms")
+            }
+            param => {
+                let kind = params::find(rt.as_str(), param).map(|p| p.kind);
+                let (table, value) = match kind {
+                    Some(ParamType::String) => ("fhir_index_strings", "value"),
+                    Some(ParamType::Token) => ("fhir_index_tokens", "code"),
+                    Some(ParamType::Reference) => ("fhir_index_references", "target_id"),
+                    _ if key.descending => ("fhir_index_dates", "end_ms"),
+                    _ => ("fhir_index_dates", "start_ms"),
+                };
+                let p = sql.text(param);
+                joins.push_str(&format!(
+                    " LEFT JOIN (SELECT x.id, {agg}(x.{value}) AS k FROM {table} x \
+                     WHERE x.instance = {inst} AND x.resource_type = {ty} AND x.param = {p} \
+                     GROUP BY x.id) s{i} ON s{i}.id = m.id"
+                ));
+                format!("s{i}.k")
+            }
+        };
+        // Without a value, last either way (CASE keeps it portable across both databases).
+        order.push(format!(
+            "CASE WHEN {column} IS NULL THEN 1 ELSE 0 END, {column} {dir}"
+        ));
+    }
+    order.push("m.id".to_owned());
+    let lim = sql.bind(Bind::Int(limit));
+    let off = sql.bind(Bind::Int(offset));
+    sql.text = format!(
+        "SELECT m.id FROM (SELECT DISTINCT id FROM ({matching}) u) m{joins} ORDER BY {} LIMIT {lim} OFFSET {off}",
+        order.join(", ")
+    );
+    sql.query()
+        .fetch_all(executor)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>("id").map_err(FhirError::from))
+        .collect()
+}
+
 /// How many current resources of `rt` match every condition.
 pub async fn count<'e, E>(
     executor: E,
