@@ -6,7 +6,8 @@ Source: npm `hl7.fhir.r4.examples@4.0.1` (downloaded with `npm pack` into
 ~/.cache/hds-fhir once). Output, under crates/fhir-svc/definitions/r4/:
   resource-types.txt       every concrete resource type, one per line, sorted
   search-parameters.json   every SearchParameter with an expression, compact:
-                           [{"code", "type", "base": [...], "expression"}], sorted
+                           [{"code", "type", "base": [...], "expression", "target"?: [...]}],
+                           sorted
 and under crates/fhir-validation/definitions/r4/ (a JSON array, one object per line):
   structures.json          the snapshot elements of every base resource and datatype
                            (derivation specialization; no profiles, no logical models).
@@ -270,12 +271,16 @@ def main():
         with open(path, encoding="utf-8") as f:
             sp = json.load(f)
         if sp.get("expression") and sp.get("type") not in ("composite", "special"):
-            params.append({
+            param = {
                 "code": sp["code"],
                 "type": sp["type"],
                 "base": sorted(sp["base"]),
                 "expression": sp["expression"],
-            })
+            }
+            # The types a reference parameter can point at (chained search needs them).
+            if sp["type"] == "reference" and sp.get("target"):
+                param["target"] = sorted(sp["target"])
+            params.append(param)
     params.sort(key=lambda p: (p["code"], p["base"], p["expression"]))
     # A few parameters are published twice (e.g. `_id` as `Resource.id` and as `id`): keep one.
     seen = set()

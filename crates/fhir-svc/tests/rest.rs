@@ -1626,17 +1626,17 @@ fn entries_by_mode(bundle: &Value, mode: &str) -> Vec<String> {
 }
 
 /// `_include`, `_revinclude` and `:iterate`: referenced and referring resources come along
-/// as `include` entries, each once.
+/// as `include` entries, each once. Chained parameters and `_has` select through references.
 async fn search_includes_and_revincludes(env: Env) {
     let fhir = Fhir::on(&env, "ws1-fhir").await;
     for (path, body) in [
         (
             "/Patient/inc-p1",
-            json!({"resourceType": "Patient", "id": "inc-p1"}),
+            json!({"resourceType": "Patient", "id": "inc-p1", "name": [{"family": "Chainy"}]}),
         ),
         (
             "/Patient/inc-p2",
-            json!({"resourceType": "Patient", "id": "inc-p2"}),
+            json!({"resourceType": "Patient", "id": "inc-p2", "name": [{"family": "Deep"}]}),
         ),
         (
             "/Encounter/inc-e1",
@@ -1690,6 +1690,73 @@ async fn search_includes_and_revincludes(env: Env) {
         entries_by_mode(&rev.body, "include"),
         ["Observation/inc-o1", "Observation/inc-o2"]
     );
+
+    // Chains, typed, untyped where the parameter has one target type, and two levels deep.
+    let chained = fhir.get("/Observation?subject:Patient.name=chainy").await;
+    assert_eq!(
+        entries_by_mode(&chained.body, "match"),
+        ["Observation/inc-o1", "Observation/inc-o2"],
+        "{}",
+        chained.body
+    );
+    assert_eq!(
+        entries_by_mode(&chained.body, "match"),
+        ["Observation/inc-o1", "Observation/inc-o2"]
+    );
+    let untyped = fhir.get("/Observation?patient.name=chainy").await;
+    assert_eq!(
+        entries_by_mode(&untyped.body, "match"),
+        ["Observation/inc-o1", "Observation/inc-o2"]
+    );
+    let deep = fhir
+        .get("/Observation?encounter:Encounter.subject:Patient.name=deep")
+        .await;
+    assert_eq!(entries_by_mode(&deep.body, "match"), ["Observation/inc-o2"]);
+    assert!(ids_of(
+        &fhir
+            .get("/Observation?subject:Patient.name=nobody")
+            .await
+            .body
+    )
+    .is_empty());
+    // subject can point at Group, Device, Patient or Location: the type must be named.
+    let ambiguous = fhir
+        .call(
+            Method::GET,
+            "/Observation?subject.name=chainy",
+            None,
+            &[("prefer", "handling=strict")],
+        )
+        .await;
+    assert_eq!(ambiguous.status, 400);
+    assert!(
+        ambiguous.body.to_string().contains("subject:"),
+        "{}",
+        ambiguous.body
+    );
+
+    // _has: patients that observations with this code point at; nested _has too.
+    let has = fhir
+        .get("/Patient?_has:Observation:subject:code=urn:c|inc")
+        .await;
+    assert_eq!(entries_by_mode(&has.body, "match"), ["Patient/inc-p1"]);
+    let none = fhir
+        .get("/Patient?_has:Observation:subject:code=urn:c|other")
+        .await;
+    assert!(ids_of(&none.body).is_empty());
+    let nested = fhir
+        .get("/Patient?_has:Encounter:subject:_has:Observation:encounter:code=urn:c|inc")
+        .await;
+    assert_eq!(entries_by_mode(&nested.body, "match"), ["Patient/inc-p2"]);
+    let bad_has = fhir
+        .call(
+            Method::GET,
+            "/Patient?_has:Observation:status:code=x",
+            None,
+            &[("prefer", "handling=strict")],
+        )
+        .await;
+    assert_eq!(bad_has.status, 400);
 
     // Not a reference parameter: ignored with a warning, or 400 when strict.
     let bad = fhir

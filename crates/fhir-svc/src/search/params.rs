@@ -26,6 +26,8 @@ struct Definition {
     kind: ParamType,
     base: Vec<String>,
     expression: String,
+    #[serde(default)]
+    target: Vec<String>,
 }
 
 /// One search parameter of one resource type.
@@ -34,6 +36,8 @@ pub struct Param {
     pub code: String,
     pub kind: ParamType,
     pub expression: fhirpath::Expr,
+    /// For a reference parameter, the types it can point at.
+    pub targets: Vec<String>,
 }
 
 pub struct Registry {
@@ -60,6 +64,7 @@ impl Registry {
                 code: d.code,
                 kind: d.kind,
                 expression,
+                targets: d.target,
             });
             for base in d.base {
                 if base == "Resource" || base == "DomainResource" {

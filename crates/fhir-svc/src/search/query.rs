@@ -39,7 +39,24 @@ pub enum Condition {
         param: String,
         values: Vec<(DatePrefix, i64, i64)>,
     },
+    /// Chaining (`subject:Patient.name=x`): the reference `param` points at a `target`
+    /// resource that matches `inner`.
+    Chain {
+        param: String,
+        target: ResourceType,
+        inner: Vec<Condition>,
+    },
+    /// Reverse chaining (`_has:Observation:patient:code=x`): a `source` resource whose
+    /// reference `param` points here matches `inner`.
+    Has {
+        source: ResourceType,
+        param: String,
+        inner: Vec<Condition>,
+    },
 }
+
+/// How deep chains and `_has` may nest.
+const MAX_CHAIN: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DatePrefix {
@@ -100,8 +117,23 @@ pub fn parse_one(
     key: &str,
     value: &str,
 ) -> Result<Option<Condition>, FhirError> {
+    parse_at(rt, key, value, 0)
+}
+
+fn parse_at(
+    rt: &ResourceType,
+    key: &str,
+    value: &str,
+    depth: usize,
+) -> Result<Option<Condition>, FhirError> {
     if key == "_format" || key == "_pretty" {
         return Ok(None);
+    }
+    if let Some(rest) = key.strip_prefix("_has:") {
+        return parse_has(rt, key, rest, value, depth).map(Some);
+    }
+    if let Some((head, rest)) = key.split_once('.') {
+        return parse_chain(rt, key, head, rest, value, depth).map(Some);
     }
     let (code, modifier) = match key.split_once(':') {
         Some((c, m)) => (c, Some(m)),
@@ -219,6 +251,109 @@ pub fn parse_one(
         }
     };
     Ok(Some(condition))
+}
+
+fn too_deep(key: &str, depth: usize) -> Result<(), FhirError> {
+    if depth >= MAX_CHAIN {
+        return Err(FhirError::invalid(format!(
+            "'{key}' nests chains or _has more than {MAX_CHAIN} deep"
+        )));
+    }
+    Ok(())
+}
+
+/// `param[:Type].rest=value`: the reference `param` of `rt` points at a resource of `Type`
+/// (needed when the parameter can point at several types) matching `rest=value`.
+fn parse_chain(
+    rt: &ResourceType,
+    key: &str,
+    head: &str,
+    rest: &str,
+    value: &str,
+    depth: usize,
+) -> Result<Condition, FhirError> {
+    too_deep(key, depth)?;
+    let (code, typed) = match head.split_once(':') {
+        Some((c, t)) => (c, Some(t)),
+        None => (head, None),
+    };
+    let param = params::find(rt.as_str(), code)
+        .filter(|p| p.kind == ParamType::Reference)
+        .ok_or_else(|| {
+            FhirError::invalid(format!(
+                "'{key}': '{code}' is not a reference parameter of {rt}, so it cannot be chained"
+            ))
+        })?;
+    let target = match typed {
+        Some(t) => t,
+        None => match param.targets.as_slice() {
+            [only] => only.as_str(),
+            many => {
+                return Err(FhirError::invalid(format!(
+                    "'{key}': '{code}' can point at {}; name one, as in '{code}:{}.{rest}'",
+                    many.join(", "),
+                    many.first().map_or("Patient", String::as_str)
+                )))
+            }
+        },
+    };
+    let target: ResourceType = target
+        .parse()
+        .map_err(|e: String| FhirError::invalid(format!("'{key}': {e}")))?;
+    if !param.targets.is_empty() && !param.targets.iter().any(|t| t == target.as_str()) {
+        return Err(FhirError::invalid(format!(
+            "'{key}': '{code}' of {rt} does not point at {target}"
+        )));
+    }
+    let inner = parse_at(&target, rest, value, depth + 1)?
+        .into_iter()
+        .collect();
+    Ok(Condition::Chain {
+        param: code.to_owned(),
+        target,
+        inner,
+    })
+}
+
+/// `_has:Type:param:rest=value`: a `Type` resource whose reference `param` points at this
+/// one matches `rest=value` (which may itself be a `_has`).
+fn parse_has(
+    rt: &ResourceType,
+    key: &str,
+    spec: &str,
+    value: &str,
+    depth: usize,
+) -> Result<Condition, FhirError> {
+    too_deep(key, depth)?;
+    let mut parts = spec.splitn(3, ':');
+    let (Some(source), Some(code), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(FhirError::invalid(format!(
+            "'{key}': expected _has:[type]:[reference parameter]:[parameter]"
+        )));
+    };
+    let source: ResourceType = source
+        .parse()
+        .map_err(|e: String| FhirError::invalid(format!("'{key}': {e}")))?;
+    let param = params::find(source.as_str(), code)
+        .filter(|p| p.kind == ParamType::Reference)
+        .ok_or_else(|| {
+            FhirError::invalid(format!(
+                "'{key}': '{code}' is not a reference parameter of {source}"
+            ))
+        })?;
+    if !param.targets.is_empty() && !param.targets.iter().any(|t| t == rt.as_str()) {
+        return Err(FhirError::invalid(format!(
+            "'{key}': '{code}' of {source} does not point at {rt}"
+        )));
+    }
+    let inner = parse_at(&source, rest, value, depth + 1)?
+        .into_iter()
+        .collect();
+    Ok(Condition::Has {
+        source,
+        param: code.to_owned(),
+        inner,
+    })
 }
 
 /// Splits on commas that are not escaped (`\,`).
@@ -547,6 +682,33 @@ fn matching_ids(
                     })
                     .collect();
                 index_ids("fhir_index_references", param, sql, &owner, or(alts))
+            }
+            Condition::Chain {
+                param,
+                target,
+                inner,
+            } => {
+                let p = sql.text(param);
+                let t = sql.text(target.as_str());
+                let targets = matching_ids(sql, instance, target, inner);
+                format!(
+                    "SELECT x.id FROM fhir_index_references x WHERE {owner} AND x.param = {p} \
+                     AND x.target_type = {t} AND x.target_id IN ({targets})"
+                )
+            }
+            Condition::Has {
+                source,
+                param,
+                inner,
+            } => {
+                let s = sql.text(source.as_str());
+                let p = sql.text(param);
+                let sources = matching_ids(sql, instance, source, inner);
+                format!(
+                    "SELECT x.target_id AS id FROM fhir_index_references x WHERE x.instance = {inst} \
+                     AND x.resource_type = {s} AND x.param = {p} AND x.target_type = {ty} \
+                     AND x.id IN ({sources})"
+                )
             }
             Condition::Date { param, values } => {
                 // `_lastUpdated` is the pointer's own column (an instant: start = end).
