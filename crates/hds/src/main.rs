@@ -5,10 +5,13 @@
 //!   and prints each service's URL.
 //! - `hds token --role "FHIR Data Contributor"` mints a bearer token signed with the local key
 //!   that `hds up --auth` trusts.
+//! - `hds medtech send` posts device messages to a MedTech service; `hds medtech debug` runs
+//!   the mapping debugger locally.
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod medtech;
 mod token;
 mod up;
 
@@ -31,11 +34,14 @@ enum Command {
     Up(up::UpArgs),
     /// Mint a bearer token signed with the local key.
     Token(token::TokenArgs),
+    /// MedTech: send device messages, debug mappings.
+    Medtech(medtech::MedtechArgs),
 }
 
 fn main() -> std::process::ExitCode {
     match Cli::parse().command {
         Command::Up(args) => up::run(args),
         Command::Token(args) => token::run(args),
+        Command::Medtech(args) => medtech::run(args),
     }
 }

@@ -173,6 +173,16 @@ async fn up(args: UpArgs) -> Result<(), StartError> {
     let mut medtech = medtech_svc::Settings::local_defaults(&data_dir);
     medtech.http.bind = binds[3];
     medtech.auth = auth.clone();
+    // The MedTech pipeline writes to this process' fhir-svc (over HTTP, as when deployed).
+    let fhir_host = if args.host.is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        args.host
+    };
+    medtech.medtech.fhir_base_url = format!(
+        "http://{}",
+        SocketAddr::new(fhir_host, fhir_running.addr.port())
+    );
     let medtech_running = medtech_svc::start_with(
         medtech,
         medtech_svc::Deps {

@@ -1,6 +1,8 @@
 //! What a MedTech service instance is made of: its device topic `hds.devices.{instance}`
-//! (devices and gateways produce to it) and, once mappings arrive, its consumer group.
-//! Deleting an instance deletes both.
+//! (devices and gateways produce to it), its configuration (which the provisioning command's
+//! properties may carry, as Azure's IotConnector and FhirDestination do) and, once it is
+//! configured, its pipeline and consumer group. Deleting an instance stops its pipeline and
+//! deletes all of them.
 
 use async_trait::async_trait;
 use hds_core::bus::SharedBus;
@@ -9,8 +11,12 @@ use hds_core::names::InstanceName;
 use hds_core::provisioning::{InstanceLifecycle, LifecycleError, TOPIC_PARTITIONS};
 use sqlx::{Any, Transaction};
 
+use crate::config::{arm, store};
+use crate::pipeline::Pipelines;
+
 pub struct MedtechInstances {
     pub bus: SharedBus,
+    pub pipelines: Pipelines,
 }
 
 /// The consumer group that reads an instance's device topic.
@@ -25,14 +31,30 @@ fn bus_failure(e: hds_core::bus::BusError) -> LifecycleError {
     }
 }
 
+fn storage_failure(e: sqlx::Error) -> LifecycleError {
+    LifecycleError {
+        code: "StorageFailed".into(),
+        message: e.to_string(),
+    }
+}
+
 #[async_trait]
 impl InstanceLifecycle for MedtechInstances {
     async fn provision(
         &self,
-        _tx: &mut Transaction<'_, Any>,
+        tx: &mut Transaction<'_, Any>,
         instance: &InstanceName,
-        _properties: &serde_json::Value,
+        properties: &serde_json::Value,
     ) -> Result<(), LifecycleError> {
+        let parts = arm::parts_from_properties(properties).map_err(|e| LifecycleError {
+            code: "InvalidMapping".into(),
+            message: e.to_string(),
+        })?;
+        if !parts.is_empty() {
+            store::set_in(tx, &instance.to_string(), &parts)
+                .await
+                .map_err(storage_failure)?;
+        }
         self.bus
             .ensure_topic(&topics::devices(instance), TOPIC_PARTITIONS)
             .await
@@ -41,9 +63,14 @@ impl InstanceLifecycle for MedtechInstances {
 
     async fn deprovision(
         &self,
-        _tx: &mut Transaction<'_, Any>,
+        tx: &mut Transaction<'_, Any>,
         instance: &InstanceName,
     ) -> Result<(), LifecycleError> {
+        // The worker leaves the group before the group is deleted.
+        self.pipelines.stop(instance).await;
+        store::delete(tx, &instance.to_string())
+            .await
+            .map_err(storage_failure)?;
         self.bus
             .delete_group(&consumer_group(instance))
             .await

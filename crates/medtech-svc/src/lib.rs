@@ -6,9 +6,15 @@
 //! The mapping engine is here as pure library code: device mappings ([`template`]) turn a
 //! device event ([`envelope`]) into measurements, [`grouping`] and FHIR destination mappings
 //! ([`fhir_mapping`]) turn those into Observations ([`observation`]) with iomt-fhir's ids
-//! ([`identity`]); [`debug`] runs it all for the mapping debugger. The Kafka pipeline that
-//! feeds it is still to come; today the service provisions its instances (and device topics).
+//! ([`identity`]); [`debug`] runs it all for the mapping debugger.
+//!
+//! Around the engine: each instance's configuration ([`config`], set through [`api`]), the
+//! [`pipeline`] that reads the instance's device topic and writes Observations to its FHIR
+//! service (committing only what is written or dead-lettered), HTTP ingestion and the
+//! debugger ([`api`]) and the pipeline's [`metrics`].
 
+pub mod api;
+pub mod config;
 pub mod debug;
 pub mod envelope;
 pub mod error;
@@ -20,7 +26,10 @@ pub mod instances;
 pub mod jsonpath;
 pub mod mapping_doc;
 pub mod measurement;
+pub mod metrics;
 pub mod observation;
+pub mod pipeline;
+pub mod settings;
 pub mod template;
 pub mod time;
 
@@ -35,10 +44,12 @@ use hds_core::dataplane::{self, Spec};
 use hds_core::db::{sqlite_url, Database, DatabaseSettings};
 use hds_core::names::ServiceKind;
 use hds_core::ops::{connect_db_and_bus, Running, StartError};
+use hds_core::provisioning::TOPIC_PARTITIONS;
 use hds_core::CancellationToken;
 use serde::{Deserialize, Serialize};
 
 use crate::error::MedtechError;
+pub use crate::settings::MedtechSettings;
 
 pub const NAME: &str = "medtech-svc";
 pub const DEFAULT_PORT: u16 = 8083;
@@ -53,6 +64,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     #[serde(default)]
     pub telemetry: TelemetrySettings,
+    #[serde(default)]
+    pub medtech: MedtechSettings,
 }
 hds_core::service_settings!(Settings);
 
@@ -65,6 +78,7 @@ impl Settings {
             bus: BusConfig::embedded(sqlite_url(&data_dir.join("bus.db"))),
             auth: AuthSettings::default(),
             telemetry: TelemetrySettings::default(),
+            medtech: MedtechSettings::default(),
         }
     }
 }
@@ -90,6 +104,19 @@ pub async fn start_with(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
+    deps.db.migrate(&config::store::migrations()).await?;
+    deps.bus
+        .ensure_topic(
+            hds_core::events::topics::MEDTECH_DEADLETTER,
+            TOPIC_PARTITIONS,
+        )
+        .await?;
+    let metrics = metrics::PipelineMetrics::new();
+    let pipelines = pipeline::Pipelines::new(
+        deps.db.clone(),
+        pipeline::Context::new(deps.bus.clone(), metrics.clone(), settings.medtech.clone()),
+        shutdown.clone(),
+    );
     let spec = Spec {
         name: NAME,
         kind: ServiceKind::Medtech,
@@ -97,10 +124,34 @@ pub async fn start_with(
         auth: &settings.auth,
         lifecycle: Arc::new(instances::MedtechInstances {
             bus: deps.bus.clone(),
+            pipelines: pipelines.clone(),
         }),
-        db: deps.db,
-        bus: deps.bus,
+        db: deps.db.clone(),
+        bus: deps.bus.clone(),
         blobs: None,
     };
-    dataplane::start::<MedtechError, _, _>(spec, dataplane::no_routes, listener, shutdown).await
+    let db = deps.db.clone();
+    let bus = deps.bus.clone();
+    let api_pipelines = pipelines.clone();
+    let medtech = settings.medtech.clone();
+    let routes = move |handles: &dataplane::Handles| {
+        if let Err(e) = metrics.register(handles.metrics.registry()) {
+            tracing::error!(error = %e, "the pipeline's metrics could not be registered");
+        }
+        let state = actix_web::web::Data::new(api::ApiState {
+            db,
+            bus,
+            registry: handles.registry.clone(),
+            pipelines: api_pipelines,
+            settings: medtech,
+        });
+        move |cfg: &mut actix_web::web::ServiceConfig| {
+            cfg.app_data(state.clone());
+            api::configure(cfg);
+        }
+    };
+    let mut running =
+        dataplane::start::<MedtechError, _, _>(spec, routes, listener, shutdown).await?;
+    running.tasks.push(pipelines.spawn());
+    Ok(running)
 }

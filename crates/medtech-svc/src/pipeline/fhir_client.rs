@@ -1,0 +1,186 @@
+//! fhir-svc over HTTP, as the pipeline needs it: read by id, find by identifier, and PUT
+//! (optionally `If-Match`). Answers are sorted into what the pipeline does about them:
+//! 5xx, 429, 408 and network failures are transient; 409 and 412 are a lost race (re-read and
+//! retry); any other 4xx is the FHIR service rejecting the data, which waiting cannot cure.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use super::failure::{error_type, Failure, Stage};
+
+#[derive(Clone)]
+pub struct FhirClient {
+    http: reqwest::Client,
+}
+
+/// How a call failed.
+#[derive(Debug)]
+pub enum CallError {
+    /// Another writer came first (409, 412).
+    Conflict,
+    Failed(Failure),
+}
+
+impl From<Failure> for CallError {
+    fn from(f: Failure) -> Self {
+        CallError::Failed(f)
+    }
+}
+
+/// A written resource: whether the PUT created it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub created: bool,
+}
+
+impl FhirClient {
+    pub fn new(timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self { http }
+    }
+
+    /// The current version of a resource and its version ETag, if it exists.
+    pub async fn read(
+        &self,
+        base: &str,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<(Value, Option<String>)>, Failure> {
+        let res = self
+            .http
+            .get(format!("{base}/{resource_type}/{id}"))
+            .header("Accept", "application/fhir+json")
+            .send()
+            .await
+            .map_err(network)?;
+        let status = res.status();
+        if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(rejected("read", resource_type, status, res).await);
+        }
+        let etag = res
+            .headers()
+            .get("ETag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body: Value = res.json().await.map_err(network)?;
+        Ok(Some((body, etag)))
+    }
+
+    /// The resources whose identifier matches `identifier` (`value` or `system|value`).
+    pub async fn find_by_identifier(
+        &self,
+        base: &str,
+        resource_type: &str,
+        identifier: &str,
+    ) -> Result<Vec<Value>, Failure> {
+        let res = self
+            .http
+            .get(format!("{base}/{resource_type}"))
+            .query(&[("identifier", identifier), ("_count", "2")])
+            .header("Accept", "application/fhir+json")
+            .send()
+            .await
+            .map_err(network)?;
+        let status = res.status();
+        if !status.is_success() {
+            return Err(rejected("search", resource_type, status, res).await);
+        }
+        let bundle: Value = res.json().await.map_err(network)?;
+        Ok(bundle
+            .get("entry")
+            .and_then(Value::as_array)
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter_map(|e| e.get("resource").cloned())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// `PUT {base}/{type}/{id}`, conditional on the version ETag when `if_match` is given.
+    pub async fn put(
+        &self,
+        base: &str,
+        resource: &Value,
+        if_match: Option<&str>,
+    ) -> Result<Written, CallError> {
+        let resource_type = resource
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let id = resource
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let mut req = self
+            .http
+            .put(format!("{base}/{resource_type}/{id}"))
+            .header("Content-Type", "application/fhir+json")
+            .header("Prefer", "return=minimal")
+            .json(resource);
+        if let Some(etag) = if_match {
+            req = req.header("If-Match", etag);
+        }
+        let res = req.send().await.map_err(network)?;
+        let status = res.status();
+        match status {
+            StatusCode::CREATED => Ok(Written { created: true }),
+            s if s.is_success() => Ok(Written { created: false }),
+            StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED => Err(CallError::Conflict),
+            _ => Err(rejected("write", resource_type, status, res).await.into()),
+        }
+    }
+}
+
+fn network(e: reqwest::Error) -> Failure {
+    Failure::transient(
+        "FhirServiceUnavailable",
+        format!("the FHIR service cannot be reached: {e}"),
+    )
+}
+
+/// A non-success answer: transient for 5xx/429/408, otherwise the data's (permanent).
+async fn rejected(
+    what: &str,
+    resource_type: &str,
+    status: StatusCode,
+    res: reqwest::Response,
+) -> Failure {
+    let body = res.text().await.unwrap_or_default();
+    let detail = outcome_text(&body).unwrap_or_else(|| body.chars().take(500).collect());
+    let message = format!("FHIR {what} of {resource_type} answered {status}: {detail}");
+    if status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+    {
+        Failure::transient("FhirServiceUnavailable", message)
+    } else {
+        Failure::permanent(
+            Stage::FhirConversion,
+            error_type::FHIR_RESOURCE,
+            "FhirRequestRejected",
+            message,
+        )
+    }
+}
+
+/// The diagnostics of an OperationOutcome, which say more than its status.
+fn outcome_text(body: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    let texts: Vec<&str> = v
+        .get("issue")?
+        .as_array()?
+        .iter()
+        .filter_map(|i| i.get("diagnostics").and_then(Value::as_str))
+        .collect();
+    (!texts.is_empty()).then(|| texts.join("; "))
+}

@@ -1,0 +1,284 @@
+//! Writing one window of deliveries: normalize each message, group the measurements by
+//! device, type and window, resolve Patient/Device, and save each Observation. A window is
+//! done when everything each of its messages produced is in FHIR or the message is in the
+//! dead-letter topic; only then does the worker commit it.
+//!
+//! Permanent failures dead-letter the messages concerned (each at most once per window) and
+//! the rest goes on; transient ones (FHIR unreachable, 5xx, 429) leave their groups pending,
+//! retried with backoff, with the configuration as it is at each attempt, until they succeed
+//! or the service shuts down (then nothing is committed, and the window is read again).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::stream::{self, StreamExt};
+use hds_core::bus::Delivery;
+use hds_core::names::InstanceName;
+use hds_core::CancellationToken;
+use tokio::sync::watch;
+
+use super::failure::{error_type, Failure, Stage};
+use super::upsert::{self, Saved};
+use super::{deadletter, event, Context};
+use crate::config::LoadedConfig;
+use crate::grouping::{group_measurements, observation_groups, GroupKey, MeasurementGroup};
+use crate::measurement::Measurement;
+
+/// The window could not be finished before shutdown: commit nothing.
+#[derive(Debug)]
+pub struct Interrupted;
+
+/// Observation writes of one window in flight at once.
+const CONCURRENT_GROUPS: usize = 8;
+
+struct Pending {
+    group: MeasurementGroup,
+    /// The deliveries (indices in the window) that contributed measurements.
+    sources: BTreeSet<usize>,
+}
+
+pub struct Window<'a> {
+    pub instance: &'a InstanceName,
+    pub ctx: &'a Arc<Context>,
+    pub config: &'a watch::Receiver<Arc<LoadedConfig>>,
+    pub shutdown: &'a CancellationToken,
+}
+
+impl Window<'_> {
+    fn label(&self) -> String {
+        self.instance.to_string()
+    }
+
+    fn count_error(&self, f: &Failure) {
+        self.ctx
+            .metrics
+            .errors
+            .with_label_values(&[
+                &self.label(),
+                f.stage.as_str(),
+                f.error_type,
+                f.severity(),
+                f.code,
+            ])
+            .inc();
+    }
+
+    /// Processes `deliveries` until everything is saved or dead-lettered.
+    pub async fn process(&self, deliveries: &[Delivery]) -> Result<(), Interrupted> {
+        let label = self.label();
+        let m = &self.ctx.metrics;
+        m.device_events
+            .with_label_values(&[&label])
+            .inc_by(deliveries.len() as u64);
+        let config = self.config.borrow().clone();
+        let mut dead: BTreeSet<usize> = BTreeSet::new();
+        let mut measurements: Vec<(usize, Measurement)> = Vec::new();
+        let now_ms = Utc::now().timestamp_millis();
+        for (i, d) in deliveries.iter().enumerate() {
+            if let Some(ts) = d.timestamp_ms {
+                m.processing_latency
+                    .with_label_values(&[&label])
+                    .observe((now_ms - ts).max(0) as f64 / 1000.0);
+            }
+            match normalize(&config, d) {
+                Ok(made) if made.is_empty() => {
+                    m.dropped_events.with_label_values(&[&label]).inc();
+                }
+                Ok(made) => {
+                    m.normalized_events
+                        .with_label_values(&[&label])
+                        .inc_by(made.len() as u64);
+                    measurements.extend(made.into_iter().map(|x| (i, x)));
+                }
+                Err(failure) => {
+                    self.dead_letter(d, &failure).await?;
+                    dead.insert(i);
+                }
+            }
+        }
+
+        let mut sources: HashMap<GroupKey, BTreeSet<usize>> = HashMap::new();
+        for (i, x) in &measurements {
+            sources.entry(GroupKey::of(x)).or_default().insert(*i);
+        }
+        m.measurements
+            .with_label_values(&[&label])
+            .inc_by(measurements.len() as u64);
+        let mut pending: Vec<Pending> =
+            group_measurements(measurements.into_iter().map(|(_, x)| x))
+                .into_iter()
+                .map(|group| Pending {
+                    sources: sources.remove(&group.key).unwrap_or_default(),
+                    group,
+                })
+                .collect();
+        m.measurement_groups
+            .with_label_values(&[&label])
+            .inc_by(pending.len() as u64);
+
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            // The configuration as it is now: a destination fixed meanwhile is used at once.
+            let config = self.config.borrow().clone();
+            let results: Vec<(Pending, Result<(), Failure>)> = stream::iter(pending)
+                .map(|p| {
+                    let config = config.clone();
+                    async move {
+                        let r = self
+                            .write_group(&config, &p.group, &p.sources, deliveries)
+                            .await;
+                        (p, r)
+                    }
+                })
+                .buffer_unordered(CONCURRENT_GROUPS)
+                .collect()
+                .await;
+            pending = Vec::new();
+            for (p, result) in results {
+                match result {
+                    Ok(()) => {}
+                    Err(f) if f.transient => {
+                        self.count_error(&f);
+                        tracing::warn!(instance = %self.instance, device = %p.group.key.device_id, error = %f, "FHIR write failed; will retry");
+                        pending.push(p);
+                    }
+                    Err(f) => {
+                        for i in &p.sources {
+                            if dead.insert(*i) {
+                                self.dead_letter(&deliveries[*i], &f).await?;
+                            }
+                        }
+                    }
+                }
+            }
+            if pending.is_empty() {
+                return Ok(());
+            }
+            self.pause(backoff).await?;
+            backoff = (backoff * 2).min(Duration::from_millis(
+                self.ctx.settings.max_retry_ms.max(100),
+            ));
+        }
+    }
+
+    async fn write_group(
+        &self,
+        config: &LoadedConfig,
+        group: &MeasurementGroup,
+        sources: &BTreeSet<usize>,
+        deliveries: &[Delivery],
+    ) -> Result<(), Failure> {
+        let type_name = group.key.type_name.to_string();
+        let template =
+            config
+                .fhir
+                .template_for(&group.key.type_name)
+                .ok_or_else(|| {
+                    Failure::permanent(
+                Stage::FhirConversion,
+                error_type::FHIR_TEMPLATE,
+                "FhirTemplateNotFound",
+                format!("the FHIR destination mapping has no template for the type '{type_name}'"),
+            )
+            .with_template(type_name.clone())
+                })?;
+        let windows = observation_groups(group, template.period_interval).map_err(|e| {
+            Failure::permanent(
+                Stage::Grouping,
+                error_type::FHIR_TEMPLATE,
+                "GroupingFailed",
+                e.to_string(),
+            )
+            .with_template(type_name.clone())
+        })?;
+        let fhir_url = config
+            .destination
+            .fhir_url(&self.ctx.settings.fhir_base_url);
+        let ids = self
+            .ctx
+            .resolver
+            .resolve(&config.destination, &fhir_url, &group.key)
+            .await
+            .map_err(|f| f.with_template(type_name.clone()))?;
+        let label = self.label();
+        for og in &windows {
+            let saved = upsert::save(&self.ctx.fhir, &fhir_url, template, og, &ids).await?;
+            self.ctx
+                .metrics
+                .resources_saved
+                .with_label_values(&[&label, "Observation", saved.as_str()])
+                .inc();
+            if saved != Saved::NoOperation {
+                tracing::debug!(instance = %self.instance, r#type = %type_name, operation = saved.as_str(), "Observation saved");
+            }
+        }
+        let now_ms = Utc::now().timestamp_millis();
+        for i in sources {
+            if let Some(ts) = deliveries[*i].timestamp_ms {
+                self.ctx
+                    .metrics
+                    .ingestion_latency
+                    .with_label_values(&[&label])
+                    .observe((now_ms - ts).max(0) as f64 / 1000.0);
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes a dead letter, retrying while the bus is unreachable.
+    async fn dead_letter(&self, delivery: &Delivery, failure: &Failure) -> Result<(), Interrupted> {
+        self.count_error(failure);
+        tracing::warn!(instance = %self.instance, partition = delivery.partition, offset = delivery.offset, error = %failure, "device message dead-lettered");
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match deadletter::publish(&self.ctx.bus, self.instance, delivery, failure).await {
+                Ok(()) => {
+                    self.ctx
+                        .metrics
+                        .dead_letters
+                        .with_label_values(&[&self.label()])
+                        .inc();
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "publishing a dead letter failed; retrying");
+                    self.pause(backoff).await?;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    async fn pause(&self, d: Duration) -> Result<(), Interrupted> {
+        tokio::select! {
+            _ = self.shutdown.cancelled() => Err(Interrupted),
+            _ = tokio::time::sleep(d) => Ok(()),
+        }
+    }
+}
+
+/// A message's measurements; a message that is not JSON or that a template fails on is
+/// a permanent failure (the whole message, as Azure treats it).
+fn normalize(config: &LoadedConfig, delivery: &Delivery) -> Result<Vec<Measurement>, Failure> {
+    let event = event::device_event(delivery).map_err(|e| {
+        Failure::permanent(
+            Stage::Normalization,
+            error_type::DEVICE_MESSAGE,
+            "InvalidDeviceMessage",
+            e.to_string(),
+        )
+    })?;
+    let normalized = config.device.normalize(&event);
+    if let Some(e) = normalized.errors.first() {
+        return Err(Failure::permanent(
+            Stage::Normalization,
+            error_type::DEVICE_TEMPLATE,
+            "NormalizationFailed",
+            e.to_string(),
+        )
+        .with_template(e.type_name.clone()));
+    }
+    Ok(normalized.measurements)
+}

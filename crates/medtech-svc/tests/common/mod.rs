@@ -1,0 +1,368 @@
+//! medtech-svc and fhir-svc in one test, both started in-process with `start_with`, on
+//! SQLite + the embedded bus or on PostgreSQL + Kafka (tansu). Either service can be stopped
+//! and started again on the same address (and database), as a crash and restart would.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hds_core::bus::embedded::{EmbeddedBus, EmbeddedBusSettings};
+use hds_core::bus::kafka::KafkaBus;
+use hds_core::bus::{OutgoingMessage, SharedBus};
+use hds_core::db::Database;
+use hds_core::events::v1::{OperationCommand, OperationKind, OperationState, OperationStatus};
+use hds_core::events::{new_event_id, to_message, topics};
+use hds_core::names::ServiceKind;
+use hds_core::ops::Running;
+use hds_core::CancellationToken;
+use hds_testkit::{unique, Tansu};
+use prost::Message;
+use serde_json::Value;
+
+pub const DEVICE_MAPPING: &str = r#"{
+  "templateType": "CollectionContent",
+  "template": [{
+    "templateType": "JsonPathContent",
+    "template": {
+      "typeName": "bloodpressure",
+      "typeMatchExpression": "$..[?(@systolic && @diastolic)]",
+      "deviceIdExpression": "$.deviceid",
+      "patientIdExpression": "$.patientid",
+      "timestampExpression": "$.measurementdatetime",
+      "values": [
+        {"valueName": "systolic", "valueExpression": "$.systolic", "required": true},
+        {"valueName": "diastolic", "valueExpression": "$.diastolic", "required": true}
+      ]
+    }
+  }]
+}"#;
+
+pub const FHIR_MAPPING: &str = r#"{
+  "templateType": "CollectionFhir",
+  "template": [{
+    "templateType": "CodeValueFhir",
+    "template": {
+      "typeName": "bloodpressure",
+      "periodInterval": 0,
+      "codes": [{"system": "http://loinc.org", "code": "85354-9", "display": "Blood pressure panel"}],
+      "components": [
+        {"codes": [{"system": "http://loinc.org", "code": "8480-6", "display": "Systolic blood pressure"}],
+         "value": {"valueName": "systolic", "valueType": "Quantity", "unit": "mmHg",
+                   "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
+        {"codes": [{"system": "http://loinc.org", "code": "8462-4", "display": "Diastolic blood pressure"}],
+         "value": {"valueName": "diastolic", "valueType": "Quantity", "unit": "mmHg",
+                   "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}
+      ]
+    }
+  }]
+}"#;
+
+pub const MESSAGE: &str = r#"{"systolic":120,"diastolic":80,"deviceid":"device1","patientid":"patient1","measurementdatetime":"2023-10-09T19:18:23+00:00"}"#;
+
+pub const PATIENT_ID: &str = "cd3ee1fc63936b0083c968fe962a726d383ab6ee83af53d4f50507ccd646b68a";
+pub const DEVICE_ID: &str = "e55c4dadeb1050efd66966053edc1a9f921022858367eff94c3fc7660ed1f1ef";
+pub const OBSERVATION_ID: &str = "9775bc0753197aa95458c15a4d5eef689c07b33d7f19706dde2247b3124abfad";
+
+pub const FHIR_INSTANCE: &str = "ws1-fhir";
+pub const MEDTECH_INSTANCE: &str = "ws1-medtech";
+
+/// One in-process service that can be stopped and started again on its address.
+pub struct Service {
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    running: Option<Running>,
+}
+
+impl Service {
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(r) = self.running.take() {
+            tokio::time::timeout(Duration::from_secs(60), r.wait())
+                .await
+                .expect("graceful shutdown within 60 s");
+        }
+    }
+}
+
+/// The same address again, once the previous server let it go.
+fn listener(addr: SocketAddr) -> TcpListener {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match TcpListener::bind(addr) {
+            Ok(l) => return l,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("waiting for {addr}: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot bind {addr} again: {e}"),
+        }
+    }
+}
+
+pub struct Stack {
+    pub bus: SharedBus,
+    pub fhir: Service,
+    pub medtech: Service,
+    fhir_db: Database,
+    medtech_db: Database,
+    pub http: reqwest::Client,
+    _tansu: Option<Tansu>,
+    dir: tempfile::TempDir,
+}
+
+impl Stack {
+    pub async fn embedded() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let bus_db = hds_testkit::sqlite_database(dir.path(), "bus").await;
+        let bus: SharedBus = Arc::new(
+            EmbeddedBus::open(bus_db, EmbeddedBusSettings::new("unused"))
+                .await
+                .unwrap(),
+        );
+        let fhir_db = hds_testkit::sqlite_database(dir.path(), "fhir").await;
+        let medtech_db = hds_testkit::sqlite_database(dir.path(), "medtech").await;
+        Self::start(bus, fhir_db, medtech_db, None, dir).await
+    }
+
+    pub async fn kafka() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let tansu = Tansu::start().await;
+        let bus: SharedBus = Arc::new(KafkaBus::new(&tansu.settings()).unwrap());
+        let fhir_db = hds_testkit::pg_database("fhir").await;
+        let medtech_db = hds_testkit::pg_database("medtech").await;
+        Self::start(bus, fhir_db, medtech_db, Some(tansu), dir).await
+    }
+
+    async fn start(
+        bus: SharedBus,
+        fhir_db: Database,
+        medtech_db: Database,
+        tansu: Option<Tansu>,
+        dir: tempfile::TempDir,
+    ) -> Self {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut stack = Stack {
+            fhir: Service {
+                addr: any,
+                shutdown: CancellationToken::new(),
+                running: None,
+            },
+            medtech: Service {
+                addr: any,
+                shutdown: CancellationToken::new(),
+                running: None,
+            },
+            bus,
+            fhir_db,
+            medtech_db,
+            http: reqwest::Client::new(),
+            _tansu: tansu,
+            dir,
+        };
+        stack.start_fhir().await;
+        stack.start_medtech().await;
+        stack
+    }
+
+    /// Starts fhir-svc (again), on its previous address if it had one.
+    pub async fn start_fhir(&mut self) {
+        let l = listener(self.fhir.addr);
+        let settings = fhir_svc::Settings::local_defaults(self.dir.path());
+        let shutdown = CancellationToken::new();
+        let deps = fhir_svc::Deps {
+            db: self.fhir_db.clone(),
+            bus: self.bus.clone(),
+        };
+        let running = fhir_svc::start_with(settings, deps, l, shutdown.clone())
+            .await
+            .unwrap();
+        self.fhir = Service {
+            addr: running.addr,
+            shutdown,
+            running: Some(running),
+        };
+    }
+
+    /// Starts medtech-svc (again), writing to this stack's fhir-svc.
+    pub async fn start_medtech(&mut self) {
+        let l = listener(self.medtech.addr);
+        let mut settings = medtech_svc::Settings::local_defaults(self.dir.path());
+        settings.medtech.fhir_base_url = self.fhir.base();
+        settings.medtech.flush_interval_ms = 100;
+        settings.medtech.max_retry_ms = 500;
+        let shutdown = CancellationToken::new();
+        let deps = medtech_svc::Deps {
+            db: self.medtech_db.clone(),
+            bus: self.bus.clone(),
+        };
+        let running = medtech_svc::start_with(settings, deps, l, shutdown.clone())
+            .await
+            .unwrap();
+        self.medtech = Service {
+            addr: running.addr,
+            shutdown,
+            running: Some(running),
+        };
+    }
+
+    /// Provisions the FHIR and the MedTech instance and waits until both are ready.
+    pub async fn provision(&self) {
+        self.bus
+            .ensure_topic(topics::OPERATIONS_STATUS, 1)
+            .await
+            .unwrap();
+        let mut statuses = self
+            .bus
+            .subscribe(&unique("g"), &[topics::OPERATIONS_STATUS])
+            .await
+            .unwrap();
+        let mut waiting = Vec::new();
+        for (kind, instance, path) in [
+            (ServiceKind::Fhir, FHIR_INSTANCE, "fhirservices/fhir"),
+            (
+                ServiceKind::Medtech,
+                MEDTECH_INSTANCE,
+                "iotconnectors/medtech",
+            ),
+        ] {
+            let cmd = OperationCommand {
+                event_id: new_event_id(),
+                operation_id: new_event_id(),
+                kind: OperationKind::ProvisionInstance as i32,
+                resource_id: format!("/subscriptions/s/resourceGroups/rg/providers/Microsoft.HealthcareApis/workspaces/ws1/{path}"),
+                service_kind: kind.to_proto() as i32,
+                instance: instance.into(),
+                properties_json: "{}".into(),
+                requested_at_unix_ms: 0,
+            };
+            self.bus
+                .publish(
+                    topics::OPERATIONS_COMMANDS,
+                    to_message(&cmd, cmd.resource_id.clone()),
+                )
+                .await
+                .unwrap();
+            waiting.push(cmd.operation_id);
+        }
+        while !waiting.is_empty() {
+            let d = tokio::time::timeout(Duration::from_secs(60), statuses.next())
+                .await
+                .expect("a status within 60 s")
+                .unwrap();
+            let s = OperationStatus::decode(d.payload.as_slice()).unwrap();
+            if let Some(i) = waiting.iter().position(|w| *w == s.operation_id) {
+                assert_eq!(s.state, OperationState::Succeeded as i32, "{s:?}");
+                waiting.remove(i);
+            }
+        }
+        statuses.close().await;
+    }
+
+    pub fn medtech_url(&self, path: &str) -> String {
+        format!("{}/{MEDTECH_INSTANCE}{path}", self.medtech.base())
+    }
+
+    pub fn fhir_url(&self, path: &str) -> String {
+        format!("{}/{FHIR_INSTANCE}{path}", self.fhir.base())
+    }
+
+    /// Sets the worked example's mappings and a Create destination on this stack's fhir-svc.
+    pub async fn configure(&self) {
+        for (path, body) in [
+            ("/mappings/device", DEVICE_MAPPING.to_owned()),
+            ("/mappings/fhir", FHIR_MAPPING.to_owned()),
+            (
+                "/destination",
+                serde_json::json!({"resolutionType": "Create", "fhirService": FHIR_INSTANCE})
+                    .to_string(),
+            ),
+        ] {
+            let res = self
+                .http
+                .put(self.medtech_url(path))
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200, "{path}: {}", res.text().await.unwrap());
+        }
+    }
+
+    /// Produces a device message to the instance's topic, as a device would.
+    pub async fn produce(&self, payload: &[u8]) {
+        let topic = format!("hds.devices.{MEDTECH_INSTANCE}");
+        self.bus
+            .publish(
+                &topic,
+                OutgoingMessage::new(payload.to_vec()).with_key("device1"),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// `GET` of a FHIR resource: its body, or `None` when it is not there (404).
+    pub async fn fhir_read(&self, path: &str) -> Option<Value> {
+        let res = self.http.get(self.fhir_url(path)).send().await.ok()?;
+        (res.status() == 200).then_some(())?;
+        res.json().await.ok()
+    }
+
+    /// Waits (polling, up to 60 s) until the FHIR resource exists.
+    pub async fn wait_for_resource(&self, path: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(v) = self.fhir_read(path).await {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} did not appear within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The sum of a medtech-svc metric over the series whose labels contain all `labels`.
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.medtech.base()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .filter(|l| labels.iter().all(|want| l.contains(want)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Waits (polling, up to 60 s) until the metric reaches `at_least`.
+    pub async fn wait_for_metric(&self, name: &str, labels: &[&str], at_least: f64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let v = self.metric(name, labels).await;
+            if v >= at_least {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}{labels:?} stayed at {v} (< {at_least}) for 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        self.medtech.stop().await;
+        self.fhir.stop().await;
+    }
+}
