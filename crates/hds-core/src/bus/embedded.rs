@@ -308,14 +308,16 @@ impl EmbeddedSubscription {
     }
 
     /// Re-reads the assignment after a join or leave; positions restart at committed offsets.
+    /// Takes this member's partitions after a change of the group. Cancel-safe (`next()` may
+    /// be dropped at any await, e.g. by a consumer's timeout): the new positions are read
+    /// first and installed together with the generation, so a cancelled refresh is simply
+    /// done again.
     async fn refresh_assignment(&mut self) -> Result<(), BusError> {
         let (generation, index, members) = self.inner.assignment(&self.group, self.member);
         if generation == self.generation {
             return Ok(());
         }
-        self.generation = generation;
-        self.buffer.clear();
-        self.positions.clear();
+        let mut positions = HashMap::new();
         let mut slot = 0usize;
         for (topic, partitions) in &self.topics {
             for p in 0..*partitions as i32 {
@@ -331,12 +333,14 @@ impl EmbeddedSubscription {
                     .await?
                     .map(|r| r.try_get("next_offset"))
                     .transpose()?;
-                    self.positions
-                        .insert((topic.clone(), p), committed.unwrap_or(0));
+                    positions.insert((topic.clone(), p), committed.unwrap_or(0));
                 }
                 slot += 1;
             }
         }
+        self.generation = generation;
+        self.buffer.clear();
+        self.positions = positions;
         Ok(())
     }
 
