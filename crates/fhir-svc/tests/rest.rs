@@ -1516,6 +1516,55 @@ async fn search_pages_and_lenient_parameters(env: Env) {
     assert_eq!(none.status, 200);
     assert_eq!(ids_of(&none.body).len(), 0);
 
+    // Modifiers and prefixes: :contains, :missing, :not, sa / eb / ap.
+    let total_of = |q: &'static str| {
+        let fhir = &fhir;
+        async move {
+            let a = fhir.get(&format!("{q}&_total=accurate&_count=0")).await;
+            assert_eq!(a.status, 200, "{q}: {}", a.body);
+            assert!(
+                !a.body["entry"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["search"]["mode"] == "outcome"),
+                "{q} was not understood: {}",
+                a.body
+            );
+            a.body["total"].as_i64().unwrap()
+        }
+    };
+    assert_eq!(total_of("/Patient?family:contains=RCHM").await, 25);
+    assert_eq!(total_of("/Patient?family:contains=%25").await, 0);
+    assert_eq!(
+        total_of("/Patient?family=searchme&birthdate:missing=true").await,
+        0
+    );
+    assert_eq!(
+        total_of("/Patient?family=other&birthdate:missing=true").await,
+        1
+    );
+    assert_eq!(
+        total_of("/Patient?family=searchme&birthdate:missing=false").await,
+        25
+    );
+    assert_eq!(
+        total_of("/Patient?family=searchme&identifier:not=urn:search|s7").await,
+        24
+    );
+    assert_eq!(
+        total_of("/Patient?family=searchme&birthdate=sa2000-01-01").await,
+        20
+    );
+    assert_eq!(
+        total_of("/Patient?family=searchme&birthdate=eb2000").await,
+        5
+    );
+    assert_eq!(
+        total_of("/Patient?family=searchme&birthdate=ap1990-05").await,
+        5
+    );
+
     // Lenient: an unknown parameter is ignored and reported; strict: 400.
     let lenient = fhir
         .get("/Patient?family=searchme&unknown-thing=1&_count=50")

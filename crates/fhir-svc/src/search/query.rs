@@ -25,10 +25,10 @@ pub enum Condition {
     },
     String {
         param: String,
-        /// Normalized prefixes (or, with `:exact`, whole values; the index keeps normalized
-        /// text, so `:exact` is exact up to case and accents).
+        /// Normalized values (the index keeps normalized text, so `:exact` is exact up to
+        /// case and accents).
         values: Vec<String>,
-        exact: bool,
+        how: StringMatch,
     },
     Reference {
         param: String,
@@ -53,6 +53,35 @@ pub enum Condition {
         param: String,
         inner: Vec<Condition>,
     },
+    /// `:missing=true|false` of any indexed parameter: whether the resource has no value for it.
+    Missing {
+        param: String,
+        kind: ParamType,
+        missing: bool,
+    },
+    /// `:not` (token): the resources that do not match the inner condition, those without a
+    /// value included.
+    Not(Box<Condition>),
+}
+
+/// How a string parameter compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StringMatch {
+    /// The value starts with the search text (the default).
+    Prefix,
+    Exact,
+    Contains,
+}
+
+/// The index table of a parameter type (token, string, reference and date so far).
+fn table_of(kind: ParamType) -> Option<&'static str> {
+    match kind {
+        ParamType::Token => Some("fhir_index_tokens"),
+        ParamType::String => Some("fhir_index_strings"),
+        ParamType::Reference => Some("fhir_index_references"),
+        ParamType::Date => Some("fhir_index_dates"),
+        ParamType::Uri | ParamType::Number | ParamType::Quantity => None,
+    }
 }
 
 /// How deep chains and `_has` may nest.
@@ -66,6 +95,12 @@ pub enum DatePrefix {
     Lt,
     Ge,
     Le,
+    /// Starts after the value's range.
+    Sa,
+    /// Ends before the value's range.
+    Eb,
+    /// Approximately: the ranges overlap.
+    Ap,
 }
 
 /// Searched on the current-version pointer (`fhir_current`), not on index rows.
@@ -157,12 +192,33 @@ fn parse_at(
     }
     let param = params::find(rt.as_str(), code)
         .ok_or_else(|| FhirError::invalid(format!("'{code}' is not a search parameter of {rt}")))?;
+    if modifier == Some("missing") {
+        if table_of(param.kind).is_none() {
+            return Err(unsupported("missing"));
+        }
+        let missing = match value {
+            "true" => true,
+            "false" => false,
+            other => {
+                return Err(FhirError::invalid(format!(
+                    "'{key}' takes true or false, not '{other}'"
+                )))
+            }
+        };
+        return Ok(Some(Condition::Missing {
+            param: code.to_owned(),
+            kind: param.kind,
+            missing,
+        }));
+    }
     let condition = match param.kind {
         ParamType::Token => {
-            if let Some(m) = modifier {
-                return Err(unsupported(m));
-            }
-            Condition::Token {
+            let not = match modifier {
+                None => false,
+                Some("not") => true,
+                Some(m) => return Err(unsupported(m)),
+            };
+            let token = Condition::Token {
                 param: code.to_owned(),
                 values: values
                     .iter()
@@ -171,12 +227,18 @@ fn parse_at(
                         Some((s, c)) => (Some(unescape(s)), (!c.is_empty()).then(|| unescape(c))),
                     })
                     .collect(),
+            };
+            if not {
+                Condition::Not(Box::new(token))
+            } else {
+                token
             }
         }
         ParamType::String => {
-            let exact = match modifier {
-                None => false,
-                Some("exact") => true,
+            let how = match modifier {
+                None => StringMatch::Prefix,
+                Some("exact") => StringMatch::Exact,
+                Some("contains") => StringMatch::Contains,
                 Some(m) => return Err(unsupported(m)),
             };
             Condition::String {
@@ -184,14 +246,14 @@ fn parse_at(
                 values: values
                     .iter()
                     .map(|v| {
-                        if exact {
+                        if how == StringMatch::Exact {
                             unescape(v)
                         } else {
                             normalize(&unescape(v))
                         }
                     })
                     .collect(),
-                exact,
+                how,
             }
         }
         ParamType::Reference => {
@@ -231,6 +293,9 @@ fn parse_at(
                     Some("lt") => (DatePrefix::Lt, &v[2..]),
                     Some("ge") => (DatePrefix::Ge, &v[2..]),
                     Some("le") => (DatePrefix::Le, &v[2..]),
+                    Some("sa") => (DatePrefix::Sa, &v[2..]),
+                    Some("eb") => (DatePrefix::Eb, &v[2..]),
+                    Some("ap") => (DatePrefix::Ap, &v[2..]),
                     _ => (DatePrefix::Eq, *v),
                 };
                 let (s, e) = date_range(rest).ok_or_else(|| {
@@ -650,20 +715,23 @@ fn matching_ids(
                     .collect();
                 index_ids("fhir_index_tokens", param, sql, &owner, or(alts))
             }
-            Condition::String {
-                param,
-                values,
-                exact,
-            } => {
+            Condition::String { param, values, how } => {
                 let alts: Vec<String> = values
                     .iter()
-                    .map(|v| {
-                        if *exact {
-                            format!("x.value = {}", sql.text(&normalize(v)))
-                        } else {
+                    .map(|v| match how {
+                        StringMatch::Exact => format!("x.value = {}", sql.text(&normalize(v))),
+                        StringMatch::Prefix => {
                             // Character-wise on both backends, whatever the collation.
                             let n = sql.bind(Bind::Int(v.chars().count() as i64));
                             format!("SUBSTR(x.value, 1, CAST({n} AS INTEGER)) = {}", sql.text(v))
+                        }
+                        StringMatch::Contains => {
+                            let escaped = v
+                                .replace('\\', "\\\\")
+                                .replace('%', "\\%")
+                                .replace('_', "\\_");
+                            let pattern = sql.text(&format!("%{escaped}%"));
+                            format!("x.value LIKE {pattern} ESCAPE '\\'")
                         }
                     })
                     .collect();
@@ -682,6 +750,28 @@ fn matching_ids(
                     })
                     .collect();
                 index_ids("fhir_index_references", param, sql, &owner, or(alts))
+            }
+            Condition::Missing {
+                param,
+                kind,
+                missing,
+            } => {
+                let table = table_of(*kind).unwrap_or("fhir_index_tokens");
+                let p = sql.text(param);
+                let with = format!("SELECT x.id FROM {table} x WHERE {owner} AND x.param = {p}");
+                if *missing {
+                    format!(
+                        "SELECT c.id FROM fhir_current c WHERE {current} AND c.id NOT IN ({with})"
+                    )
+                } else {
+                    with
+                }
+            }
+            Condition::Not(inner) => {
+                let matching = matching_ids(sql, instance, rt, std::slice::from_ref(inner));
+                format!(
+                    "SELECT c.id FROM fhir_current c WHERE {current} AND c.id NOT IN ({matching})"
+                )
             }
             Condition::Chain {
                 param,
@@ -731,6 +821,9 @@ fn matching_ids(
                             DatePrefix::Lt => format!("{start} < {s}"),
                             DatePrefix::Ge => format!("({end} > {e} OR {eq})"),
                             DatePrefix::Le => format!("({start} < {s} OR {eq})"),
+                            DatePrefix::Sa => format!("{start} > {e}"),
+                            DatePrefix::Eb => format!("{end} < {s}"),
+                            DatePrefix::Ap => format!("({start} <= {e} AND {end} >= {s})"),
                         }
                     })
                     .collect();
