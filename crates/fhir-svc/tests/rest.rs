@@ -1130,6 +1130,10 @@ macro_rules! rest_suite {
                 super::search_includes_and_revincludes(Env::$backend().await).await
             }
             #[tokio::test]
+            async fn search_numbers_quantities_and_uris() {
+                super::search_numbers_quantities_and_uris(Env::$backend().await).await
+            }
+            #[tokio::test]
             async fn fhirpath_patch() {
                 super::fhirpath_patch(Env::$backend().await).await
             }
@@ -1822,6 +1826,112 @@ async fn search_includes_and_revincludes(env: Env) {
         )
         .await;
     assert_eq!(strict.status, 400);
+    env.stop().await;
+}
+
+/// Number, quantity and uri parameters: precision ranges, prefixes, units, :below/:above.
+async fn search_numbers_quantities_and_uris(env: Env) {
+    let fhir = Fhir::on(&env, "ws1-fhir").await;
+    for (i, (value, unit)) in [(100.0, "mg"), (100.4, "mg"), (101.0, "mg"), (100.0, "g")]
+        .iter()
+        .enumerate()
+    {
+        let o = json!({"resourceType": "Observation", "status": "final", "code": {"text": "q"},
+            "valueQuantity": {"value": value, "system": "http://unitsofmeasure.org", "code": unit}});
+        assert_eq!(
+            fhir.put(&format!("/Observation/q{i}"), {
+                let mut o = o;
+                o["id"] = json!(format!("q{i}"));
+                o
+            })
+            .await
+            .status,
+            201
+        );
+    }
+    for (i, p) in [0.2, 0.8].iter().enumerate() {
+        let r = json!({"resourceType": "RiskAssessment", "id": format!("r{i}"), "status": "final",
+            "subject": {"reference": "Patient/x"}, "prediction": [{"probabilityDecimal": p}]});
+        assert_eq!(
+            fhir.put(&format!("/RiskAssessment/r{i}"), r).await.status,
+            201
+        );
+    }
+    for (i, url) in [
+        "http://acme.org/fhir/ValueSet/a",
+        "http://acme.org/fhir/ValueSet/b",
+        "http://other.org/vs",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let vs = json!({"resourceType": "ValueSet", "id": format!("v{i}"), "status": "active", "url": url});
+        assert_eq!(fhir.put(&format!("/ValueSet/v{i}"), vs).await.status, 201);
+    }
+    let ids = |q: &'static str| {
+        let fhir = &fhir;
+        async move {
+            let a = fhir.get(q).await;
+            assert_eq!(a.status, 200, "{q}: {}", a.body);
+            let mut ids = ids_of(&a.body);
+            ids.sort();
+            assert!(
+                !a.body["entry"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["search"]["mode"] == "outcome"),
+                "{q} was not understood: {}",
+                a.body
+            );
+            ids
+        }
+    };
+    // 100 stands for [99.5, 100.5): 100 and 100.4 in any unit; with a unit, that unit only.
+    assert_eq!(
+        ids("/Observation?value-quantity=100").await,
+        ["q0", "q1", "q3"]
+    );
+    assert_eq!(
+        ids("/Observation?value-quantity=100||mg").await,
+        ["q0", "q1"]
+    );
+    assert_eq!(
+        ids("/Observation?value-quantity=100.0|http://unitsofmeasure.org|mg").await,
+        ["q0"]
+    );
+    assert_eq!(
+        ids("/Observation?value-quantity=gt100|http://unitsofmeasure.org|mg").await,
+        ["q1", "q2"]
+    );
+    assert_eq!(
+        ids("/Observation?value-quantity=le100.4||mg").await,
+        ["q0", "q1"]
+    );
+    assert_eq!(ids("/RiskAssessment?probability=0.8").await, ["r1"]);
+    assert_eq!(ids("/RiskAssessment?probability=lt0.5").await, ["r0"]);
+    assert_eq!(ids("/RiskAssessment?probability=ap0.21").await, ["r0"]);
+    assert_eq!(
+        ids("/ValueSet?url=http://acme.org/fhir/ValueSet/a").await,
+        ["v0"]
+    );
+    assert_eq!(
+        ids("/ValueSet?url:below=http://acme.org/fhir").await,
+        ["v0", "v1"]
+    );
+    assert_eq!(
+        ids("/ValueSet?url:above=http://other.org/vs/more").await,
+        ["v2"]
+    );
+    let bad = fhir
+        .call(
+            Method::GET,
+            "/RiskAssessment?probability=abc",
+            None,
+            &[("prefer", "handling=strict")],
+        )
+        .await;
+    assert_eq!(bad.status, 400);
     env.stop().await;
 }
 

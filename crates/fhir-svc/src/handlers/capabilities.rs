@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::domain::ResourceType;
 use crate::error::FhirError;
 use crate::http::{base_url, FhirState, Instance, FHIR_JSON};
-use crate::search::params::{self, ParamType};
+use crate::search::params;
 
 pub async fn metadata(
     req: HttpRequest,
@@ -28,18 +28,8 @@ pub async fn metadata(
     ];
     let resources: Vec<_> = ResourceType::all()
         .map(|t| {
-            // The parameters a search can use so far: token, string, reference and date.
             let params: Vec<_> = params::for_type(t)
                 .iter()
-                .filter(|p| {
-                    matches!(
-                        p.kind,
-                        ParamType::Token
-                            | ParamType::String
-                            | ParamType::Reference
-                            | ParamType::Date
-                    )
-                })
                 .map(|p| json!({"name": p.code, "type": format!("{:?}", p.kind).to_lowercase()}))
                 .collect();
             json!({

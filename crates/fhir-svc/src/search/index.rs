@@ -20,6 +20,34 @@ pub struct Extracted {
     pub references: Vec<(String, String, String)>,
     /// (param, start ms, end ms)
     pub dates: Vec<(String, i64, i64)>,
+    /// (param, value)
+    pub numbers: Vec<(String, f64)>,
+    /// (param, system, code or unit, value)
+    pub quantities: Vec<(String, String, String, f64)>,
+    /// (param, uri)
+    pub uris: Vec<(String, String)>,
+}
+
+/// A JSON number (or numeric text) as f64; the index compares numbers as doubles.
+fn number_of(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64().or_else(|| n.to_string().parse().ok()),
+        _ => None,
+    }
+}
+
+/// A Quantity (or Money, Age, Duration...): (system, code or unit, value).
+fn quantity_of(v: &Value) -> Option<(String, String, f64)> {
+    let o = v.as_object()?;
+    let value = number_of(o.get("value")?)?;
+    let system = o.get("system").and_then(Value::as_str).unwrap_or_default();
+    let code = o
+        .get("code")
+        .or_else(|| o.get("unit"))
+        .or_else(|| o.get("currency"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    Some((system.to_owned(), code.to_owned(), value))
 }
 
 /// Lowercase without accents: how string search compares.
@@ -226,8 +254,27 @@ pub fn extract(resource_type: &str, resource: &Value) -> Extracted {
                     }
                 }
             }
-            // Indexed by the search issue.
-            ParamType::Uri | ParamType::Number | ParamType::Quantity => {}
+            ParamType::Number => {
+                for i in &items {
+                    if let Some(n) = number_of(i.value()).filter(|n| n.is_finite()) {
+                        out.numbers.push((p.code.clone(), n));
+                    }
+                }
+            }
+            ParamType::Quantity => {
+                for i in &items {
+                    if let Some((s, c, v)) = quantity_of(i.value()).filter(|q| q.2.is_finite()) {
+                        out.quantities.push((p.code.clone(), s, c, v));
+                    }
+                }
+            }
+            ParamType::Uri => {
+                for i in &items {
+                    if let Value::String(u) = i.value() {
+                        out.uris.push((p.code.clone(), u.clone()));
+                    }
+                }
+            }
         }
     }
     out.tokens.sort();
@@ -238,14 +285,28 @@ pub fn extract(resource_type: &str, resource: &Value) -> Extracted {
     out.references.dedup();
     out.dates.sort();
     out.dates.dedup();
+    out.numbers
+        .sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    out.numbers.dedup();
+    out.quantities.sort_by(|a, b| {
+        (&a.0, &a.1, &a.2)
+            .cmp(&(&b.0, &b.1, &b.2))
+            .then(a.3.total_cmp(&b.3))
+    });
+    out.quantities.dedup();
+    out.uris.sort();
+    out.uris.dedup();
     out
 }
 
-const TABLES: [&str; 4] = [
+const TABLES: [&str; 7] = [
     "fhir_index_tokens",
     "fhir_index_strings",
     "fhir_index_references",
     "fhir_index_dates",
+    "fhir_index_numbers",
+    "fhir_index_quantities",
+    "fhir_index_uris",
 ];
 
 /// Index rows waiting to be inserted: a transaction's writes send theirs together.
@@ -254,6 +315,9 @@ pub struct IndexRows {
     strings: Rows,
     references: Rows,
     dates: Rows,
+    numbers: Rows,
+    quantities: Rows,
+    uris: Rows,
 }
 
 impl Default for IndexRows {
@@ -288,6 +352,26 @@ impl Default for IndexRows {
                     "start_ms",
                     "end_ms",
                 ],
+            ),
+            numbers: Rows::new(
+                "fhir_index_numbers",
+                &["instance", "resource_type", "id", "param", "value"],
+            ),
+            quantities: Rows::new(
+                "fhir_index_quantities",
+                &[
+                    "instance",
+                    "resource_type",
+                    "id",
+                    "param",
+                    "system",
+                    "code",
+                    "value",
+                ],
+            ),
+            uris: Rows::new(
+                "fhir_index_uris",
+                &["instance", "resource_type", "id", "param", "value"],
             ),
         }
     }
@@ -324,30 +408,54 @@ impl IndexRows {
             self.dates
                 .push([a, b, c, d, Cell::Int(start), Cell::Int(end)]);
         }
+        for (param, value) in x.numbers {
+            let [a, b, c, d] = owner(param);
+            self.numbers.push([a, b, c, d, Cell::Float(value)]);
+        }
+        for (param, system, code, value) in x.quantities {
+            let [a, b, c, d] = owner(param);
+            self.quantities.push([
+                a,
+                b,
+                c,
+                d,
+                Cell::Text(system),
+                Cell::Text(code),
+                Cell::Float(value),
+            ]);
+        }
+        for (param, uri) in x.uris {
+            let [a, b, c, d] = owner(param);
+            self.uris.push([a, b, c, d, Cell::Text(uri)]);
+        }
     }
 
-    pub fn is_empty(&self) -> bool {
-        [&self.tokens, &self.strings, &self.references, &self.dates]
-            .iter()
-            .all(|r| r.is_empty())
-    }
-
-    /// Drops every queued row.
-    pub fn clear(&mut self) {
-        self.tokens.clear();
-        self.strings.clear();
-        self.references.clear();
-        self.dates.clear();
-    }
-
-    /// Inserts the rows in `tx` and empties the list.
-    pub async fn insert(&mut self, tx: &mut Transaction<'_, Any>) -> Result<(), sqlx::Error> {
-        for rows in [
+    fn tables(&mut self) -> [&mut Rows; 7] {
+        [
             &mut self.tokens,
             &mut self.strings,
             &mut self.references,
             &mut self.dates,
-        ] {
+            &mut self.numbers,
+            &mut self.quantities,
+            &mut self.uris,
+        ]
+    }
+
+    pub fn is_empty(&mut self) -> bool {
+        self.tables().iter().all(|r| r.is_empty())
+    }
+
+    /// Drops every queued row.
+    pub fn clear(&mut self) {
+        for rows in self.tables() {
+            rows.clear();
+        }
+    }
+
+    /// Inserts the rows in `tx` and empties the list.
+    pub async fn insert(&mut self, tx: &mut Transaction<'_, Any>) -> Result<(), sqlx::Error> {
+        for rows in self.tables() {
             rows.insert(tx).await?;
         }
         Ok(())

@@ -37,7 +37,7 @@ pub enum Condition {
     },
     Date {
         param: String,
-        values: Vec<(DatePrefix, i64, i64)>,
+        values: Vec<(Prefix, i64, i64)>,
     },
     /// Chaining (`subject:Patient.name=x`): the reference `param` points at a `target`
     /// resource that matches `inner`.
@@ -53,6 +53,21 @@ pub enum Condition {
         param: String,
         inner: Vec<Condition>,
     },
+    /// number: (prefix, value, low, high) with [low, high) the value's precision range.
+    Number {
+        param: String,
+        values: Vec<(Prefix, f64, f64, f64)>,
+    },
+    /// quantity: a number and optionally its system and code (or unit).
+    Quantity {
+        param: String,
+        values: Vec<QuantityValue>,
+    },
+    Uri {
+        param: String,
+        values: Vec<String>,
+        how: UriMatch,
+    },
     /// `:missing=true|false` of any indexed parameter: whether the resource has no value for it.
     Missing {
         param: String,
@@ -64,6 +79,56 @@ pub enum Condition {
     Not(Box<Condition>),
 }
 
+/// A quantity search value: `[prefix]number|system|code`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantityValue {
+    pub prefix: Prefix,
+    pub value: f64,
+    pub low: f64,
+    pub high: f64,
+    pub system: Option<String>,
+    pub code: Option<String>,
+}
+
+/// How a uri parameter compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UriMatch {
+    Exact,
+    /// `:below`: the stored uri starts with the searched one.
+    Below,
+    /// `:above`: the searched uri starts with the stored one.
+    Above,
+}
+
+/// A prefix (`ge`, `lt`, ...) and the rest of a number, date or quantity search value.
+fn split_prefix(v: &str) -> (Prefix, &str) {
+    match v.get(..2) {
+        Some("eq") => (Prefix::Eq, &v[2..]),
+        Some("ne") => (Prefix::Ne, &v[2..]),
+        Some("gt") => (Prefix::Gt, &v[2..]),
+        Some("lt") => (Prefix::Lt, &v[2..]),
+        Some("ge") => (Prefix::Ge, &v[2..]),
+        Some("le") => (Prefix::Le, &v[2..]),
+        Some("sa") => (Prefix::Sa, &v[2..]),
+        Some("eb") => (Prefix::Eb, &v[2..]),
+        Some("ap") => (Prefix::Ap, &v[2..]),
+        _ => (Prefix::Eq, v),
+    }
+}
+
+/// A decimal and the range its precision stands for (`100` is [99.5, 100.5), `1.50` is
+/// [1.495, 1.505)), as R4 search.html#number defines equality.
+fn number_range(text: &str) -> Option<(f64, f64, f64)> {
+    let value: f64 = text.parse().ok().filter(|v: &f64| v.is_finite())?;
+    let (mantissa, exponent) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().ok()?),
+        None => (text, 0),
+    };
+    let decimals = mantissa.split_once('.').map_or(0, |(_, f)| f.len()) as i32;
+    let half = 0.5 * 10f64.powi(exponent - decimals);
+    Some((value, value - half, value + half))
+}
+
 /// How a string parameter compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StringMatch {
@@ -73,14 +138,16 @@ pub enum StringMatch {
     Contains,
 }
 
-/// The index table of a parameter type (token, string, reference and date so far).
+/// The index table of a parameter type.
 fn table_of(kind: ParamType) -> Option<&'static str> {
     match kind {
         ParamType::Token => Some("fhir_index_tokens"),
         ParamType::String => Some("fhir_index_strings"),
         ParamType::Reference => Some("fhir_index_references"),
         ParamType::Date => Some("fhir_index_dates"),
-        ParamType::Uri | ParamType::Number | ParamType::Quantity => None,
+        ParamType::Number => Some("fhir_index_numbers"),
+        ParamType::Quantity => Some("fhir_index_quantities"),
+        ParamType::Uri => Some("fhir_index_uris"),
     }
 }
 
@@ -88,7 +155,7 @@ fn table_of(kind: ParamType) -> Option<&'static str> {
 const MAX_CHAIN: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DatePrefix {
+pub enum Prefix {
     Eq,
     Ne,
     Gt,
@@ -286,18 +353,7 @@ fn parse_at(
             }
             let mut ranges = Vec::new();
             for v in &values {
-                let (prefix, rest) = match v.get(..2) {
-                    Some("eq") => (DatePrefix::Eq, &v[2..]),
-                    Some("ne") => (DatePrefix::Ne, &v[2..]),
-                    Some("gt") => (DatePrefix::Gt, &v[2..]),
-                    Some("lt") => (DatePrefix::Lt, &v[2..]),
-                    Some("ge") => (DatePrefix::Ge, &v[2..]),
-                    Some("le") => (DatePrefix::Le, &v[2..]),
-                    Some("sa") => (DatePrefix::Sa, &v[2..]),
-                    Some("eb") => (DatePrefix::Eb, &v[2..]),
-                    Some("ap") => (DatePrefix::Ap, &v[2..]),
-                    _ => (DatePrefix::Eq, *v),
-                };
+                let (prefix, rest) = split_prefix(v);
                 let (s, e) = date_range(rest).ok_or_else(|| {
                     FhirError::invalid(format!("'{v}' is not a date for '{code}'"))
                 })?;
@@ -308,11 +364,62 @@ fn parse_at(
                 values: ranges,
             }
         }
-        ParamType::Uri | ParamType::Number | ParamType::Quantity => {
-            return Err(FhirError::invalid(format!(
-                "'{code}' ({:?}) cannot be used in a conditional request yet",
-                param.kind
-            )))
+        ParamType::Number => {
+            if let Some(m) = modifier {
+                return Err(unsupported(m));
+            }
+            let mut ranges = Vec::new();
+            for v in &values {
+                let (prefix, rest) = split_prefix(v);
+                let (value, low, high) = number_range(rest).ok_or_else(|| {
+                    FhirError::invalid(format!("'{v}' is not a number for '{code}'"))
+                })?;
+                ranges.push((prefix, value, low, high));
+            }
+            Condition::Number {
+                param: code.to_owned(),
+                values: ranges,
+            }
+        }
+        ParamType::Quantity => {
+            if let Some(m) = modifier {
+                return Err(unsupported(m));
+            }
+            let mut quantities = Vec::new();
+            for v in &values {
+                let mut parts = v.splitn(3, '|');
+                let (prefix, number) = split_prefix(parts.next().unwrap_or_default());
+                let (value, low, high) = number_range(number).ok_or_else(|| {
+                    FhirError::invalid(format!("'{v}' is not a quantity for '{code}'"))
+                })?;
+                let mut part = || parts.next().filter(|p| !p.is_empty()).map(unescape);
+                let (system, unit) = (part(), part());
+                quantities.push(QuantityValue {
+                    prefix,
+                    value,
+                    low,
+                    high,
+                    system,
+                    code: unit,
+                });
+            }
+            Condition::Quantity {
+                param: code.to_owned(),
+                values: quantities,
+            }
+        }
+        ParamType::Uri => {
+            let how = match modifier {
+                None => UriMatch::Exact,
+                Some("below") => UriMatch::Below,
+                Some("above") => UriMatch::Above,
+                Some(m) => return Err(unsupported(m)),
+            };
+            Condition::Uri {
+                param: code.to_owned(),
+                values: values.iter().map(|v| unescape(v)).collect(),
+                how,
+            }
         }
     };
     Ok(Some(condition))
@@ -452,6 +559,7 @@ struct Sql {
 enum Bind {
     Text(String),
     Int(i64),
+    Float(f64),
 }
 
 impl Sql {
@@ -657,6 +765,27 @@ where
     Ok(sql.query().fetch_one(executor).await?.try_get("n")?)
 }
 
+/// A number test: `eq` is within the searched value's precision range, `ap` within 10%.
+fn compare_number(sql: &mut Sql, column: &str, prefix: Prefix, v: f64, lo: f64, hi: f64) -> String {
+    let mut f = |x: f64| sql.bind(Bind::Float(x));
+    match prefix {
+        Prefix::Eq => format!("({column} >= {} AND {column} < {})", f(lo), f(hi)),
+        Prefix::Ne => format!("({column} < {} OR {column} >= {})", f(lo), f(hi)),
+        Prefix::Gt | Prefix::Sa => format!("{column} > {}", f(v)),
+        Prefix::Lt | Prefix::Eb => format!("{column} < {}", f(v)),
+        Prefix::Ge => format!("{column} >= {}", f(v)),
+        Prefix::Le => format!("{column} <= {}", f(v)),
+        Prefix::Ap => {
+            let margin = (v.abs() * 0.1).max(hi - lo);
+            format!(
+                "({column} >= {} AND {column} <= {})",
+                f(v - margin),
+                f(v + margin)
+            )
+        }
+    }
+}
+
 impl Sql {
     fn query(&self) -> sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>> {
         let mut q = sqlx::query(&self.text);
@@ -664,6 +793,7 @@ impl Sql {
             q = match b {
                 Bind::Text(s) => q.bind(s.clone()),
                 Bind::Int(i) => q.bind(*i),
+                Bind::Float(f) => q.bind(*f),
             };
         }
         q
@@ -751,6 +881,50 @@ fn matching_ids(
                     .collect();
                 index_ids("fhir_index_references", param, sql, &owner, or(alts))
             }
+            Condition::Number { param, values } => {
+                let alts: Vec<String> = values
+                    .iter()
+                    .map(|(prefix, v, lo, hi)| {
+                        compare_number(sql, "x.value", *prefix, *v, *lo, *hi)
+                    })
+                    .collect();
+                index_ids("fhir_index_numbers", param, sql, &owner, or(alts))
+            }
+            Condition::Quantity { param, values } => {
+                let alts: Vec<String> = values
+                    .iter()
+                    .map(|q| {
+                        let mut t = vec![compare_number(
+                            sql, "x.value", q.prefix, q.value, q.low, q.high,
+                        )];
+                        if let Some(s) = &q.system {
+                            t.push(format!("x.system = {}", sql.text(s)));
+                        }
+                        if let Some(c) = &q.code {
+                            t.push(format!("x.code = {}", sql.text(c)));
+                        }
+                        format!("({})", t.join(" AND "))
+                    })
+                    .collect();
+                index_ids("fhir_index_quantities", param, sql, &owner, or(alts))
+            }
+            Condition::Uri { param, values, how } => {
+                let alts: Vec<String> = values
+                    .iter()
+                    .map(|v| {
+                        let u = sql.text(v);
+                        match how {
+                            UriMatch::Exact => format!("x.value = {u}"),
+                            UriMatch::Below => {
+                                let n = sql.bind(Bind::Int(v.chars().count() as i64));
+                                format!("SUBSTR(x.value, 1, CAST({n} AS INTEGER)) = {u}")
+                            }
+                            UriMatch::Above => format!("SUBSTR({u}, 1, LENGTH(x.value)) = x.value"),
+                        }
+                    })
+                    .collect();
+                index_ids("fhir_index_uris", param, sql, &owner, or(alts))
+            }
             Condition::Missing {
                 param,
                 kind,
@@ -815,15 +989,15 @@ fn matching_ids(
                         let e = sql.bind(Bind::Int(*e));
                         let eq = format!("({start} >= {s} AND {end} <= {e})");
                         match prefix {
-                            DatePrefix::Eq => eq,
-                            DatePrefix::Ne => format!("NOT {eq}"),
-                            DatePrefix::Gt => format!("{end} > {e}"),
-                            DatePrefix::Lt => format!("{start} < {s}"),
-                            DatePrefix::Ge => format!("({end} > {e} OR {eq})"),
-                            DatePrefix::Le => format!("({start} < {s} OR {eq})"),
-                            DatePrefix::Sa => format!("{start} > {e}"),
-                            DatePrefix::Eb => format!("{end} < {s}"),
-                            DatePrefix::Ap => format!("({start} <= {e} AND {end} >= {s})"),
+                            Prefix::Eq => eq,
+                            Prefix::Ne => format!("NOT {eq}"),
+                            Prefix::Gt => format!("{end} > {e}"),
+                            Prefix::Lt => format!("{start} < {s}"),
+                            Prefix::Ge => format!("({end} > {e} OR {eq})"),
+                            Prefix::Le => format!("({start} < {s} OR {eq})"),
+                            Prefix::Sa => format!("{start} > {e}"),
+                            Prefix::Eb => format!("{end} < {s}"),
+                            Prefix::Ap => format!("({start} <= {e} AND {end} >= {s})"),
                         }
                     })
                     .collect();

@@ -13,6 +13,7 @@ use sqlx::{Any, Transaction};
 pub enum Cell {
     Text(String),
     Int(i64),
+    Float(f64),
     Bytes(Vec<u8>),
     /// SQL NULL in a text column (PostgreSQL types parameters: a NULL has a column type too).
     NullText,
@@ -106,6 +107,7 @@ impl Rows {
                 q = match cell {
                     Cell::Text(v) => q.bind(v),
                     Cell::Int(v) => q.bind(v),
+                    Cell::Float(v) => q.bind(v),
                     Cell::Bytes(v) => q.bind(v),
                     Cell::NullText => q.bind(None::<String>),
                     Cell::NullBytes => q.bind(None::<Vec<u8>>),
