@@ -5,6 +5,7 @@ package (CC0).
 Source: npm `hl7.fhir.r4.examples@4.0.1` (downloaded with `npm pack` into
 ~/.cache/hds-fhir once). Output, under crates/fhir-svc/definitions/r4/:
   resource-types.txt       every concrete resource type, one per line, sorted
+  compartments.json        {compartment: {member type: [reference parameters]}}
   search-parameters.json   every SearchParameter with an expression, compact:
                            [{"code", "type", "base": [...], "expression", "target"?: [...]}],
                            sorted
@@ -288,6 +289,17 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "search-parameters.json"), "w", encoding="utf-8") as f:
         f.write("[\n" + ",\n".join(json.dumps(p, separators=(",", ":")) for p in params) + "\n]\n")
+    # Compartments (Patient, Encounter, RelatedPerson, Practitioner, Device): for each member
+    # type, the reference parameters that put a resource in the compartment.
+    compartments = {}
+    for name in ["patient", "encounter", "relatedPerson", "practitioner", "device"]:
+        with open(os.path.join(pkg, f"CompartmentDefinition-{name}.json"), encoding="utf-8") as f:
+            cd = json.load(f)
+        compartments[cd["code"]] = {r["code"]: sorted(r["param"]) for r in cd["resource"] if r.get("param")}
+    with open(os.path.join(OUT, "compartments.json"), "w", encoding="utf-8") as f:
+        f.write("{\n" + ",\n".join(
+            json.dumps(code) + ":" + json.dumps(members, sort_keys=True, separators=(",", ":"))
+            for code, members in sorted(compartments.items())) + "\n}\n")
     with open(os.path.join(OUT, "resource-types.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(types) + "\n")
     print(f"{len(types)} resource types, {len(params)} search parameters", file=sys.stderr)

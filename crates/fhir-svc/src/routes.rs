@@ -66,6 +66,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::get().to(vread::vread),
     )
     .route(
+        "/{instance}/{compartment}/{id}/{type}",
+        web::get().to(search::search_compartment),
+    )
+    .route(
         "/{instance}/{type}/{id}/$purge-history",
         web::post().to(purge_history::purge_history),
     );

@@ -1811,6 +1811,43 @@ async fn search_includes_and_revincludes(env: Env) {
         .await;
     assert_eq!(bad_has.status, 400);
 
+    // Compartments: what points at the patient through the compartment's parameters.
+    let compartment = fhir.get("/Patient/inc-p1/Observation").await;
+    assert_eq!(compartment.status, 200, "{}", compartment.body);
+    assert_eq!(
+        entries_by_mode(&compartment.body, "match"),
+        ["Observation/inc-o1", "Observation/inc-o2"]
+    );
+    assert!(ids_of(&fhir.get("/Patient/inc-p2/Observation").await.body).is_empty());
+    assert_eq!(
+        entries_by_mode(&fhir.get("/Patient/inc-p2/Encounter").await.body, "match"),
+        ["Encounter/inc-e1"]
+    );
+    let paged = fhir
+        .get("/Patient/inc-p1/Observation?code=urn:c|inc&_count=1")
+        .await;
+    let next = paged.body["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .expect("a next page")["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(next.contains("/Patient/inc-p1/Observation?"), "{next}");
+    let second: Value = fhir
+        .client
+        .get(&next)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&second), ["inc-o2"]);
+    assert_eq!(fhir.get("/Observation/inc-o1/Patient").await.status, 400);
+
     // Not a reference parameter: ignored with a warning, or 400 when strict.
     let bad = fhir
         .get("/Observation?code=urn:c|inc&_include=Observation:status")

@@ -234,7 +234,33 @@ pub async fn search_type(
 ) -> Result<HttpResponse, FhirError> {
     caller.require(Permission::Read)?;
     let rt = resource_type(&path.1)?;
-    run(&req, &state, &instance, &rt, req.query_string()).await
+    run(&req, &state, &instance, &rt, req.query_string(), None).await
+}
+
+/// Compartment search: `GET [base]/[Compartment]/[id]/[type]?[parameters]`, the `type`
+/// resources in the compartment of that resource (R4 CompartmentDefinitions).
+pub async fn search_compartment(
+    req: HttpRequest,
+    caller: FhirCaller,
+    Instance(instance): Instance,
+    path: web::Path<(String, String, String, String)>,
+    state: web::Data<FhirState>,
+) -> Result<HttpResponse, FhirError> {
+    caller.require(Permission::Read)?;
+    let owner = resource_type(&path.1)?;
+    let id = crate::http::resource_id(&path.2)?;
+    let rt = resource_type(&path.3)?;
+    let within = crate::search::compartments::condition(&owner, &id, &rt)?;
+    let prefix = format!("{owner}/{id}");
+    run(
+        &req,
+        &state,
+        &instance,
+        &rt,
+        req.query_string(),
+        Some((within, prefix)),
+    )
+    .await
 }
 
 /// `POST [type]/_search`: the parameters in an `application/x-www-form-urlencoded` body
@@ -268,18 +294,29 @@ pub async fn search_type_post(
         .copied()
         .collect::<Vec<_>>()
         .join("&");
-    run(&req, &state, &instance, &rt, &query).await
+    run(&req, &state, &instance, &rt, &query, None).await
 }
 
+/// Runs a search of `rt`; `compartment` is a compartment's condition and its path prefix
+/// (`Patient/123`) for links.
 async fn run(
     req: &HttpRequest,
     state: &FhirState,
     instance: &InstanceName,
     rt: &ResourceType,
     query: &str,
+    compartment: Option<(Condition, String)>,
 ) -> Result<HttpResponse, FhirError> {
     let mut search = Search::parse(rt, query, strict(req), state.max_search_count)?;
     let base = base_url(req, state, instance);
+    // Links repeat the compartment; entries' fullUrls stay the resources' own.
+    let link_base = match &compartment {
+        Some((condition, prefix)) => {
+            search.conditions.push(condition.clone());
+            format!("{base}/{prefix}")
+        }
+        None => base.clone(),
+    };
     let mut bundle = json!({
         "resourceType": "Bundle",
         "id": uuid::Uuid::new_v4().to_string(),
@@ -294,8 +331,9 @@ async fn run(
                 .await?
         );
     }
-    let mut links =
-        vec![json!({"relation": "self", "url": search.link(&base, rt, search.after.as_deref())})];
+    let mut links = vec![
+        json!({"relation": "self", "url": search.link(&link_base, rt, search.after.as_deref())}),
+    ];
     let mut entries: Vec<Value> = Vec::new();
     if !search.summary_count && search.count > 0 {
         // One more than a page tells whether there is a next one.
@@ -331,8 +369,9 @@ async fn run(
             } else {
                 Some(format!("@{}", search.offset()? + search.count as i64))
             };
-            links
-                .push(json!({"relation": "next", "url": search.link(&base, rt, token.as_deref())}));
+            links.push(
+                json!({"relation": "next", "url": search.link(&link_base, rt, token.as_deref())}),
+            );
         }
         let matches = state.store.read_many(instance, rt, &ids).await?;
         let (included, truncated) = include(state, instance, &search.includes, &matches).await?;

@@ -5,11 +5,13 @@
 //! - [`index`]: the values each parameter extracts from a resource, kept in index tables for
 //!   the current version of every resource;
 //! - [`query`]: a search query parsed into typed conditions, and the SQL that finds the
-//!   resources matching them.
+//!   resources matching them;
+//! - [`compartments`]: the R4 CompartmentDefinitions, for compartment search.
 //!
-//! Today this serves conditional create/update/delete and conditional references; the search
-//! interaction itself extends the same engine.
+//! It serves the search interaction, conditional create/update/delete/patch and conditional
+//! references alike.
 
+pub mod compartments;
 pub mod index;
 pub mod params;
 pub mod query;

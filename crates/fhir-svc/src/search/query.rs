@@ -74,6 +74,9 @@ pub enum Condition {
         kind: ParamType,
         missing: bool,
     },
+    /// Any of the conditions (a compartment: the resource points at its owner through one
+    /// of several parameters).
+    AnyOf(Vec<Condition>),
     /// `:not` (token): the resources that do not match the inner condition, those without a
     /// value included.
     Not(Box<Condition>),
@@ -939,6 +942,18 @@ fn matching_ids(
                     )
                 } else {
                     with
+                }
+            }
+            Condition::AnyOf(alternatives) => {
+                let sets: Vec<String> = alternatives
+                    .iter()
+                    .map(|c| matching_ids(sql, instance, rt, std::slice::from_ref(c)))
+                    .collect();
+                if sets.is_empty() {
+                    // No way in: nothing matches.
+                    format!("SELECT c.id FROM fhir_current c WHERE {current} AND 1 = 0")
+                } else {
+                    sets.join(" UNION ")
                 }
             }
             Condition::Not(inner) => {
