@@ -1645,6 +1645,28 @@ async fn search_pages_and_lenient_parameters(env: Env) {
         400
     );
 
+    // _elements and _summary shape what comes back, tagged SUBSETTED.
+    let elements = fhir
+        .get("/Patient?identifier=urn:search|s3&_elements=birthDate")
+        .await;
+    let r = &elements.body["entry"][0]["resource"];
+    assert_eq!(r["birthDate"], "1990-05-01", "{r}");
+    assert!(
+        r.get("name").is_none() && r.get("identifier").is_none(),
+        "{r}"
+    );
+    assert!(r["id"].is_string());
+    assert!(r["meta"]["tag"].to_string().contains("SUBSETTED"), "{r}");
+    let data = fhir
+        .get("/Patient?identifier=urn:search|s3&_summary=data")
+        .await;
+    assert!(data.body["entry"][0]["resource"]["name"].is_array());
+    let text = fhir
+        .get("/Patient?identifier=urn:search|s3&_summary=text")
+        .await;
+    assert!(text.body["entry"][0]["resource"].get("name").is_none());
+    assert!(fhir.get("/Patient/_history").await.status.is_success());
+
     // POST _search takes the parameters as a form.
     let posted = fhir
         .client

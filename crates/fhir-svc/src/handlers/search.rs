@@ -6,7 +6,8 @@
 //! OperationOutcome entry (`search.mode` = `outcome`), as the spec allows; with
 //! `Prefer: handling=strict` they are a 400. Matches come in id order and `next` carries the
 //! last id as its continuation token: keyset paging, so pages stay stable while others
-//! write. `_count` (default 10, at most `[fhir] max_search_count`), `_summary=count`,
+//! write. `_count` (default 10, at most `[fhir] max_search_count`), `_summary=count|data|text`
+//! (`text` keeps the narrative, id and meta, not the other mandatory elements), `_elements`,
 //! `_total`, `_sort` (several keys, `-` for descending; a sorted search pages by position,
 //! so it is not stable while others write), and `_include` / `_revinclude` (with `:iterate` and `Type:*`; included resources
 //! come as `search.mode` = `include`, at most [`MAX_INCLUDED`] per page, unlike Azure's cap of
@@ -102,6 +103,8 @@ struct Search {
     summary_count: bool,
     total: bool,
     includes: Vec<Include>,
+    /// `_elements` / `_summary=text|data`: what each returned resource keeps.
+    shape: Shape,
     /// `_sort` keys; a sorted search pages by position (`ct=@{offset}`) instead of by id.
     sort: Vec<SortKey>,
     /// The parameters applied, to repeat in `self` and `next` links.
@@ -123,6 +126,7 @@ impl Search {
             summary_count: false,
             total: false,
             includes: Vec::new(),
+            shape: Shape::Full,
             sort: Vec::new(),
             applied: Vec::new(),
             ignored: Vec::new(),
@@ -151,6 +155,24 @@ impl Search {
                     Ok(())
                 }
                 "_summary" if value == "false" => Ok(()),
+                "_summary" if value == "data" => {
+                    s.shape = Shape::Data;
+                    Ok(())
+                }
+                "_summary" if value == "text" => {
+                    s.shape = Shape::Text;
+                    Ok(())
+                }
+                "_elements" => {
+                    s.shape = Shape::Elements(
+                        value
+                            .split(',')
+                            .map(|e| e.trim().to_owned())
+                            .filter(|e| !e.is_empty())
+                            .collect(),
+                    );
+                    Ok(())
+                }
                 "_total" => match value.as_str() {
                     "accurate" => {
                         s.total = true;
@@ -205,6 +227,57 @@ impl Search {
         } else {
             format!("{base}/{rt}?{q}")
         }
+    }
+}
+
+/// What a returned resource keeps (R4 search.html#summary and #elements).
+#[derive(Debug, Clone, PartialEq)]
+enum Shape {
+    Full,
+    /// `_summary=data`: everything but the narrative.
+    Data,
+    /// `_summary=text`: the narrative, id and meta.
+    Text,
+    /// `_elements`: these top-level elements (a choice by its name, `value` for
+    /// `valueQuantity`), with id and meta.
+    Elements(Vec<String>),
+}
+
+impl Shape {
+    /// Shapes a matched resource; a subset is tagged SUBSETTED, as the spec asks.
+    fn apply(&self, resource: Value) -> Value {
+        let keep: Box<dyn Fn(&str) -> bool> = match self {
+            Shape::Full => return resource,
+            Shape::Data => Box::new(|k| k != "text"),
+            Shape::Text => Box::new(|k| matches!(k, "text" | "id" | "meta" | "resourceType")),
+            Shape::Elements(names) => Box::new(move |k: &str| {
+                matches!(k, "id" | "meta" | "resourceType")
+                    || names.iter().any(|n| {
+                        let k = k.strip_prefix('_').unwrap_or(k);
+                        k == n
+                            || k.strip_prefix(n.as_str()).is_some_and(|rest| {
+                                rest.starts_with(|c: char| c.is_ascii_uppercase())
+                            })
+                    })
+            }),
+        };
+        let Value::Object(map) = resource else {
+            return resource;
+        };
+        let mut kept: serde_json::Map<String, Value> =
+            map.into_iter().filter(|(k, _)| keep(k)).collect();
+        let meta = kept.entry("meta").or_insert_with(|| json!({}));
+        if let Value::Object(meta) = meta {
+            let tags = meta.entry("tag").or_insert_with(|| json!([]));
+            if let Value::Array(tags) = tags {
+                tags.push(json!({
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+                    "code": "SUBSETTED",
+                    "display": "subsetted",
+                }));
+            }
+        }
+        Value::Object(kept)
     }
 }
 
@@ -380,9 +453,14 @@ async fn run(
             .map(|v| (v, "match"))
             .chain(included.into_iter().map(|v| (v, "include")))
         {
+            // `_elements` and `_summary` shape the matches; included resources stay whole.
+            let resource = match (mode, v.body) {
+                ("match", Some(body)) => search.shape.apply(body),
+                (_, body) => body.unwrap_or(Value::Null),
+            };
             entries.push(json!({
                 "fullUrl": format!("{base}/{}/{}", v.resource_type, v.id),
-                "resource": v.body,
+                "resource": resource,
                 "search": {"mode": mode},
             }));
         }
