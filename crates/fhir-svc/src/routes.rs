@@ -18,6 +18,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .route("/{instance}/_history", web::get().to(history::system))
     .route("/{instance}", web::post().to(bundle::process))
+    .route("/{instance}", web::get().to(search::search_system))
+    .route("/{instance}/", web::get().to(search::search_system))
     // Operations before the interactions whose `{id}` they would otherwise fill.
     .route(
         "/{instance}/{type}/$validate",

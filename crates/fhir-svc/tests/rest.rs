@@ -1833,6 +1833,40 @@ async fn search_includes_and_revincludes(env: Env) {
         .await;
     assert_eq!(bad_has.status, 400);
 
+    // System search over the listed types, paged across them.
+    let system = fhir
+        .get("?_type=Patient,Observation&_id=inc-p1,inc-o1,inc-o2&_count=2")
+        .await;
+    assert_eq!(system.status, 200, "{}", system.body);
+    assert_eq!(
+        entries_by_mode(&system.body, "match"),
+        ["Observation/inc-o1", "Observation/inc-o2"]
+    );
+    let next = system.body["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .expect("a next page")["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rest: Value = fhir
+        .client
+        .get(&next)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(entries_by_mode(&rest, "match"), ["Patient/inc-p1"]);
+    assert_eq!(fhir.get("?_id=inc-p1").await.status, 400);
+    assert_eq!(
+        fhir.get("?_type=Patient,Observation&code=x").await.status,
+        400
+    );
+
     // Compartments: what points at the patient through the compartment's parameters.
     let compartment = fhir.get("/Patient/inc-p1/Observation").await;
     assert_eq!(compartment.status, 200, "{}", compartment.body);

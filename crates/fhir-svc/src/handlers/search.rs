@@ -370,6 +370,150 @@ pub async fn search_type_post(
     run(&req, &state, &instance, &rt, &query, None).await
 }
 
+/// System search: `GET [base]?_type=A,B&[common parameters]`, the matches of each listed
+/// type in turn (types in name order, then ids), paged with `Type/id` continuation tokens.
+/// `_type` is required: a search of all 146 types at once is not offered.
+pub async fn search_system(
+    req: HttpRequest,
+    caller: FhirCaller,
+    Instance(instance): Instance,
+    state: web::Data<FhirState>,
+) -> Result<HttpResponse, FhirError> {
+    caller.require(Permission::Read)?;
+    let mut types: Vec<ResourceType> = Vec::new();
+    let mut rest = url::form_urlencoded::Serializer::new(String::new());
+    let mut after: Option<(String, String)> = None;
+    for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+        match k.as_ref() {
+            "_type" => {
+                for t in v.split(',').filter(|t| !t.is_empty()) {
+                    types.push(resource_type(t)?);
+                }
+            }
+            CONTINUATION => {
+                let (t, id) = v.split_once('/').ok_or_else(|| {
+                    FhirError::invalid("the continuation token does not belong to this search")
+                })?;
+                after = Some((t.to_owned(), id.to_owned()));
+            }
+            _ => {
+                rest.append_pair(&k, &v);
+            }
+        }
+    }
+    if types.is_empty() {
+        return Err(FhirError::invalid(
+            "a system-level search needs _type (e.g. _type=Patient,Observation)",
+        ));
+    }
+    types.sort();
+    types.dedup();
+    let rest = rest.finish();
+    let base = base_url(&req, &state, &instance);
+    let strict = strict(&req);
+    let mut ignored = Vec::new();
+    let mut first_ignored: Vec<String> = Vec::new();
+    let mut count = DEFAULT_COUNT;
+    let mut found: Vec<(ResourceType, String)> = Vec::new();
+    for (i, rt) in types.iter().enumerate() {
+        let search = Search::parse(rt, &rest, strict, state.max_search_count)?;
+        // A parameter one type ignores and another applies would select differently per
+        // type: only parameters that mean the same for every listed type are accepted.
+        if i > 0 && search.ignored != first_ignored {
+            return Err(FhirError::invalid(
+                "a system-level search takes parameters that every type in _type has",
+            ));
+        }
+        if i == 0 {
+            first_ignored = search.ignored.clone();
+            count = search.count;
+            ignored = search.ignored.clone();
+            if !search.sort.is_empty() || !search.includes.is_empty() {
+                let e = FhirError::invalid(
+                    "_sort, _include and _revinclude are not supported in a system-level search",
+                );
+                if strict {
+                    return Err(e);
+                }
+                ignored.push(describe(&e));
+            }
+        }
+        let from = match &after {
+            Some((t, _)) if t.as_str() > rt.as_str() => continue,
+            Some((t, id)) if t == rt.as_str() => Some(id.as_str()),
+            _ => None,
+        };
+        let wanted = (count + 1).saturating_sub(found.len());
+        if wanted == 0 {
+            break;
+        }
+        for id in state
+            .store
+            .search_page(&instance, rt, &search.conditions, from, wanted as i64)
+            .await?
+        {
+            found.push((rt.clone(), id));
+        }
+    }
+    let more = found.len() > count;
+    found.truncate(count);
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair(
+        "_type",
+        &types
+            .iter()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    let query = if rest.is_empty() {
+        q.finish()
+    } else {
+        format!("{}&{rest}", q.finish())
+    };
+    let mut links = vec![json!({"relation": "self", "url": format!("{base}?{query}")})];
+    if more {
+        if let Some((t, id)) = found.last() {
+            let token: String =
+                url::form_urlencoded::byte_serialize(format!("{t}/{id}").as_bytes()).collect();
+            links.push(json!({"relation": "next", "url": format!("{base}?{query}&{CONTINUATION}={token}")}));
+        }
+    }
+    let mut entries = Vec::new();
+    for rt in &types {
+        let ids: Vec<String> = found
+            .iter()
+            .filter(|(t, _)| t == rt)
+            .map(|(_, id)| id.clone())
+            .collect();
+        for v in state.store.read_many(&instance, rt, &ids).await? {
+            entries.push(json!({
+                "fullUrl": format!("{base}/{}/{}", v.resource_type, v.id),
+                "resource": v.body,
+                "search": {"mode": "match"},
+            }));
+        }
+    }
+    if !ignored.is_empty() {
+        let issues = ignored
+            .iter()
+            .map(|w| json!({"severity": "warning", "code": "not-supported", "diagnostics": w}))
+            .collect();
+        entries.push(json!({"resource": operation_outcome(issues), "search": {"mode": "outcome"}}));
+    }
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "meta": {"lastUpdated": instant(Utc::now())},
+        "type": "searchset",
+        "link": links,
+        "entry": entries,
+    });
+    Ok(HttpResponse::Ok()
+        .content_type(FHIR_JSON)
+        .body(bundle.to_string()))
+}
+
 /// Runs a search of `rt`; `compartment` is a compartment's condition and its path prefix
 /// (`Patient/123`) for links.
 async fn run(
