@@ -2016,6 +2016,31 @@ async fn search_numbers_quantities_and_uris(env: Env) {
         ids("/ValueSet?url:above=http://other.org/vs/more").await,
         ["v2"]
     );
+    // :of-type on identifiers, :identifier on references.
+    let typed = json!({"resourceType": "Patient", "id": "typed", "identifier": [{
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]},
+        "system": "urn:mrn", "value": "12345"}]});
+    assert_eq!(fhir.put("/Patient/typed", typed).await.status, 201);
+    let by_business_id = json!({"resourceType": "Observation", "id": "byid", "status": "final",
+        "code": {"text": "x"}, "subject": {"identifier": {"system": "urn:mrn", "value": "12345"}}});
+    assert_eq!(
+        fhir.put("/Observation/byid", by_business_id).await.status,
+        201
+    );
+    assert_eq!(
+        ids("/Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|12345")
+            .await,
+        ["typed"]
+    );
+    assert!(ids(
+        "/Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|999"
+    )
+    .await
+    .is_empty());
+    assert_eq!(
+        ids("/Observation?subject:identifier=urn:mrn|12345").await,
+        ["byid"]
+    );
     let bad = fhir
         .call(
             Method::GET,

@@ -50,6 +50,26 @@ fn quantity_of(v: &Value) -> Option<(String, String, f64)> {
     Some((system.to_owned(), code.to_owned(), value))
 }
 
+/// Index rows of the `:of-type` modifier go under `{param}:of-type`.
+pub const OF_TYPE: &str = ":of-type";
+/// Index rows of the `:identifier` modifier go under `{param}:identifier`.
+pub const IDENTIFIER: &str = ":identifier";
+
+/// An Identifier with a coded type: (type system, type code, value).
+fn identifier_of_type(v: &Value) -> Option<(String, String, String)> {
+    let value = v.get("value")?.as_str()?;
+    let coding = v.get("type")?.get("coding")?.as_array()?.first()?;
+    Some((
+        coding
+            .get("system")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        coding.get("code")?.as_str()?.to_owned(),
+        value.to_owned(),
+    ))
+}
+
 /// Lowercase without accents: how string search compares.
 pub fn normalize(s: &str) -> String {
     s.nfd()
@@ -223,6 +243,14 @@ pub fn extract(resource_type: &str, resource: &Value) -> Extracted {
                 let mut found = Vec::new();
                 for i in &items {
                     tokens_of(i.value(), &mut found);
+                    // `:of-type`: an Identifier's type coding with its value.
+                    if let Some((system, code, value)) = identifier_of_type(i.value()) {
+                        out.tokens.push((
+                            format!("{}{OF_TYPE}", p.code),
+                            system,
+                            format!("{code}|{value}"),
+                        ));
+                    }
                 }
                 out.tokens
                     .extend(found.into_iter().map(|(s, c)| (p.code.clone(), s, c)));
@@ -244,6 +272,16 @@ pub fn extract(resource_type: &str, resource: &Value) -> Extracted {
                     };
                     if let Some((t, id)) = reference.and_then(split_reference) {
                         out.references.push((p.code.clone(), t, id));
+                    }
+                    // `:identifier`: a reference by business identifier.
+                    if let Some(identifier) = i.value().get("identifier") {
+                        let mut found = Vec::new();
+                        tokens_of(identifier, &mut found);
+                        out.tokens.extend(
+                            found
+                                .into_iter()
+                                .map(|(s, c)| (format!("{}{IDENTIFIER}", p.code), s, c)),
+                        );
                     }
                 }
             }

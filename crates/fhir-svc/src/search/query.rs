@@ -282,6 +282,28 @@ fn parse_at(
         }));
     }
     let condition = match param.kind {
+        ParamType::Token if modifier == Some("of-type") => {
+            // `type-system|type-code|value`, kept as (system, "code|value") in the index.
+            let values = values
+                .iter()
+                .map(|v| {
+                    let parts: Vec<&str> = v.splitn(3, '|').collect();
+                    match parts.as_slice() {
+                        [system, code, value] if !code.is_empty() && !value.is_empty() => Ok((
+                            (!system.is_empty()).then(|| unescape(system)),
+                            Some(format!("{}|{}", unescape(code), unescape(value))),
+                        )),
+                        _ => Err(FhirError::invalid(format!(
+                            "'{key}={v}': expected [type system]|[type code]|[value]"
+                        ))),
+                    }
+                })
+                .collect::<Result<_, _>>()?;
+            Condition::Token {
+                param: format!("{code}{}", super::index::OF_TYPE),
+                values,
+            }
+        }
         ParamType::Token => {
             let not = match modifier {
                 None => false,
@@ -326,6 +348,16 @@ fn parse_at(
                 how,
             }
         }
+        ParamType::Reference if modifier == Some("identifier") => Condition::Token {
+            param: format!("{code}{}", super::index::IDENTIFIER),
+            values: values
+                .iter()
+                .map(|v| match v.split_once('|') {
+                    None => (None, Some(unescape(v))),
+                    Some((s, c)) => (Some(unescape(s)), (!c.is_empty()).then(|| unescape(c))),
+                })
+                .collect(),
+        },
         ParamType::Reference => {
             let typed = match modifier {
                 None => None,
