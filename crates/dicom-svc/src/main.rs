@@ -1,5 +1,8 @@
 //! `dicom-svc`: the DICOM service as its own process (Kafka, PostgreSQL, S3 from configuration).
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     hds_core::ops::run_service(
         dicom_svc::NAME,

@@ -156,6 +156,40 @@ struct Change {
     watermark: i64,
 }
 
+/// The most rows one multi-row statement carries (15 columns at most: far below the bound
+/// parameter limits of PostgreSQL and SQLite).
+const MAX_ROWS: usize = 64;
+
+/// `items` in runs of at most [`MAX_ROWS`], each with the index of its first item.
+fn chunks<T>(items: &[T]) -> impl Iterator<Item = (usize, &[T])> {
+    items
+        .chunks(MAX_ROWS)
+        .enumerate()
+        .map(|(i, c)| (i * MAX_ROWS, c))
+}
+
+/// `{head}($1, ..., $w), ($w+1, ...), ...{tail}`: a multi-row `VALUES` of `rows` rows of
+/// `width` parameters. A request's instances go in one statement per table (a round trip
+/// each) rather than one per instance; statement texts differ only by row count, so the
+/// connection's prepared-statement cache holds a few per table.
+fn values_statement(head: &str, width: usize, rows: usize, tail: &str) -> String {
+    use std::fmt::Write;
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * width * 5);
+    sql.push_str(head);
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..width {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            let _ = write!(sql, "${}", r * width + c + 1);
+        }
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
+}
+
 /// Writes a transaction's change-feed rows and their events, numbered from the instance's
 /// counter row; call it last, just before commit.
 ///
@@ -190,31 +224,39 @@ async fn record_changes(
     .fetch_one(&mut **tx)
     .await?
     .try_get("last_sequence")?;
-    for (i, c) in changes.iter().enumerate() {
-        let sequence = last - n + 1 + i as i64;
-        let action = match c.action {
-            DicomInstanceAction::Deleted => "delete",
-            _ => "create",
-        };
-        sqlx::query(
+    let first = last - n + 1;
+    for (start, chunk) in chunks(changes) {
+        let sql = values_statement(
             "INSERT INTO dicom_changefeed \
              (instance, sequence, study_uid, series_uid, sop_uid, action, watermark, timestamp_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(instance.to_string())
-        .bind(sequence)
-        .bind(c.id.study.as_str())
-        .bind(c.id.series.as_str())
-        .bind(c.id.sop.as_str())
-        .bind(action)
-        .bind(c.watermark)
-        .bind(at)
-        .execute(&mut **tx)
-        .await?;
+             VALUES ",
+            8,
+            chunk.len(),
+            "",
+        );
+        let mut q = sqlx::query(&sql);
+        for (i, c) in chunk.iter().enumerate() {
+            let action = match c.action {
+                DicomInstanceAction::Deleted => "delete",
+                _ => "create",
+            };
+            q = q
+                .bind(instance.to_string())
+                .bind(first + (start + i) as i64)
+                .bind(c.id.study.as_str())
+                .bind(c.id.series.as_str())
+                .bind(c.id.sop.as_str())
+                .bind(action)
+                .bind(c.watermark)
+                .bind(at);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    for (i, c) in changes.iter().enumerate() {
         events.push_event(
             topics::DICOM_INSTANCES,
             event_key(instance, &c.id),
-            &event(instance, &c.id, c.action, sequence, at),
+            &event(instance, &c.id, c.action, first + i as i64, at),
         )?;
     }
     Ok(())
@@ -246,55 +288,109 @@ impl Store {
     /// Indexes `new` in one transaction: instance rows, study and series rows (latest
     /// instance wins), change-feed rows and `instance created` events. Returns, per instance,
     /// its watermark, or `None` when an instance with its UIDs was already stored.
-    pub async fn index(
+    pub async fn index<T>(
         &self,
         instance: &InstanceName,
-        new: &[NewInstance],
+        items: &[T],
+        record: impl Fn(&T) -> &NewInstance,
     ) -> Result<Vec<Option<i64>>, DicomError> {
+        let new: Vec<&NewInstance> = items.iter().map(record).collect();
+        let new = new.as_slice();
         if new.is_empty() {
             return Ok(Vec::new());
         }
         let mut tx = self.db.begin().await?;
         let at = now_unix_ms();
-        let mut events = outbox::Batch::default();
-        let mut out = Vec::with_capacity(new.len());
-        let mut changes = Vec::with_capacity(new.len());
-        for n in new {
-            let watermark: Option<i64> = sqlx::query(
+        let name = instance.to_string();
+        let mut out: Vec<Option<i64>> = vec![None; new.len()];
+        // Instance rows, a statement per MAX_ROWS; the rows that come back are the ones
+        // inserted (a request holds each UID triple once: STOW drops repeats before this).
+        let position: std::collections::HashMap<(&str, &str, &str), usize> = new
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                (
+                    (n.id.study.as_str(), n.id.series.as_str(), n.id.sop.as_str()),
+                    i,
+                )
+            })
+            .collect();
+        for (_, chunk) in chunks(new) {
+            let sql = values_statement(
                 "INSERT INTO dicom_instances (instance, study_uid, series_uid, sop_uid, \
                  sop_class_uid, transfer_syntax_uid, blob_key, size_bytes, attributes, metadata, \
-                 created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                 ON CONFLICT (instance, study_uid, series_uid, sop_uid) DO NOTHING \
-                 RETURNING watermark",
-            )
-            .bind(instance.to_string())
-            .bind(n.id.study.as_str())
-            .bind(n.id.series.as_str())
-            .bind(n.id.sop.as_str())
-            .bind(&n.sop_class_uid)
-            .bind(&n.transfer_syntax_uid)
-            .bind(n.blob_key.as_str())
-            .bind(i64::try_from(n.size_bytes).unwrap_or(i64::MAX))
-            .bind(&n.attributes)
-            .bind(&n.metadata)
-            .bind(at)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| r.try_get("watermark"))
-            .transpose()?;
-            let Some(watermark) = watermark else {
-                out.push(None);
-                continue;
-            };
-            let s = &n.study;
-            sqlx::query(
+                 created_ms) VALUES ",
+                11,
+                chunk.len(),
+                " ON CONFLICT (instance, study_uid, series_uid, sop_uid) DO NOTHING \
+                 RETURNING watermark, study_uid, series_uid, sop_uid",
+            );
+            let mut q = sqlx::query(&sql);
+            for &n in chunk {
+                q = q
+                    .bind(name.clone())
+                    .bind(n.id.study.as_str())
+                    .bind(n.id.series.as_str())
+                    .bind(n.id.sop.as_str())
+                    .bind(&n.sop_class_uid)
+                    .bind(&n.transfer_syntax_uid)
+                    .bind(n.blob_key.as_str())
+                    .bind(i64::try_from(n.size_bytes).unwrap_or(i64::MAX))
+                    .bind(&n.attributes)
+                    .bind(&n.metadata)
+                    .bind(at);
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                let (study, series, sop): (String, String, String) = (
+                    row.try_get("study_uid")?,
+                    row.try_get("series_uid")?,
+                    row.try_get("sop_uid")?,
+                );
+                let i = position
+                    .get(&(study.as_str(), series.as_str(), sop.as_str()))
+                    .copied()
+                    .ok_or_else(|| {
+                        DicomError::Internal(format!("an inserted instance {sop} was not sent"))
+                    })?;
+                out[i] = Some(row.try_get("watermark")?);
+            }
+        }
+        // Study and series rows take the latest stored instance's values: per study (series),
+        // the last stored instance of the request, whose watermark is the highest. One row per
+        // key and statement (PostgreSQL updates a row at most once per statement).
+        let mut studies: Vec<(usize, i64)> = Vec::new();
+        let mut series: Vec<(usize, i64)> = Vec::new();
+        {
+            let mut study_at = std::collections::HashMap::new();
+            let mut series_at = std::collections::HashMap::new();
+            for (i, (n, w)) in new.iter().zip(&out).enumerate() {
+                let Some(w) = *w else { continue };
+                match study_at.entry(n.id.study.as_str()) {
+                    std::collections::hash_map::Entry::Occupied(e) => studies[*e.get()] = (i, w),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(studies.len());
+                        studies.push((i, w));
+                    }
+                }
+                match series_at.entry((n.id.study.as_str(), n.id.series.as_str())) {
+                    std::collections::hash_map::Entry::Occupied(e) => series[*e.get()] = (i, w),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(series.len());
+                        series.push((i, w));
+                    }
+                }
+            }
+        }
+        for (_, chunk) in chunks(&studies) {
+            let sql = values_statement(
                 "INSERT INTO dicom_studies (instance, study_uid, patient_id, patient_name, \
                  patient_birth_date, accession_number, referring_physician_name, study_date, \
                  study_description, attributes, updated_watermark, patient_name_folded, \
                  patient_name_words, referring_physician_name_folded, \
-                 referring_physician_name_words) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-                 ON CONFLICT (instance, study_uid) DO UPDATE SET \
+                 referring_physician_name_words) VALUES ",
+                15,
+                chunk.len(),
+                " ON CONFLICT (instance, study_uid) DO UPDATE SET \
                  patient_id = excluded.patient_id, patient_name = excluded.patient_name, \
                  patient_birth_date = excluded.patient_birth_date, \
                  accession_number = excluded.accession_number, \
@@ -305,52 +401,69 @@ impl Store {
                  patient_name_words = excluded.patient_name_words, \
                  referring_physician_name_folded = excluded.referring_physician_name_folded, \
                  referring_physician_name_words = excluded.referring_physician_name_words",
-            )
-            .bind(instance.to_string())
-            .bind(n.id.study.as_str())
-            .bind(&s.patient_id)
-            .bind(&s.patient_name)
-            .bind(&s.patient_birth_date)
-            .bind(&s.accession_number)
-            .bind(&s.referring_physician_name)
-            .bind(&s.study_date)
-            .bind(&s.study_description)
-            .bind(&s.attributes)
-            .bind(watermark)
-            .bind(&s.patient_name_folded)
-            .bind(&s.patient_name_words)
-            .bind(&s.referring_physician_name_folded)
-            .bind(&s.referring_physician_name_words)
-            .execute(&mut *tx)
-            .await?;
-            let se = &n.series;
-            sqlx::query(
+            );
+            let mut q = sqlx::query(&sql);
+            for &(i, watermark) in chunk {
+                let (n, s) = (new[i], &new[i].study);
+                q = q
+                    .bind(name.clone())
+                    .bind(n.id.study.as_str())
+                    .bind(&s.patient_id)
+                    .bind(&s.patient_name)
+                    .bind(&s.patient_birth_date)
+                    .bind(&s.accession_number)
+                    .bind(&s.referring_physician_name)
+                    .bind(&s.study_date)
+                    .bind(&s.study_description)
+                    .bind(&s.attributes)
+                    .bind(watermark)
+                    .bind(&s.patient_name_folded)
+                    .bind(&s.patient_name_words)
+                    .bind(&s.referring_physician_name_folded)
+                    .bind(&s.referring_physician_name_words);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for (_, chunk) in chunks(&series) {
+            let sql = values_statement(
                 "INSERT INTO dicom_series (instance, study_uid, series_uid, modality, \
                  performed_procedure_step_start_date, manufacturer_model_name, attributes, \
-                 updated_watermark) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                 ON CONFLICT (instance, study_uid, series_uid) DO UPDATE SET \
+                 updated_watermark) VALUES ",
+                8,
+                chunk.len(),
+                " ON CONFLICT (instance, study_uid, series_uid) DO UPDATE SET \
                  modality = excluded.modality, \
                  performed_procedure_step_start_date = excluded.performed_procedure_step_start_date, \
                  manufacturer_model_name = excluded.manufacturer_model_name, \
                  attributes = excluded.attributes, updated_watermark = excluded.updated_watermark",
-            )
-            .bind(instance.to_string())
-            .bind(n.id.study.as_str())
-            .bind(n.id.series.as_str())
-            .bind(&se.modality)
-            .bind(&se.performed_procedure_step_start_date)
-            .bind(&se.manufacturer_model_name)
-            .bind(&se.attributes)
-            .bind(watermark)
-            .execute(&mut *tx)
-            .await?;
-            changes.push(Change {
-                id: n.id.clone(),
-                action: DicomInstanceAction::Created,
-                watermark,
-            });
-            out.push(Some(watermark));
+            );
+            let mut q = sqlx::query(&sql);
+            for &(i, watermark) in chunk {
+                let (n, se) = (new[i], &new[i].series);
+                q = q
+                    .bind(name.clone())
+                    .bind(n.id.study.as_str())
+                    .bind(n.id.series.as_str())
+                    .bind(&se.modality)
+                    .bind(&se.performed_procedure_step_start_date)
+                    .bind(&se.manufacturer_model_name)
+                    .bind(&se.attributes)
+                    .bind(watermark);
+            }
+            q.execute(&mut *tx).await?;
         }
+        let changes: Vec<Change> = new
+            .iter()
+            .zip(&out)
+            .filter_map(|(n, w)| {
+                w.map(|watermark| Change {
+                    id: n.id.clone(),
+                    action: DicomInstanceAction::Created,
+                    watermark,
+                })
+            })
+            .collect();
+        let mut events = outbox::Batch::default();
         record_changes(&mut tx, instance, &changes, at, &mut events).await?;
         events.insert(&mut tx).await?;
         tx.commit().await?;
@@ -517,5 +630,25 @@ impl Store {
                 .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_row_statements_number_parameters_row_by_row() {
+        assert_eq!(
+            values_statement("INSERT INTO t (a, b) VALUES ", 2, 2, " RETURNING a"),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) RETURNING a"
+        );
+    }
+
+    #[test]
+    fn chunks_carry_their_offsets() {
+        let items: Vec<usize> = (0..MAX_ROWS + 3).collect();
+        let got: Vec<(usize, usize)> = chunks(&items).map(|(i, c)| (i, c.len())).collect();
+        assert_eq!(got, vec![(0, MAX_ROWS), (MAX_ROWS, 3)]);
     }
 }

@@ -299,6 +299,13 @@ where
         addr: http.bind,
         source,
     })?;
+    // A streamed response goes out as a head and then its body in separate writes; with
+    // Nagle's algorithm on, the body waits for the client's delayed ACK of the head (40 ms on
+    // Linux) on every response of a reused connection. Accepted sockets inherit TCP_NODELAY
+    // from the listener (Linux, BSD); where they do not, nothing changes.
+    if let Err(e) = socket2::SockRef::from(&listener).set_tcp_nodelay(true) {
+        tracing::warn!(error = %e, "cannot set TCP_NODELAY on the listener");
+    }
     let readiness = web::Data::new(readiness);
     let metrics = web::Data::new(metrics);
     let max_body = http.max_body_bytes;

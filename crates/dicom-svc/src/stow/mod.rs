@@ -78,8 +78,7 @@ pub async fn store(
         return Err(e);
     }
 
-    let records: Vec<NewInstance> = written.iter().map(|w| w.record.clone()).collect();
-    let indexed = match state.store.index(&instance, &records).await {
+    let indexed = match state.store.index(&instance, &written, |w| &w.record).await {
         Ok(indexed) => indexed,
         Err(e) => {
             discard(&state.store, &written).await;
@@ -222,6 +221,8 @@ fn record(
     let get = |tag| json::first_string(metadata, tag).map(|v| v.trim_end_matches('\0').to_owned());
     let as_json =
         |tags: &[dicom_core::Tag]| Value::Object(json::subset(metadata, tags)).to_string();
+    // Written straight from the map (no copy of it as a `Value` first).
+    let metadata_text = serde_json::to_string(metadata).unwrap_or_else(|_| "{}".into());
     let patient_name = get(tags::PATIENT_NAME);
     let referring = get(tags::REFERRING_PHYSICIAN_NAME);
     let folded = |n: &Option<String>| n.as_deref().map(crate::person_name::fold);
@@ -253,6 +254,6 @@ fn record(
             attributes: as_json(crate::attributes::SERIES),
         },
         attributes: as_json(crate::attributes::INSTANCE),
-        metadata: Value::Object(metadata.clone()).to_string(),
+        metadata: metadata_text,
     }
 }
