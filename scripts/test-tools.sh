@@ -26,3 +26,5 @@ fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check fhirpy==2.3.1 fhirclient==4.4.0
 # dicomweb-client and pydicom-data (80-odd real DICOM files) for dicom-svc's client scenario
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check dicomweb-client==0.61.2 pydicom-data==1.0.0
+# azure-mgmt-healthcareapis - the real Azure management SDK, for operations-svc's SDK scenario
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check azure-mgmt-healthcareapis==2.1.0

@@ -89,6 +89,41 @@ def fhirpy_scenario():
         pass
 
 
+def fhirpy_search_scenario():
+    """Search through fhirpy: multi-key sort and paging to the end, _include, _revinclude."""
+    c = SyncFHIRClient(BASE)
+    patients = []
+    for i in range(15):
+        p = c.resource("Patient", name=[{"family": "Pager", "given": [f"G{i:02d}"]}],
+                       birthDate="1990-01-01" if i % 3 == 0 else "2000-01-01")
+        p.save()
+        patients.append(p)
+        c.resource("Observation", status="final",
+                   code={"coding": [{"system": "urn:hds:search", "code": "pager"}]},
+                   subject={"reference": f"Patient/{p.id}"}).save()
+
+    # Sorted on two keys, four at a time, to the end: every patient once, in order.
+    found = c.resources("Patient").search(family="pager").sort("birthdate", "-given").limit(4).fetch_all()
+    keys = [(r.birthDate, r.name[0].given[0]) for r in found]
+    assert len(keys) == 15 and len({r.id for r in found}) == 15, keys
+    assert keys == sorted(keys, key=lambda k: (k[0], [-ord(ch) for ch in k[1]])), keys
+
+    # _include: the observations and, once each, their patients.
+    bundle = c.resources("Observation").search(code="urn:hds:search|pager") \
+        .include("Observation", "subject").limit(100).fetch_raw()
+    modes = {}
+    for e in bundle.entry:
+        modes.setdefault(e.search.mode, []).append(f"{e.resource.resourceType}/{e.resource.id}")
+    assert len(modes["match"]) == 15 and len(set(modes["include"])) == 15 == len(modes["include"]), modes
+    assert {r.split("/")[1] for r in modes["include"]} == {p.id for p in patients}
+
+    # _revinclude: the patients and the observations pointing at them.
+    bundle = c.resources("Patient").search(family="pager") \
+        .revinclude("Observation", "subject").limit(100).fetch_raw()
+    kinds = [e.resource.resourceType for e in bundle.entry if e.search.mode == "include"]
+    assert kinds.count("Observation") == 15, kinds
+
+
 def fhirclient_scenario():
     smart = smart_client.FHIRClient(settings={"app_id": "hds-test", "api_base": BASE + "/"})
     # The client parses the CapabilityStatement with its R4 models: it must be valid.
@@ -108,5 +143,6 @@ def fhirclient_scenario():
 
 if __name__ == "__main__":
     fhirpy_scenario()
+    fhirpy_search_scenario()
     fhirclient_scenario()
     print("fhirpy and fhirclient: ok")

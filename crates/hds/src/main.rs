@@ -11,6 +11,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod manage;
 mod medtech;
 mod token;
 mod up;
@@ -34,6 +35,14 @@ enum Command {
     Up(up::UpArgs),
     /// Mint a bearer token signed with the local key.
     Token(token::TokenArgs),
+    /// Workspaces of the management API: create, list, delete.
+    Workspace(manage::workspace::WorkspaceArgs),
+    /// FHIR services of a workspace: create, list, delete.
+    Fhir(manage::services::ServiceArgs),
+    /// DICOM services of a workspace: create, list, delete.
+    Dicom(manage::services::ServiceArgs),
+    /// IoT connectors (MedTech services) of a workspace: create, list, delete.
+    Iot(manage::services::ServiceArgs),
     /// MedTech: send device messages, debug mappings.
     Medtech(medtech::MedtechArgs),
 }
@@ -42,6 +51,10 @@ fn main() -> std::process::ExitCode {
     match Cli::parse().command {
         Command::Up(args) => up::run(args),
         Command::Token(args) => token::run(args),
+        Command::Workspace(args) => manage::workspace::run(args),
+        Command::Fhir(args) => manage::services::run(manage::services::ServiceType::Fhir, args),
+        Command::Dicom(args) => manage::services::run(manage::services::ServiceType::Dicom, args),
+        Command::Iot(args) => manage::services::run(manage::services::ServiceType::Iot, args),
         Command::Medtech(args) => medtech::run(args),
     }
 }

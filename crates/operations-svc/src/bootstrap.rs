@@ -146,11 +146,12 @@ async fn insert_resource(
     instance: Option<&str>,
     location: &str,
     state: &str,
+    active_operation: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
     let now = now_unix_ms();
     let done = sqlx::query(
-        "INSERT INTO resources (id_key, id, kind, instance, location, properties_json, provisioning_state, etag, created_ms, updated_ms) \
-         VALUES ($1, $2, $3, $4, $5, '{}', $6, $7, $8, $8) ON CONFLICT (id_key) DO NOTHING",
+        "INSERT INTO resources (id_key, id, kind, instance, location, properties_json, provisioning_state, etag, created_ms, updated_ms, active_operation) \
+         VALUES ($1, $2, $3, $4, $5, '{}', $6, $7, $8, $8, $9) ON CONFLICT (id_key) DO NOTHING",
     )
     .bind(id.to_ascii_lowercase())
     .bind(id)
@@ -160,6 +161,7 @@ async fn insert_resource(
     .bind(state)
     .bind(uuid::Uuid::new_v4().to_string())
     .bind(now)
+    .bind(active_operation)
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -176,6 +178,7 @@ pub async fn apply(db: &Database, b: &Bootstrap) -> anyhow::Result<()> {
             None,
             &b.location,
             "Succeeded",
+            None,
         )
         .await?;
         let created = insert_resource(
@@ -185,6 +188,7 @@ pub async fn apply(db: &Database, b: &Bootstrap) -> anyhow::Result<()> {
             Some(&planned.instance.to_string()),
             &b.location,
             "Creating",
+            Some(&planned.operation_id),
         )
         .await?;
         if !created {

@@ -6,9 +6,13 @@
 //! A library first: [`start`] wires dependencies from [`Settings`]; [`start_with`] takes them
 //! ready-made (`hds up` passes the embedded ones, tests their own).
 
+pub mod body;
 pub mod bootstrap;
+pub mod changes;
 pub mod error;
 pub mod operations;
+pub mod resource_id;
+pub mod resources;
 pub mod routes;
 pub mod status;
 
@@ -47,8 +51,33 @@ pub struct Settings {
     /// working URLs at once.
     #[serde(default)]
     pub bootstrap: Option<Bootstrap>,
+    #[serde(default)]
+    pub management: ManagementSettings,
 }
 hds_core::service_settings!(Settings);
+
+/// How the management API talks to ARM clients.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ManagementSettings {
+    /// `Retry-After` (seconds) on long-running answers and unfinished operation results:
+    /// how long clients wait between polls. Provisioning takes well under a second locally.
+    #[serde(default = "default_retry_after")]
+    #[serde(deserialize_with = "hds_core::config::lenient")]
+    pub retry_after_secs: u32,
+}
+
+fn default_retry_after() -> u32 {
+    1
+}
+
+impl Default for ManagementSettings {
+    fn default() -> Self {
+        Self {
+            retry_after_secs: default_retry_after(),
+        }
+    }
+}
 
 impl Settings {
     /// Everything local, with the default workspace bootstrapped.
@@ -60,6 +89,7 @@ impl Settings {
             auth: AuthSettings::default(),
             telemetry: TelemetrySettings::default(),
             bootstrap: Some(Bootstrap::default()),
+            management: ManagementSettings::default(),
         }
     }
 }
@@ -126,6 +156,8 @@ pub async fn start_with(
     let state = routes::AppState {
         auth,
         db: deps.db.clone(),
+        relay: waker,
+        retry_after_secs: settings.management.retry_after_secs,
     };
     let mut running = serve(
         listener,

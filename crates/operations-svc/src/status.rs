@@ -7,9 +7,9 @@ use hds_core::events::topics;
 use hds_core::events::v1::{OperationState, OperationStatus as StatusEvent};
 use hds_core::CancellationToken;
 use prost::Message;
-use sqlx::Row;
 
-use crate::operations::{self, OperationStatus};
+use crate::operations::{self, OperationKind, OperationStatus};
+use crate::resources::{self, ProvisioningState};
 
 pub struct StatusConsumer {
     db: Database,
@@ -65,32 +65,42 @@ async fn handle(db: &Database, delivery: Delivery) -> anyhow::Result<()> {
     )
     .await?;
     if changed && status.is_terminal() {
-        let kind: Option<String> = sqlx::query("SELECT kind FROM operations WHERE id = $1")
-            .bind(&event.operation_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| r.try_get("kind"))
-            .transpose()?;
-        let key = event.resource_id.to_ascii_lowercase();
-        match (kind.as_deref(), status) {
-            (Some("Deprovision"), OperationStatus::Succeeded) => {
-                sqlx::query("DELETE FROM resources WHERE id_key = $1")
-                    .bind(&key)
-                    .execute(&mut *tx)
+        // The operation says which resource it changes: a FHIR destination's operation is
+        // reported by its connector's instance, under the connector's id.
+        if let Some((kind, resource_id)) = operations::subject(&mut tx, &event.operation_id).await?
+        {
+            let key = resource_id.to_ascii_lowercase();
+            match (kind, status) {
+                (Some(OperationKind::Deprovision), OperationStatus::Succeeded) => {
+                    resources::remove_deleted(&mut *tx, &key, &event.operation_id).await?;
+                }
+                (_, OperationStatus::Succeeded) => {
+                    resources::finish(
+                        &mut *tx,
+                        &key,
+                        &event.operation_id,
+                        ProvisioningState::Succeeded,
+                    )
                     .await?;
-            }
-            _ => {
-                let state = if status == OperationStatus::Succeeded {
-                    "Succeeded"
-                } else {
-                    status.as_str()
-                };
-                sqlx::query("UPDATE resources SET provisioning_state = $1, updated_ms = $2 WHERE id_key = $3")
-                    .bind(state)
-                    .bind(hds_core::events::now_unix_ms())
-                    .bind(&key)
-                    .execute(&mut *tx)
+                }
+                (_, OperationStatus::Canceled) => {
+                    resources::finish(
+                        &mut *tx,
+                        &key,
+                        &event.operation_id,
+                        ProvisioningState::Canceled,
+                    )
                     .await?;
+                }
+                _ => {
+                    resources::finish(
+                        &mut *tx,
+                        &key,
+                        &event.operation_id,
+                        ProvisioningState::Failed,
+                    )
+                    .await?;
+                }
             }
         }
         tracing::info!(operation = %event.operation_id, resource = %event.resource_id, status = status.as_str(), reporter = %event.reporter, "operation finished");

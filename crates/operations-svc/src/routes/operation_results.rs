@@ -4,11 +4,10 @@
 
 use actix_web::{web, HttpResponse};
 use hds_core::auth::Permission;
-use hds_core::db::Database;
 use hds_core::ops::Caller;
 use serde::Deserialize;
 
-use super::ApiVersion;
+use super::{ApiVersion, AppState};
 use crate::error::ArmError;
 use crate::operations;
 
@@ -23,11 +22,11 @@ pub async fn get(
     caller: Caller<ArmError>,
     path: web::Path<Path>,
     version: web::Query<ApiVersion>,
-    db: web::Data<Database>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ArmError> {
     version.check()?;
     caller.require(Permission::ManageRead)?;
-    let op = operations::get(&db, &path.operation)
+    let op = operations::get(&state.db, &path.operation)
         .await?
         .filter(|op| {
             op.subscription_id.eq_ignore_ascii_case(&path.subscription)
@@ -42,7 +41,7 @@ pub async fn get(
         "name": op.id,
         "status": op.status.as_str(),
         "startTime": op.started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "properties": {},
+        "properties": op.result.clone().unwrap_or_else(|| serde_json::json!({})),
     });
     if let Some(ended) = op.ended {
         body["endTime"] = ended
@@ -52,5 +51,10 @@ pub async fn get(
     if let Some((code, message)) = op.error {
         body["error"] = serde_json::json!({ "code": code, "message": message });
     }
-    Ok(HttpResponse::Ok().json(body))
+    let mut res = HttpResponse::Ok();
+    if !op.status.is_terminal() {
+        // Without it ARM clients wait their default (30 s with the Python SDK) per poll.
+        res.insert_header(("Retry-After", state.retry_after_secs.to_string()));
+    }
+    Ok(res.json(body))
 }

@@ -1,0 +1,324 @@
+//! The stored resources and their ARM JSON: `id`, `name`, `type`, `etag`, `location`,
+//! `tags`, `systemData`, `kind`, `identity`, `properties` (with `provisioningState`).
+
+use chrono::{TimeZone, Utc};
+use serde_json::{json, Map, Value};
+use sqlx::{any::AnyRow, Any, Executor, Row};
+
+use crate::resource_id::ResourceType;
+
+/// ARM's `provisioningState` values that hds goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProvisioningState {
+    Creating,
+    Updating,
+    Deleting,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl ProvisioningState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProvisioningState::Creating => "Creating",
+            ProvisioningState::Updating => "Updating",
+            ProvisioningState::Deleting => "Deleting",
+            ProvisioningState::Succeeded => "Succeeded",
+            ProvisioningState::Failed => "Failed",
+            ProvisioningState::Canceled => "Canceled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "Creating" => ProvisioningState::Creating,
+            "Updating" => ProvisioningState::Updating,
+            "Deleting" => ProvisioningState::Deleting,
+            "Succeeded" => ProvisioningState::Succeeded,
+            "Failed" => ProvisioningState::Failed,
+            "Canceled" => ProvisioningState::Canceled,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    /// The id as the resource was created (ARM keeps the first spelling).
+    pub id: String,
+    pub rtype: ResourceType,
+    /// `{ws}-{service}` for resources a data-plane instance serves.
+    pub instance: Option<String>,
+    pub location: String,
+    pub tags: Map<String, Value>,
+    pub kind: Option<String>,
+    pub identity: Option<Value>,
+    /// The writable properties as the client sent them (mapping documents verbatim).
+    pub properties: Map<String, Value>,
+    pub state: ProvisioningState,
+    pub etag: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub created_by: String,
+    pub modified_by: String,
+    pub active_operation: Option<String>,
+}
+
+fn rfc3339(ms: i64) -> String {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn object(text: &str) -> Map<String, Value> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    }
+}
+
+impl Resource {
+    pub fn name(&self) -> &str {
+        self.id.rsplit('/').next().unwrap_or_default()
+    }
+
+    pub fn key(&self) -> String {
+        self.id.to_ascii_lowercase()
+    }
+
+    /// The resource as ARM shows it.
+    pub fn to_json(&self) -> Value {
+        let mut properties = self.properties.clone();
+        properties.insert("provisioningState".into(), self.state.as_str().into());
+        let mut body = json!({
+            "id": self.id,
+            "name": self.name(),
+            "type": self.rtype.arm_type(),
+            "etag": self.etag,
+            "location": self.location,
+        });
+        let obj = body.as_object_mut().expect("an object");
+        if self.rtype != ResourceType::FhirDestination {
+            obj.insert("tags".into(), Value::Object(self.tags.clone()));
+        }
+        if let Some(kind) = &self.kind {
+            obj.insert("kind".into(), kind.clone().into());
+        }
+        if let Some(identity) = &self.identity {
+            obj.insert("identity".into(), identity.clone());
+        }
+        obj.insert(
+            "systemData".into(),
+            json!({
+                "createdBy": self.created_by,
+                "createdByType": "User",
+                "createdAt": rfc3339(self.created_ms),
+                "lastModifiedBy": self.modified_by,
+                "lastModifiedByType": "User",
+                "lastModifiedAt": rfc3339(self.updated_ms),
+            }),
+        );
+        obj.insert("properties".into(), Value::Object(properties));
+        body
+    }
+
+    fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        let kind: String = row.try_get("kind")?;
+        let state: String = row.try_get("provisioning_state")?;
+        let identity: Option<String> = row.try_get("identity_json")?;
+        Ok(Resource {
+            id: row.try_get("id")?,
+            rtype: ResourceType::from_segment(&kind).ok_or_else(|| {
+                sqlx::Error::Decode(format!("unknown resource kind '{kind}'").into())
+            })?,
+            instance: row.try_get("instance")?,
+            location: row.try_get("location")?,
+            tags: object(&row.try_get::<String, _>("tags_json")?),
+            kind: row.try_get("resource_kind")?,
+            identity: identity.and_then(|i| serde_json::from_str(&i).ok()),
+            properties: object(&row.try_get::<String, _>("properties_json")?),
+            state: ProvisioningState::parse(&state).unwrap_or(ProvisioningState::Failed),
+            etag: row.try_get("etag")?,
+            created_ms: row.try_get("created_ms")?,
+            updated_ms: row.try_get("updated_ms")?,
+            created_by: row.try_get("created_by")?,
+            modified_by: row.try_get("modified_by")?,
+            active_operation: row.try_get("active_operation")?,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, kind, instance, location, tags_json, resource_kind, identity_json, \
+    properties_json, provisioning_state, etag, created_ms, updated_ms, created_by, modified_by, \
+    active_operation";
+
+pub async fn get<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    key: &str,
+) -> Result<Option<Resource>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM resources WHERE id_key = $1"
+    ))
+    .bind(key)
+    .fetch_optional(executor)
+    .await?
+    .map(|r| Resource::from_row(&r))
+    .transpose()
+}
+
+/// The resources of type `t` whose key starts with `prefix` (lowercase), in id order.
+/// A prefix comparison rather than LIKE: resource group names may contain `_`.
+pub async fn list<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    t: ResourceType,
+    prefix: &str,
+) -> Result<Vec<Resource>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM resources WHERE kind = $1 AND substr(id_key, 1, length($2)) = $2 ORDER BY id_key"
+    ))
+    .bind(t.segment())
+    .bind(prefix)
+    .fetch_all(executor)
+    .await?
+    .iter()
+    .map(Resource::from_row)
+    .collect()
+}
+
+/// Whether anything is nested below `key`.
+pub async fn has_children<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    key: &str,
+) -> Result<bool, sqlx::Error> {
+    let prefix = format!("{key}/");
+    Ok(
+        sqlx::query(
+            "SELECT id_key FROM resources WHERE substr(id_key, 1, length($1)) = $1 LIMIT 1",
+        )
+        .bind(&prefix)
+        .fetch_optional(executor)
+        .await?
+        .is_some(),
+    )
+}
+
+fn text(v: &Map<String, Value>) -> String {
+    Value::Object(v.clone()).to_string()
+}
+
+/// Inserts a new resource; `false` when one with this id exists already (a racing PUT).
+pub async fn insert<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    r: &Resource,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO resources (id_key, id, kind, instance, location, tags_json, resource_kind, identity_json, \
+         properties_json, provisioning_state, etag, created_ms, updated_ms, created_by, modified_by, active_operation) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (id_key) DO NOTHING",
+    )
+    .bind(r.key())
+    .bind(&r.id)
+    .bind(r.rtype.segment())
+    .bind(&r.instance)
+    .bind(&r.location)
+    .bind(text(&r.tags))
+    .bind(&r.kind)
+    .bind(r.identity.as_ref().map(Value::to_string))
+    .bind(text(&r.properties))
+    .bind(r.state.as_str())
+    .bind(&r.etag)
+    .bind(r.created_ms)
+    .bind(r.updated_ms)
+    .bind(&r.created_by)
+    .bind(&r.modified_by)
+    .bind(&r.active_operation)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Replaces a resource's mutable parts, only if no operation is running on it (the
+/// condition that makes a concurrent change lose with 409 rather than interleave).
+pub async fn update_idle<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    r: &Resource,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE resources SET tags_json = $2, resource_kind = $3, identity_json = $4, properties_json = $5, \
+         provisioning_state = $6, etag = $7, updated_ms = $8, modified_by = $9, active_operation = $10 \
+         WHERE id_key = $1 AND active_operation IS NULL",
+    )
+    .bind(r.key())
+    .bind(text(&r.tags))
+    .bind(&r.kind)
+    .bind(r.identity.as_ref().map(Value::to_string))
+    .bind(text(&r.properties))
+    .bind(r.state.as_str())
+    .bind(&r.etag)
+    .bind(r.updated_ms)
+    .bind(&r.modified_by)
+    .bind(&r.active_operation)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn delete<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    key: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM resources WHERE id_key = $1")
+        .bind(key)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// Takes the row lock of a resource (PostgreSQL; SQLite holds the database lock already),
+/// so that changes building on it serialize.
+pub async fn lock<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    key: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE resources SET updated_ms = updated_ms WHERE id_key = $1")
+        .bind(key)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// Ends a resource's operation: its state and no active operation. Only the operation that
+/// is active may end it (a stale report for an older operation changes nothing).
+pub async fn finish<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    key: &str,
+    operation: &str,
+    state: ProvisioningState,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE resources SET provisioning_state = $1, active_operation = NULL \
+         WHERE id_key = $2 AND (active_operation = $3 OR active_operation IS NULL)",
+    )
+    .bind(state.as_str())
+    .bind(key)
+    .bind(operation)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Removes a resource whose deletion `operation` carried out.
+pub async fn remove_deleted<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    key: &str,
+    operation: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM resources WHERE id_key = $1 AND (active_operation = $2 OR active_operation IS NULL)")
+        .bind(key)
+        .bind(operation)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
