@@ -118,6 +118,8 @@ struct Queued {
     versions: Rows,
     index: IndexRows,
     events: outbox::Batch,
+    /// The resource types the queued rows belong to.
+    types: std::collections::HashSet<String>,
 }
 
 impl Default for Queued {
@@ -148,6 +150,7 @@ impl Default for Queued {
             ),
             index: IndexRows::default(),
             events: outbox::Batch::default(),
+            types: Default::default(),
         }
     }
 }
@@ -160,7 +163,9 @@ impl Queued {
         self.events
             .insert(tx)
             .await
-            .map_err(|e| FhirError::Internal(e.to_string()))
+            .map_err(|e| FhirError::Internal(e.to_string()))?;
+        self.types.clear();
+        Ok(())
     }
 
     fn clear(&mut self) {
@@ -168,6 +173,7 @@ impl Queued {
         self.versions.clear();
         self.index.clear();
         self.events.clear();
+        self.types.clear();
     }
 }
 
@@ -193,6 +199,24 @@ impl WriteTx {
             .ok_or_else(|| FhirError::Internal("the transaction was lost".into()))?;
         self.queued.insert(tx).await?;
         Ok(tx)
+    }
+
+    /// The transaction for a search over `types`: queued rows of other types stay queued, so
+    /// a bundle's conditional references to practitioners or organisations do not hold up
+    /// its patients' and observations' creations. (Rows sent ahead are waited for: the
+    /// connection is theirs until then.)
+    pub async fn conn_for(
+        &mut self,
+        types: &std::collections::HashSet<String>,
+    ) -> Result<&mut Transaction<'static, Any>, FhirError> {
+        if self.queued.types.is_disjoint(types) {
+            self.settle().await?;
+            return self
+                .tx
+                .as_mut()
+                .ok_or_else(|| FhirError::Internal("the transaction was lost".into()));
+        }
+        self.conn().await
     }
 
     /// Waits for rows sent ahead, taking the transaction back.
@@ -730,6 +754,7 @@ pub async fn write_in(
     if version > 1 {
         crate::search::index::remove(tx.conn().await?, instance, rt.as_str(), id.as_str()).await?;
     }
+    tx.queued.types.insert(rt.to_string());
     tx.queued.versions.push([
         Cell::from(inst.as_str()),
         Cell::from(rt.as_str()),
@@ -912,6 +937,7 @@ pub async fn delete_in(
     };
     let version: i64 = row.try_get("version")?;
     crate::search::index::remove(conn, instance, rt.as_str(), id.as_str()).await?;
+    tx.queued.types.insert(rt.to_string());
     tx.queued.versions.push([
         Cell::from(inst.as_str()),
         Cell::from(rt.as_str()),

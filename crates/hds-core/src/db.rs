@@ -133,15 +133,9 @@ impl Database {
             .map_err(connect_err)?
             .log_statements(tracing::log::LevelFilter::Trace)
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
-        // No ping before each checkout (sqlx's default): it costs every request a round trip.
-        // A connection the server dropped fails its next statement instead, which answers
-        // that one request as unavailable (nothing is half-written: it is a transaction) and
-        // takes the connection out of the pool; idle ones are closed before servers time out.
         let pool_options = AnyPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(settings.acquire_timeout_secs))
-            .test_before_acquire(false)
-            .idle_timeout(Some(Duration::from_secs(300)));
+            .acquire_timeout(Duration::from_secs(settings.acquire_timeout_secs));
 
         let pool = match backend {
             Backend::Postgres => {

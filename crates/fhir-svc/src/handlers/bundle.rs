@@ -233,7 +233,14 @@ async fn plan(tx: &mut WriteTx, instance: &InstanceName, mut e: Entry) -> Result
     };
     if let Some(conditions) = e.if_none_exist.take() {
         return match Matches::of(
-            query::find(&mut **tx.conn().await?, instance, &rt, &conditions, 2).await?,
+            query::find(
+                &mut **tx.conn_for(&query::types_read(&rt, &conditions)).await?,
+                instance,
+                &rt,
+                &conditions,
+                2,
+            )
+            .await?,
         ) {
             Matches::None => Ok(Plan::Run(e)),
             Matches::One(id) => {
@@ -249,8 +256,16 @@ async fn plan(tx: &mut WriteTx, instance: &InstanceName, mut e: Entry) -> Result
     let Some(conditions) = e.conditions.take() else {
         return Ok(Plan::Run(e));
     };
-    let found =
-        Matches::of(query::find(&mut **tx.conn().await?, instance, &rt, &conditions, 2).await?);
+    let found = Matches::of(
+        query::find(
+            &mut **tx.conn_for(&query::types_read(&rt, &conditions)).await?,
+            instance,
+            &rt,
+            &conditions,
+            2,
+        )
+        .await?,
+    );
     let body_id = e
         .resource
         .as_ref()
@@ -300,7 +315,14 @@ async fn resolve_conditional_references(
         })?;
         let conditions = query::parse(&rt, q)?;
         match Matches::of(
-            query::find(&mut **tx.conn().await?, instance, &rt, &conditions, 2).await?,
+            query::find(
+                &mut **tx.conn_for(&query::types_read(&rt, &conditions)).await?,
+                instance,
+                &rt,
+                &conditions,
+                2,
+            )
+            .await?,
         ) {
             Matches::One(id) => {
                 resolved.insert(reference, format!("{rt}/{id}"));

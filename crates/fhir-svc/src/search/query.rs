@@ -154,6 +154,36 @@ fn table_of(kind: ParamType) -> Option<&'static str> {
     }
 }
 
+impl Condition {
+    /// The resource types a search with this condition reads (chains and `_has` reach
+    /// others), besides the searched one.
+    pub fn reaches(&self, out: &mut std::collections::HashSet<String>) {
+        match self {
+            Condition::Chain { target, inner, .. } => {
+                out.insert(target.to_string());
+                inner.iter().for_each(|c| c.reaches(out));
+            }
+            Condition::Has { source, inner, .. } => {
+                out.insert(source.to_string());
+                inner.iter().for_each(|c| c.reaches(out));
+            }
+            Condition::AnyOf(cs) => cs.iter().for_each(|c| c.reaches(out)),
+            Condition::Not(c) => c.reaches(out),
+            _ => {}
+        }
+    }
+}
+
+/// Every resource type a search of `rt` with `conditions` reads.
+pub fn types_read(
+    rt: &ResourceType,
+    conditions: &[Condition],
+) -> std::collections::HashSet<String> {
+    let mut out = std::collections::HashSet::from([rt.to_string()]);
+    conditions.iter().for_each(|c| c.reaches(&mut out));
+    out
+}
+
 /// How deep chains and `_has` may nest.
 const MAX_CHAIN: usize = 4;
 
