@@ -131,6 +131,9 @@ def structure_lines(sds):
         lines.append(root)
         for e in elements[1:]:
             line = {"path": e["path"], "min": e["min"], "max": e["max"]}
+            # Which elements `_summary=true` returns.
+            if e.get("isSummary"):
+                line["summary"] = True
             if "contentReference" in e:
                 line["contentReference"] = e["contentReference"]
             else:

@@ -1665,6 +1665,24 @@ async fn search_pages_and_lenient_parameters(env: Env) {
         .get("/Patient?identifier=urn:search|s3&_summary=text")
         .await;
     assert!(text.body["entry"][0]["resource"].get("name").is_none());
+    // Patient.name and birthDate are summary elements.
+    let summary = fhir
+        .get("/Patient?identifier=urn:search|s3&_summary=true")
+        .await;
+    let r = &summary.body["entry"][0]["resource"];
+    assert!(r["name"].is_array() && r["birthDate"].is_string(), "{r}");
+    assert!(r["meta"]["tag"].to_string().contains("SUBSETTED"), "{r}");
+    // Observation.status and code are mandatory: _summary=text keeps them.
+    fhir.put(
+        "/Observation/sum1",
+        json!({"resourceType": "Observation", "id": "sum1", "status": "final",
+               "code": {"text": "c"}, "note": [{"text": "n"}]}),
+    )
+    .await;
+    let text = fhir.get("/Observation?_id=sum1&_summary=text").await;
+    let r = &text.body["entry"][0]["resource"];
+    assert_eq!(r["status"], "final", "{r}");
+    assert!(r.get("code").is_some() && r.get("note").is_none(), "{r}");
     assert!(fhir.get("/Patient/_history").await.status.is_success());
 
     // POST _search takes the parameters as a form.

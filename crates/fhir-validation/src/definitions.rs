@@ -209,6 +209,10 @@ struct Line {
     #[serde(rename = "contentReference")]
     content_reference: Option<String>,
     binding: Option<String>,
+    /// Read by [`crate::summary`], not by validation.
+    #[serde(default)]
+    #[allow(dead_code)]
+    summary: bool,
 }
 
 /// One line of value-sets.json.

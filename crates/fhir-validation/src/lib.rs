@@ -58,6 +58,7 @@ mod definitions;
 mod issue;
 mod path;
 mod primitives;
+pub mod summary;
 mod walker;
 
 pub use issue::{Issue, IssueCode, Severity};

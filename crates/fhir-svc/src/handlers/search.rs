@@ -6,8 +6,8 @@
 //! OperationOutcome entry (`search.mode` = `outcome`), as the spec allows; with
 //! `Prefer: handling=strict` they are a 400. Matches come in id order and `next` carries the
 //! last id as its continuation token: keyset paging, so pages stay stable while others
-//! write. `_count` (default 10, at most `[fhir] max_search_count`), `_summary=count|data|text`
-//! (`text` keeps the narrative, id and meta, not the other mandatory elements), `_elements`,
+//! write. `_count` (default 10, at most `[fhir] max_search_count`),
+//! `_summary=count|data|text|true` (from the definitions' isSummary and min), `_elements`,
 //! `_total`, `_sort` (several keys, `-` for descending; a sorted search pages by position,
 //! so it is not stable while others write), and `_include` / `_revinclude` (with `:iterate` and `Type:*`; included resources
 //! come as `search.mode` = `include`, at most [`MAX_INCLUDED`] per page, unlike Azure's cap of
@@ -163,6 +163,10 @@ impl Search {
                     s.shape = Shape::Text;
                     Ok(())
                 }
+                "_summary" if value == "true" => {
+                    s.shape = Shape::Summary;
+                    Ok(())
+                }
                 "_elements" => {
                     s.shape = Shape::Elements(
                         value
@@ -236,8 +240,10 @@ enum Shape {
     Full,
     /// `_summary=data`: everything but the narrative.
     Data,
-    /// `_summary=text`: the narrative, id and meta.
+    /// `_summary=text`: the narrative, id, meta and the mandatory elements.
     Text,
+    /// `_summary=true`: the elements the definitions mark as summary, and the mandatory ones.
+    Summary,
     /// `_elements`: these top-level elements (a choice by its name, `value` for
     /// `valueQuantity`), with id and meta.
     Elements(Vec<String>),
@@ -245,11 +251,21 @@ enum Shape {
 
 impl Shape {
     /// Shapes a matched resource; a subset is tagged SUBSETTED, as the spec asks.
-    fn apply(&self, resource: Value) -> Value {
+    fn apply(&self, rt: &str, resource: Value) -> Value {
+        let top = fhir_validation::summary::top_elements(rt);
+        let mandatory = move |k: &str| top.iter().any(|e| e.mandatory && e.matches(k));
         let keep: Box<dyn Fn(&str) -> bool> = match self {
             Shape::Full => return resource,
             Shape::Data => Box::new(|k| k != "text"),
-            Shape::Text => Box::new(|k| matches!(k, "text" | "id" | "meta" | "resourceType")),
+            Shape::Text => Box::new(move |k| {
+                matches!(k, "text" | "id" | "meta" | "resourceType") || mandatory(k)
+            }),
+            Shape::Summary => Box::new(move |k| {
+                matches!(k, "id" | "meta" | "resourceType")
+                    || top
+                        .iter()
+                        .any(|e| (e.summary || e.mandatory) && e.matches(k))
+            }),
             Shape::Elements(names) => Box::new(move |k: &str| {
                 matches!(k, "id" | "meta" | "resourceType")
                     || names.iter().any(|n| {
@@ -599,7 +615,7 @@ async fn run(
         {
             // `_elements` and `_summary` shape the matches; included resources stay whole.
             let resource = match (mode, v.body) {
-                ("match", Some(body)) => search.shape.apply(body),
+                ("match", Some(body)) => search.shape.apply(rt.as_str(), body),
                 (_, body) => body.unwrap_or(Value::Null),
             };
             entries.push(json!({
