@@ -2059,6 +2059,14 @@ async fn search_numbers_quantities_and_uris(env: Env) {
         ids("/Observation?subject:identifier=urn:mrn|12345").await,
         ["byid"]
     );
+    // :text matches a CodeableConcept's text or a coding's display, by prefix, any case.
+    let coded = json!({"resourceType": "Observation", "id": "coded", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}],
+                 "text": "Pulse"}});
+    assert_eq!(fhir.put("/Observation/coded", coded).await.status, 201);
+    assert_eq!(ids("/Observation?code:text=heart").await, ["coded"]);
+    assert_eq!(ids("/Observation?code:text=PULSE").await, ["coded"]);
+    assert!(ids("/Observation?code:text=rate").await.is_empty());
     let bad = fhir
         .call(
             Method::GET,

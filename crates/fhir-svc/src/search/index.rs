@@ -52,8 +52,32 @@ fn quantity_of(v: &Value) -> Option<(String, String, f64)> {
 
 /// Index rows of the `:of-type` modifier go under `{param}:of-type`.
 pub const OF_TYPE: &str = ":of-type";
+/// Index rows of the `:text` modifier (a CodeableConcept's text, its codings' displays) go
+/// under `{param}:text`, as strings.
+pub const TEXT: &str = ":text";
 /// Index rows of the `:identifier` modifier go under `{param}:identifier`.
 pub const IDENTIFIER: &str = ":identifier";
+
+/// The text of a CodeableConcept and the displays of its (or a lone Coding's) codings.
+fn texts_of(v: &Value, out: &mut Vec<String>) {
+    let Value::Object(o) = v else { return };
+    if let Some(t) = o.get("text").and_then(Value::as_str) {
+        out.push(normalize(t));
+    }
+    if let Some(d) = o.get("display").and_then(Value::as_str) {
+        out.push(normalize(d));
+    }
+    for c in o
+        .get("coding")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(d) = c.get("display").and_then(Value::as_str) {
+            out.push(normalize(d));
+        }
+    }
+}
 
 /// An Identifier with a coded type: (type system, type code, value).
 fn identifier_of_type(v: &Value) -> Option<(String, String, String)> {
@@ -241,8 +265,10 @@ pub fn extract(resource_type: &str, resource: &Value) -> Extracted {
         match p.kind {
             ParamType::Token => {
                 let mut found = Vec::new();
+                let mut texts = Vec::new();
                 for i in &items {
                     tokens_of(i.value(), &mut found);
+                    texts_of(i.value(), &mut texts);
                     // `:of-type`: an Identifier's type coding with its value.
                     if let Some((system, code, value)) = identifier_of_type(i.value()) {
                         out.tokens.push((
@@ -254,6 +280,8 @@ pub fn extract(resource_type: &str, resource: &Value) -> Extracted {
                 }
                 out.tokens
                     .extend(found.into_iter().map(|(s, c)| (p.code.clone(), s, c)));
+                out.strings
+                    .extend(texts.into_iter().map(|t| (format!("{}{TEXT}", p.code), t)));
             }
             ParamType::String => {
                 let mut found = Vec::new();

@@ -312,6 +312,11 @@ fn parse_at(
         }));
     }
     let condition = match param.kind {
+        ParamType::Token if modifier == Some("text") => Condition::String {
+            param: format!("{code}{}", super::index::TEXT),
+            values: values.iter().map(|v| normalize(&unescape(v))).collect(),
+            how: StringMatch::Prefix,
+        },
         ParamType::Token if modifier == Some("of-type") => {
             // `type-system|type-code|value`, kept as (system, "code|value") in the index.
             let values = values
