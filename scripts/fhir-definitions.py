@@ -6,6 +6,8 @@ Source: npm `hl7.fhir.r4.examples@4.0.1` (downloaded with `npm pack` into
 ~/.cache/hds-fhir once). Output, under crates/fhir-svc/definitions/r4/:
   resource-types.txt       every concrete resource type, one per line, sorted
   compartments.json        {compartment: {member type: [reference parameters]}}
+  composite-parameters.json  the composite SearchParameters: code, base, context expression,
+                           components [{type, expression relative to the context}]
   search-parameters.json   every SearchParameter with an expression, compact:
                            [{"code", "type", "base": [...], "expression", "target"?: [...]}],
                            sorted
@@ -292,6 +294,27 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "search-parameters.json"), "w", encoding="utf-8") as f:
         f.write("[\n" + ",\n".join(json.dumps(p, separators=(",", ":")) for p in params) + "\n]\n")
+    # Composite parameters: the context expression and, per component, the type of the
+    # parameter it stands for and its expression relative to the context.
+    by_url = {}
+    composites = []
+    for path in glob.glob(os.path.join(pkg, "SearchParameter-*.json")):
+        with open(path, encoding="utf-8") as f:
+            sp = json.load(f)
+        by_url[sp.get("url")] = sp
+        if sp.get("type") == "composite" and sp.get("expression"):
+            composites.append(sp)
+    out = []
+    for sp in composites:
+        components = [{"type": by_url.get(c["definition"], {}).get("type"), "expression": c["expression"]}
+                      for c in sp.get("component", [])]
+        if any(c["type"] is None for c in components):
+            continue
+        out.append({"code": sp["code"], "base": sorted(sp["base"]), "expression": sp["expression"],
+                    "components": components})
+    out.sort(key=lambda p: (p["code"], p["base"]))
+    with open(os.path.join(OUT, "composite-parameters.json"), "w", encoding="utf-8") as f:
+        f.write("[\n" + ",\n".join(json.dumps(p, separators=(",", ":")) for p in out) + "\n]\n")
     # Compartments (Patient, Encounter, RelatedPerson, Practitioner, Device): for each member
     # type, the reference parameters that put a resource in the compartment.
     compartments = {}

@@ -2067,6 +2067,57 @@ async fn search_numbers_quantities_and_uris(env: Env) {
     assert_eq!(ids("/Observation?code:text=heart").await, ["coded"]);
     assert_eq!(ids("/Observation?code:text=PULSE").await, ["coded"]);
     assert!(ids("/Observation?code:text=rate").await.is_empty());
+    // Composite parameters keep each code with its own value.
+    let bp = json!({"resourceType": "Observation", "id": "bp", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+        "component": [
+            {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+             "valueQuantity": {"value": 120, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
+            {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]},
+             "valueQuantity": {"value": 80, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}]});
+    assert_eq!(fhir.put("/Observation/bp", bp).await.status, 201);
+    assert_eq!(
+        ids("/Observation?component-code-value-quantity=http://loinc.org|8480-6$gt100").await,
+        ["bp"]
+    );
+    assert_eq!(
+        ids("/Observation?component-code-value-quantity=http://loinc.org|8462-4$80|http://unitsofmeasure.org|mm[Hg]").await,
+        ["bp"]
+    );
+    // 8462-4 is 80: a test for more than 100 must not borrow 8480-6's 120.
+    assert!(
+        ids("/Observation?component-code-value-quantity=http://loinc.org|8462-4$gt100")
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        ids("/Observation?code-value-quantity=http://unitsofmeasure.org|mg$100")
+            .await
+            .len(),
+        0
+    );
+    let weight = json!({"resourceType": "Observation", "id": "w", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+        "valueQuantity": {"value": 70.5, "system": "http://unitsofmeasure.org", "code": "kg"}});
+    assert_eq!(fhir.put("/Observation/w", weight).await.status, 201);
+    assert_eq!(
+        ids("/Observation?code-value-quantity=http://loinc.org|29463-7$ge70").await,
+        ["w"]
+    );
+    assert!(
+        ids("/Observation?code-value-quantity=http://loinc.org|29463-7$lt70")
+            .await
+            .is_empty()
+    );
+    let wrong = fhir
+        .call(
+            Method::GET,
+            "/Observation?code-value-quantity=29463-7",
+            None,
+            &[("prefer", "handling=strict")],
+        )
+        .await;
+    assert_eq!(wrong.status, 400);
     let bad = fhir
         .call(
             Method::GET,

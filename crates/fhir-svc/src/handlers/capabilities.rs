@@ -31,6 +31,11 @@ pub async fn metadata(
             let params: Vec<_> = params::for_type(t)
                 .iter()
                 .map(|p| json!({"name": p.code, "type": format!("{:?}", p.kind).to_lowercase()}))
+                .chain(
+                    params::composites_for(t)
+                        .iter()
+                        .map(|c| json!({"name": c.code, "type": "composite"})),
+                )
                 .collect();
             json!({
                 "type": t,

@@ -26,6 +26,147 @@ pub struct Extracted {
     pub quantities: Vec<(String, String, String, f64)>,
     /// (param, uri)
     pub uris: Vec<(String, String)>,
+    pub composites: Vec<CompositeRow>,
+}
+
+/// One combination of a composite parameter's component values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompositeRow {
+    pub param: String,
+    pub s1: String,
+    pub c1: String,
+    pub s2: String,
+    pub c2: String,
+    pub n2: Option<f64>,
+    pub n3: Option<f64>,
+}
+
+/// One component value of a composite, as it is stored.
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Code(String, String),
+    Number(f64),
+    Quantity(String, String, f64),
+    Text(String),
+    Range(i64, i64),
+}
+
+fn parts_of(kind: ParamType, v: &Value) -> Vec<Part> {
+    match kind {
+        ParamType::Token => {
+            let mut found = Vec::new();
+            tokens_of(v, &mut found);
+            found.into_iter().map(|(s, c)| Part::Code(s, c)).collect()
+        }
+        ParamType::Reference => {
+            let r = match v {
+                Value::Object(o) => o.get("reference").and_then(Value::as_str),
+                Value::String(s) => Some(s.as_str()),
+                _ => None,
+            };
+            r.and_then(split_reference)
+                .map(|(t, id)| Part::Code(String::new(), format!("{t}/{id}")))
+                .into_iter()
+                .collect()
+        }
+        ParamType::Quantity => quantity_of(v)
+            .map(|(s, c, n)| Part::Quantity(s, c, n))
+            .into_iter()
+            .collect(),
+        ParamType::Number => number_of(v).map(Part::Number).into_iter().collect(),
+        ParamType::String => {
+            let mut found = Vec::new();
+            strings_of(v, &mut found);
+            found.into_iter().map(Part::Text).collect()
+        }
+        ParamType::Date => dates_of(v)
+            .map(|(s, e)| Part::Range(s, e))
+            .into_iter()
+            .collect(),
+        ParamType::Uri => match v {
+            Value::String(u) => vec![Part::Text(u.clone())],
+            _ => Vec::new(),
+        },
+    }
+}
+
+/// The longest text an index row keeps: PostgreSQL's btree entries hold at most ~2.7 kB,
+/// and a value longer than this (a genetic sequence, a long narrative) is not searched for
+/// whole anyway. Longer values keep their first 512 bytes (prefix search still works).
+const MAX_INDEXED_TEXT: usize = 512;
+
+fn clip(mut s: String) -> String {
+    if s.len() > MAX_INDEXED_TEXT {
+        let mut end = MAX_INDEXED_TEXT;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+/// Combinations kept per context item, so that no resource can blow the index up.
+const MAX_COMBINATIONS: usize = 64;
+
+fn composite_rows(resource_type: &str, resource: &Value, out: &mut Vec<CompositeRow>) {
+    for c in params::composites_for(resource_type) {
+        for ctx in c.context.evaluate(resource) {
+            let parts: Vec<Vec<Part>> = c
+                .components
+                .iter()
+                .map(|(kind, e)| {
+                    e.evaluate(ctx.value())
+                        .iter()
+                        .flat_map(|i| parts_of(*kind, i.value()))
+                        .collect()
+                })
+                .collect();
+            let [first, second, rest @ ..] = parts.as_slice() else {
+                continue;
+            };
+            let third: Vec<Option<&Part>> = match rest.first() {
+                Some(t) => t.iter().map(Some).collect(),
+                None => vec![None],
+            };
+            let mut n = 0;
+            for a in first {
+                let Part::Code(s1, c1) = a else { continue };
+                for b in second {
+                    for t in &third {
+                        if n >= MAX_COMBINATIONS {
+                            break;
+                        }
+                        n += 1;
+                        let (s2, c2, n2, mut n3) = match b {
+                            Part::Code(s, c) => (s.clone(), c.clone(), None, None),
+                            Part::Quantity(s, c, v) => (s.clone(), c.clone(), Some(*v), None),
+                            Part::Number(v) => (String::new(), String::new(), Some(*v), None),
+                            Part::Text(t) => (String::new(), t.clone(), None, None),
+                            Part::Range(s, e) => (
+                                String::new(),
+                                String::new(),
+                                Some(*s as f64),
+                                Some(*e as f64),
+                            ),
+                        };
+                        if let Some(Part::Number(v)) = t {
+                            n3 = Some(*v);
+                        }
+                        out.push(CompositeRow {
+                            param: c.code.clone(),
+                            s1: s1.clone(),
+                            c1: c1.clone(),
+                            s2,
+                            c2,
+                            n2,
+                            n3,
+                        });
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A JSON number (or numeric text) as f64; the index compares numbers as doubles.
@@ -362,10 +503,13 @@ pub fn extract(resource_type: &str, resource: &Value) -> Extracted {
     out.quantities.dedup();
     out.uris.sort();
     out.uris.dedup();
+    composite_rows(resource_type, resource, &mut out.composites);
+    out.composites.dedup();
     out
 }
 
-const TABLES: [&str; 7] = [
+const TABLES: [&str; 8] = [
+    "fhir_index_composites",
     "fhir_index_tokens",
     "fhir_index_strings",
     "fhir_index_references",
@@ -384,6 +528,7 @@ pub struct IndexRows {
     numbers: Rows,
     quantities: Rows,
     uris: Rows,
+    composites: Rows,
 }
 
 impl Default for IndexRows {
@@ -439,6 +584,21 @@ impl Default for IndexRows {
                 "fhir_index_uris",
                 &["instance", "resource_type", "id", "param", "value"],
             ),
+            composites: Rows::new(
+                "fhir_index_composites",
+                &[
+                    "instance",
+                    "resource_type",
+                    "id",
+                    "param",
+                    "s1",
+                    "c1",
+                    "s2",
+                    "c2",
+                    "n2",
+                    "n3",
+                ],
+            ),
         }
     }
 }
@@ -458,11 +618,11 @@ impl IndexRows {
         for (param, system, code) in x.tokens {
             let [a, b, c, d] = owner(param);
             self.tokens
-                .push([a, b, c, d, Cell::Text(system), Cell::Text(code)]);
+                .push([a, b, c, d, Cell::Text(clip(system)), Cell::Text(clip(code))]);
         }
         for (param, value) in x.strings {
             let [a, b, c, d] = owner(param);
-            self.strings.push([a, b, c, d, Cell::Text(value)]);
+            self.strings.push([a, b, c, d, Cell::Text(clip(value))]);
         }
         for (param, target_type, target_id) in x.references {
             let [a, b, c, d] = owner(param);
@@ -485,19 +645,39 @@ impl IndexRows {
                 b,
                 c,
                 d,
-                Cell::Text(system),
-                Cell::Text(code),
+                Cell::Text(clip(system)),
+                Cell::Text(clip(code)),
                 Cell::Float(value),
             ]);
         }
         for (param, uri) in x.uris {
             let [a, b, c, d] = owner(param);
-            self.uris.push([a, b, c, d, Cell::Text(uri)]);
+            self.uris.push([a, b, c, d, Cell::Text(clip(uri))]);
+        }
+        for r in x.composites {
+            let [a, b, c, d] = owner(r.param);
+            // A component without a number stores 0: a parameter's rows all have the same
+            // component types, so no test reads it. (sqlx's Any driver sends a NULL double to
+            // PostgreSQL in a format it refuses.)
+            let float = |v: Option<f64>| Cell::Float(v.unwrap_or(0.0));
+            self.composites.push([
+                a,
+                b,
+                c,
+                d,
+                Cell::Text(clip(r.s1)),
+                Cell::Text(clip(r.c1)),
+                Cell::Text(clip(r.s2)),
+                Cell::Text(clip(r.c2)),
+                float(r.n2),
+                float(r.n3),
+            ]);
         }
     }
 
-    fn tables(&mut self) -> [&mut Rows; 7] {
+    fn tables(&mut self) -> [&mut Rows; 8] {
         [
+            &mut self.composites,
             &mut self.tokens,
             &mut self.strings,
             &mut self.references,

@@ -68,6 +68,12 @@ pub enum Condition {
         values: Vec<String>,
         how: UriMatch,
     },
+    /// A composite parameter (`code-value-quantity=http://loinc.org|8480-6$gt100`): one of
+    /// the alternatives, each a test per component, holds for one stored combination.
+    Composite {
+        param: String,
+        alternatives: Vec<Vec<Part>>,
+    },
     /// `:missing=true|false` of any indexed parameter: whether the resource has no value for it.
     Missing {
         param: String,
@@ -80,6 +86,91 @@ pub enum Condition {
     /// `:not` (token): the resources that do not match the inner condition, those without a
     /// value included.
     Not(Box<Condition>),
+}
+
+/// The test of one component of a composite search value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    /// token: (system, code), either may be absent; a reference as `Type/id` in the code.
+    Code(Option<String>, Option<String>),
+    Quantity(QuantityValue),
+    /// number: (prefix, value, low, high)
+    Number(Prefix, f64, f64, f64),
+    /// string: a normalized prefix
+    Text(String),
+    /// date: (prefix, start ms, end ms)
+    Date(Prefix, i64, i64),
+}
+
+/// `a$b[$c],...` of a composite parameter: each alternative split into its components, each
+/// parsed as its parameter type would be.
+fn parse_composite(
+    key: &str,
+    composite: &params::Composite,
+    values: &[&str],
+) -> Result<Condition, FhirError> {
+    let bad = |v: &str, why: &str| FhirError::invalid(format!("'{key}={v}': {why}"));
+    let mut alternatives = Vec::new();
+    for v in values {
+        let pieces: Vec<&str> = v.split('$').collect();
+        if pieces.len() != composite.components.len() {
+            return Err(bad(
+                v,
+                &format!("expected {} values joined by $", composite.components.len()),
+            ));
+        }
+        let mut parts = Vec::new();
+        for ((kind, _), piece) in composite.components.iter().zip(pieces) {
+            let part = match kind {
+                ParamType::Token => match piece.split_once('|') {
+                    None => Part::Code(None, Some(unescape(piece))),
+                    Some((s, c)) => Part::Code(
+                        (!s.is_empty()).then(|| unescape(s)),
+                        (!c.is_empty()).then(|| unescape(c)),
+                    ),
+                },
+                ParamType::Reference => {
+                    let (t, id) =
+                        split_reference(piece).ok_or_else(|| bad(v, "expected Type/id"))?;
+                    Part::Code(None, Some(format!("{t}/{id}")))
+                }
+                ParamType::Quantity => {
+                    let mut q = piece.splitn(3, '|');
+                    let (prefix, number) = split_prefix(q.next().unwrap_or_default());
+                    let (value, low, high) =
+                        number_range(number).ok_or_else(|| bad(v, "not a quantity"))?;
+                    let mut next = || q.next().filter(|p| !p.is_empty()).map(unescape);
+                    let (system, code) = (next(), next());
+                    Part::Quantity(QuantityValue {
+                        prefix,
+                        value,
+                        low,
+                        high,
+                        system,
+                        code,
+                    })
+                }
+                ParamType::Number => {
+                    let (prefix, number) = split_prefix(piece);
+                    let (value, low, high) =
+                        number_range(number).ok_or_else(|| bad(v, "not a number"))?;
+                    Part::Number(prefix, value, low, high)
+                }
+                ParamType::String | ParamType::Uri => Part::Text(normalize(&unescape(piece))),
+                ParamType::Date => {
+                    let (prefix, rest) = split_prefix(piece);
+                    let (s, e) = date_range(rest).ok_or_else(|| bad(v, "not a date"))?;
+                    Part::Date(prefix, s, e)
+                }
+            };
+            parts.push(part);
+        }
+        alternatives.push(parts);
+    }
+    Ok(Condition::Composite {
+        param: composite.code.clone(),
+        alternatives,
+    })
 }
 
 /// A quantity search value: `[prefix]number|system|code`.
@@ -289,6 +380,12 @@ fn parse_at(
         return Ok(Some(Condition::Id(
             values.iter().map(|v| v.to_string()).collect(),
         )));
+    }
+    if let Some(composite) = params::find_composite(rt.as_str(), code) {
+        if let Some(m) = modifier {
+            return Err(unsupported(m));
+        }
+        return parse_composite(key, composite, &values).map(Some);
     }
     let param = params::find(rt.as_str(), code)
         .ok_or_else(|| FhirError::invalid(format!("'{code}' is not a search parameter of {rt}")))?;
@@ -835,6 +932,62 @@ where
     Ok(sql.query().fetch_one(executor).await?.try_get("n")?)
 }
 
+/// The SQL test of component `i` (0, 1, 2) of a composite row.
+fn composite_test(sql: &mut Sql, i: usize, part: &Part) -> String {
+    let (s, c) = if i == 0 {
+        ("x.s1", "x.c1")
+    } else {
+        ("x.s2", "x.c2")
+    };
+    let n = if i == 2 { "x.n3" } else { "x.n2" };
+    match part {
+        Part::Code(system, code) => {
+            let mut t = Vec::new();
+            if let Some(v) = system {
+                t.push(format!("{s} = {}", sql.text(v)));
+            }
+            if let Some(v) = code {
+                t.push(format!("{c} = {}", sql.text(v)));
+            }
+            if t.is_empty() {
+                "1 = 1".to_owned()
+            } else {
+                t.join(" AND ")
+            }
+        }
+        Part::Quantity(q) => {
+            let mut t = vec![compare_number(sql, n, q.prefix, q.value, q.low, q.high)];
+            if let Some(v) = &q.system {
+                t.push(format!("{s} = {}", sql.text(v)));
+            }
+            if let Some(v) = &q.code {
+                t.push(format!("{c} = {}", sql.text(v)));
+            }
+            t.join(" AND ")
+        }
+        Part::Number(prefix, v, lo, hi) => compare_number(sql, n, *prefix, *v, *lo, *hi),
+        Part::Text(v) => {
+            let len = sql.bind(Bind::Int(v.chars().count() as i64));
+            format!("SUBSTR({c}, 1, CAST({len} AS INTEGER)) = {}", sql.text(v))
+        }
+        Part::Date(prefix, start, end) => {
+            // The stored range is n2..n3 (ms as doubles).
+            let st = sql.bind(Bind::Float(*start as f64));
+            let en = sql.bind(Bind::Float(*end as f64));
+            let eq = format!("(x.n2 >= {st} AND x.n3 <= {en})");
+            match prefix {
+                Prefix::Eq => eq,
+                Prefix::Ne => format!("NOT {eq}"),
+                Prefix::Gt | Prefix::Sa => format!("x.n3 > {en}"),
+                Prefix::Lt | Prefix::Eb => format!("x.n2 < {st}"),
+                Prefix::Ge => format!("(x.n3 > {en} OR {eq})"),
+                Prefix::Le => format!("(x.n2 < {st} OR {eq})"),
+                Prefix::Ap => format!("(x.n2 <= {en} AND x.n3 >= {st})"),
+            }
+        }
+    }
+}
+
 /// A number test: `eq` is within the searched value's precision range, `ap` within 10%.
 fn compare_number(sql: &mut Sql, column: &str, prefix: Prefix, v: f64, lo: f64, hi: f64) -> String {
     let mut f = |x: f64| sql.bind(Bind::Float(x));
@@ -994,6 +1147,23 @@ fn matching_ids(
                     })
                     .collect();
                 index_ids("fhir_index_uris", param, sql, &owner, or(alts))
+            }
+            Condition::Composite {
+                param,
+                alternatives,
+            } => {
+                let alts: Vec<String> = alternatives
+                    .iter()
+                    .map(|parts| {
+                        let tests: Vec<String> = parts
+                            .iter()
+                            .enumerate()
+                            .map(|(i, part)| composite_test(sql, i, part))
+                            .collect();
+                        format!("({})", tests.join(" AND "))
+                    })
+                    .collect();
+                index_ids("fhir_index_composites", param, sql, &owner, or(alts))
             }
             Condition::Missing {
                 param,

@@ -19,6 +19,7 @@ pub enum Cell {
     NullText,
     /// SQL NULL in a binary column.
     NullBytes,
+
 }
 
 impl From<String> for Cell {
