@@ -265,6 +265,28 @@ async fn debugger_has_no_side_effects(stack: &Stack) {
         .is_none());
 }
 
+/// Deleting a configured instance stops its running worker, then deletes its consumer group
+/// and device topic (on tansu the topic stays: see `KafkaSettings::delete_topics`); the
+/// deletion reports success, and the instance is gone.
+async fn a_configured_instance_is_deleted(stack: Stack) {
+    stack.provision().await;
+    stack.configure().await;
+    // The worker is running: it has read a message and written its Observation.
+    stack.produce(MESSAGE.as_bytes()).await;
+    stack
+        .wait_for_resource(&format!("/Observation/{OBSERVATION_ID}"))
+        .await;
+    stack.deprovision_medtech().await;
+    let res = stack
+        .http
+        .get(stack.medtech_url("/mappings/device"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    stack.stop().await;
+}
+
 /// The full scenario on one stack.
 async fn scenario(stack: Stack) {
     stack.provision().await;
@@ -283,6 +305,11 @@ mod embedded {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn device_messages_to_observations_none_lost_none_duplicated() {
         scenario(Stack::embedded().await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_configured_instance_is_deleted() {
+        super::a_configured_instance_is_deleted(Stack::embedded().await).await;
     }
 
     /// Messages POSTed to the ingestion endpoint (a batch) take the same way.
@@ -340,5 +367,10 @@ mod kafka {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn device_messages_to_observations_none_lost_none_duplicated() {
         scenario(Stack::kafka().await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_configured_instance_is_deleted() {
+        super::a_configured_instance_is_deleted(Stack::kafka().await).await;
     }
 }

@@ -228,16 +228,10 @@ async fn every_resource_kind_is_created_listed_changed_and_deleted(backend: Back
     assert_eq!(status, 409, "a connector with destinations");
 
     delete(&stack, &dest_url).await;
-    // KNOWN GAP: on tansu, medtech-svc's deprovisioning of an instance never reports (its
-    // lifecycle does not return), so the connector's deletion is only exercised on the
-    // embedded stack until medtech-svc is fixed.
-    let connector_deleted = backend == Backend::Embedded;
-    if connector_deleted {
-        delete(&stack, &iot_url).await;
-        assert!(!instances(&medtech_base)
-            .await
-            .contains(&"ws1-iot1".to_owned()));
-    }
+    delete(&stack, &iot_url).await;
+    assert!(!instances(&medtech_base)
+        .await
+        .contains(&"ws1-iot1".to_owned()));
     delete(&stack, &dicom_url).await;
     delete(&stack, &fhir_url).await;
     assert!(!instances(&fhir_base)
@@ -247,9 +241,7 @@ async fn every_resource_kind_is_created_listed_changed_and_deleted(backend: Back
         .await
         .unwrap();
     assert_eq!(gone.status(), 404);
-    if connector_deleted {
-        delete(&stack, &ws).await;
-    }
+    delete(&stack, &ws).await;
 }
 
 async fn changes_wait_for_the_running_operation_and_honour_etags(backend: Backend) {

@@ -1,8 +1,7 @@
 //! The "done when": the real Azure SDK for Python, `azure-mgmt-healthcareapis`
 //! (PyPI), drives the management API through a workspace, a FHIR service, a DICOM service,
 //! an IoT connector and its FHIR destination, with the real data-plane services carrying out
-//! every operation. It runs on SQLite + the embedded bus for now: on tansu, medtech-svc's
-//! deprovisioning does not report, so the SDK's deletion of the connector would never end. `make test` installs the SDK into
+//! every operation, on PostgreSQL + Kafka (tansu) as deployed. `make test` installs the SDK into
 //! `~/.cache/hds-py` (scripts/test-tools.sh); the scenario is
 //! `tests/python/healthcareapis_sdk.py`.
 
@@ -31,7 +30,7 @@ fn python() -> PathBuf {
 
 #[tokio::test]
 async fn the_azure_sdk_for_python_manages_every_resource_kind() {
-    let stack = Stack::with_data_plane(Backend::Embedded).await;
+    let stack = Stack::with_data_plane(Backend::Kafka).await;
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/healthcareapis_sdk.py");
     let out = tokio::time::timeout(

@@ -36,6 +36,15 @@ pub struct KafkaSettings {
     #[serde(default = "default_max_poll_interval_ms")]
     #[serde(deserialize_with = "crate::config::lenient")]
     pub max_poll_interval_ms: u64,
+    /// Whether [`EventBus::delete_topic`] deletes the topic. Leave it on for Kafka. tansu 0.6
+    /// needs it off: its DeleteTopics removes the catalogue row of *every* topic of the
+    /// cluster (`topic_delete_by.sql` matches the cluster, not the topic), after which its
+    /// storage task panics on the next produce and the broker answers nothing. Off, a deleted
+    /// topic is left in place with its messages (a topic created again under the same name
+    /// keeps them).
+    #[serde(default = "default_delete_topics")]
+    #[serde(deserialize_with = "crate::config::lenient")]
+    pub delete_topics: bool,
     /// Further librdkafka properties (e.g. `security.protocol = "SASL_SSL"`,
     /// `sasl.mechanism = "SCRAM-SHA-512"`). `_` in a name stands for `.`, so that they can be
     /// set from the environment: `HDS_BUS__KAFKA__PROPERTIES__SASL_PASSWORD`.
@@ -45,6 +54,9 @@ pub struct KafkaSettings {
 
 fn default_replication() -> i32 {
     1
+}
+fn default_delete_topics() -> bool {
+    true
 }
 fn default_message_timeout_ms() -> u64 {
     30_000
@@ -64,6 +76,7 @@ impl KafkaSettings {
             message_timeout_ms: default_message_timeout_ms(),
             session_timeout_ms: default_session_timeout_ms(),
             max_poll_interval_ms: default_max_poll_interval_ms(),
+            delete_topics: default_delete_topics(),
             properties: BTreeMap::new(),
         }
     }
@@ -144,6 +157,13 @@ impl EventBus for KafkaBus {
     }
 
     async fn delete_topic(&self, topic: &str) -> Result<(), BusError> {
+        if !self.settings.delete_topics {
+            tracing::info!(
+                topic,
+                "topic left in place (bus.kafka.delete_topics is off)"
+            );
+            return Ok(());
+        }
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
         let results = self
             .admin

@@ -19,7 +19,6 @@ pub enum Cell {
     NullText,
     /// SQL NULL in a binary column.
     NullBytes,
-
 }
 
 impl From<String> for Cell {

@@ -132,7 +132,10 @@ impl Stack {
     pub async fn kafka() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let tansu = Tansu::start().await;
-        let bus: SharedBus = Arc::new(KafkaBus::new(&tansu.settings()).unwrap());
+        let mut settings = tansu.settings();
+        // tansu 0.6's DeleteTopics deletes every topic (see `KafkaSettings::delete_topics`).
+        settings.delete_topics = false;
+        let bus: SharedBus = Arc::new(KafkaBus::new(&settings).unwrap());
         let fhir_db = hds_testkit::pg_database("fhir").await;
         let medtech_db = hds_testkit::pg_database("medtech").await;
         Self::start(bus, fhir_db, medtech_db, Some(tansu), dir).await
@@ -212,6 +215,36 @@ impl Stack {
 
     /// Provisions the FHIR and the MedTech instance and waits until both are ready.
     pub async fn provision(&self) {
+        self.operate(
+            OperationKind::ProvisionInstance,
+            &[
+                (ServiceKind::Fhir, FHIR_INSTANCE, "fhirservices/fhir"),
+                (
+                    ServiceKind::Medtech,
+                    MEDTECH_INSTANCE,
+                    "iotconnectors/medtech",
+                ),
+            ],
+        )
+        .await;
+    }
+
+    /// Deletes the MedTech instance and waits (up to 60 s) until its deletion succeeded.
+    pub async fn deprovision_medtech(&self) {
+        self.operate(
+            OperationKind::DeprovisionInstance,
+            &[(
+                ServiceKind::Medtech,
+                MEDTECH_INSTANCE,
+                "iotconnectors/medtech",
+            )],
+        )
+        .await;
+    }
+
+    /// Sends one operation command per instance and waits (up to 60 s each) until every one
+    /// of them reported success.
+    async fn operate(&self, kind: OperationKind, targets: &[(ServiceKind, &str, &str)]) {
         self.bus
             .ensure_topic(topics::OPERATIONS_STATUS, 1)
             .await
@@ -222,21 +255,14 @@ impl Stack {
             .await
             .unwrap();
         let mut waiting = Vec::new();
-        for (kind, instance, path) in [
-            (ServiceKind::Fhir, FHIR_INSTANCE, "fhirservices/fhir"),
-            (
-                ServiceKind::Medtech,
-                MEDTECH_INSTANCE,
-                "iotconnectors/medtech",
-            ),
-        ] {
+        for (service, instance, path) in targets {
             let cmd = OperationCommand {
                 event_id: new_event_id(),
                 operation_id: new_event_id(),
-                kind: OperationKind::ProvisionInstance as i32,
+                kind: kind as i32,
                 resource_id: format!("/subscriptions/s/resourceGroups/rg/providers/Microsoft.HealthcareApis/workspaces/ws1/{path}"),
-                service_kind: kind.to_proto() as i32,
-                instance: instance.into(),
+                service_kind: service.to_proto() as i32,
+                instance: (*instance).into(),
                 properties_json: "{}".into(),
                 requested_at_unix_ms: 0,
             };
@@ -252,7 +278,7 @@ impl Stack {
         while !waiting.is_empty() {
             let d = tokio::time::timeout(Duration::from_secs(60), statuses.next())
                 .await
-                .expect("a status within 60 s")
+                .unwrap_or_else(|_| panic!("{kind:?}: a status within 60 s"))
                 .unwrap();
             let s = OperationStatus::decode(d.payload.as_slice()).unwrap();
             if let Some(i) = waiting.iter().position(|w| *w == s.operation_id) {

@@ -78,10 +78,11 @@ impl Stack {
             }
             Backend::Kafka => {
                 let tansu = Tansu::start().await;
-                (
-                    Arc::new(KafkaBus::new(&tansu.settings()).unwrap()),
-                    Some(tansu),
-                )
+                let mut settings = tansu.settings();
+                // tansu 0.6's DeleteTopics deletes every topic of the cluster, and its
+                // storage then fails every request (see `KafkaSettings::delete_topics`).
+                settings.delete_topics = false;
+                (Arc::new(KafkaBus::new(&settings).unwrap()), Some(tansu))
             }
         };
         let shutdown = CancellationToken::new();
