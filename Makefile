@@ -2,7 +2,7 @@
 CARGO ?= cargo
 DATA_DIR ?= ./data
 
-.PHONY: run test tools check fmt clippy build check-deploy test-synthea bench-fhir bench-dicom
+.PHONY: run test tools check fmt clippy build check-deploy test-synthea bench-fhir bench-dicom bench-medtech
 
 ## Start all four services in one process on embedded defaults (SQLite, local folder, embedded bus).
 run:
@@ -47,3 +47,9 @@ bench-fhir: tools
 ## from Debian if missing), same synthetic STOW/QIDO/WADO load, one run (see bench/dicom.sh).
 bench-dicom: tools
 	./bench/dicom.sh
+
+## MedTech benchmark: medtech-svc and fhir-svc on PostgreSQL + tansu; 1M device messages
+## (MEDTECH_BENCH_MESSAGES for fewer) for pipeline throughput, then end-to-end latency at
+## 1,000 messages/s, with CPU seconds (see bench/medtech.sh).
+bench-medtech: tools
+	./bench/medtech.sh
