@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hds_core::bus::embedded::{EmbeddedBus, EmbeddedBusSettings};
 use hds_core::bus::kafka::KafkaBus;
 use hds_core::bus::{OutgoingMessage, SharedBus};
-use hds_core::db::Database;
+use hds_core::db::{Database, DatabaseSettings};
 use hds_core::events::v1::{OperationCommand, OperationKind, OperationState, OperationStatus};
 use hds_core::events::{new_event_id, to_message, topics};
 use hds_core::names::ServiceKind;
@@ -108,8 +108,10 @@ pub struct Stack {
     pub bus: SharedBus,
     pub fhir: Service,
     pub medtech: Service,
-    fhir_db: Database,
-    medtech_db: Database,
+    /// Each start connects anew: a PostgreSQL connection opened while serving a request
+    /// belongs to that server's runtime, which a stop shuts down.
+    fhir_db: DatabaseSettings,
+    medtech_db: DatabaseSettings,
     pub http: reqwest::Client,
     _tansu: Option<Tansu>,
     dir: tempfile::TempDir,
@@ -124,8 +126,12 @@ impl Stack {
                 .await
                 .unwrap(),
         );
-        let fhir_db = hds_testkit::sqlite_database(dir.path(), "fhir").await;
-        let medtech_db = hds_testkit::sqlite_database(dir.path(), "medtech").await;
+        let sqlite = |name: &str| {
+            DatabaseSettings::new(hds_core::db::sqlite_url(
+                &dir.path().join(format!("{name}.db")),
+            ))
+        };
+        let (fhir_db, medtech_db) = (sqlite("fhir"), sqlite("medtech"));
         Self::start(bus, fhir_db, medtech_db, None, dir).await
     }
 
@@ -136,15 +142,15 @@ impl Stack {
         // tansu 0.6's DeleteTopics deletes every topic (see `KafkaSettings::delete_topics`).
         settings.delete_topics = false;
         let bus: SharedBus = Arc::new(KafkaBus::new(&settings).unwrap());
-        let fhir_db = hds_testkit::pg_database("fhir").await;
-        let medtech_db = hds_testkit::pg_database("medtech").await;
+        let fhir_db = hds_testkit::pg_settings("fhir");
+        let medtech_db = hds_testkit::pg_settings("medtech");
         Self::start(bus, fhir_db, medtech_db, Some(tansu), dir).await
     }
 
     async fn start(
         bus: SharedBus,
-        fhir_db: Database,
-        medtech_db: Database,
+        fhir_db: DatabaseSettings,
+        medtech_db: DatabaseSettings,
         tansu: Option<Tansu>,
         dir: tempfile::TempDir,
     ) -> Self {
@@ -178,7 +184,7 @@ impl Stack {
         let settings = fhir_svc::Settings::local_defaults(self.dir.path());
         let shutdown = CancellationToken::new();
         let deps = fhir_svc::Deps {
-            db: self.fhir_db.clone(),
+            db: Database::connect(&self.fhir_db).await.unwrap(),
             bus: self.bus.clone(),
         };
         let running = fhir_svc::start_with(settings, deps, l, shutdown.clone())
@@ -200,7 +206,7 @@ impl Stack {
         settings.medtech.max_retry_ms = 500;
         let shutdown = CancellationToken::new();
         let deps = medtech_svc::Deps {
-            db: self.medtech_db.clone(),
+            db: Database::connect(&self.medtech_db).await.unwrap(),
             bus: self.bus.clone(),
         };
         let running = medtech_svc::start_with(settings, deps, l, shutdown.clone())
