@@ -5,6 +5,7 @@
 //! concurrency 1 and 8, and prints resources/s, MB/s, requests/s, p50/p99 and the target
 //! process's peak memory (VmHWM), with each target's ratio to the first.
 
+use hds_bench::procfs::{cpu_seconds, peak_rss_mb, postgres_cpu_seconds};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -60,19 +61,6 @@ fn parse_target(s: &str) -> anyhow::Result<Target> {
         pid,
         pg,
     })
-}
-
-fn peak_rss_mb(pid: Option<u32>) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
 }
 
 /// `Type/id/_history/v`, absolute or relative -> (type/id, version).
@@ -151,29 +139,6 @@ struct Latencies {
     per_second: f64,
     p50_ms: f64,
     p99_ms: f64,
-}
-
-/// CPU seconds (user + system) used so far by the process `pid`.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
-
-/// CPU seconds used so far by every PostgreSQL server process on the machine.
-fn postgres_cpu_seconds() -> f64 {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0.0;
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|c| c.trim() == "postgres")
-        })
-        .filter_map(cpu_seconds)
-        .sum()
 }
 
 /// (commits, WAL syncs) of the PostgreSQL at `url` so far, read with psql.

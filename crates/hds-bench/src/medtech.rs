@@ -21,6 +21,7 @@
 //! serving those two plus PostgreSQL's background processes), tansu and this client, and
 //! the output says whether the bars hold.
 
+use hds_bench::procfs::{client_ports, cpu_seconds};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -377,44 +378,6 @@ impl Progress {
 
 // ---------------------------------------------------------------------------------------------
 // CPU accounting from /proc (as dicom-bench does)
-
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
-
-/// Local ports of the TCP connections of `pid` to remote port `port`.
-fn client_ports(pid: u32, port: u16) -> HashSet<u16> {
-    let inodes: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|dir| {
-            dir.filter_map(|e| {
-                let link = std::fs::read_link(e.ok()?.path()).ok()?;
-                let link = link.to_str()?;
-                Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
-            })
-            .collect()
-        })
-        .unwrap_or_default();
-    let mut ports = HashSet::new();
-    for table in ["tcp", "tcp6"] {
-        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(remote), Some(inode)) = (f.get(1), f.get(2), f.get(9)) else {
-                continue;
-            };
-            let port_of = |a: &str| u16::from_str_radix(a.rsplit_once(':')?.1, 16).ok();
-            if port_of(remote) == Some(port) && inodes.contains(*inode) {
-                ports.extend(port_of(local));
-            }
-        }
-    }
-    ports
-}
 
 const COLUMNS: [&str; 5] = ["medtech-svc", "fhir-svc", "PostgreSQL", "tansu", "client"];
 
