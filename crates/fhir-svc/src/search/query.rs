@@ -122,13 +122,10 @@ fn parse_composite(
         let mut parts = Vec::new();
         for ((kind, _), piece) in composite.components.iter().zip(pieces) {
             let part = match kind {
-                ParamType::Token => match piece.split_once('|') {
-                    None => Part::Code(None, Some(unescape(piece))),
-                    Some((s, c)) => Part::Code(
-                        (!s.is_empty()).then(|| unescape(s)),
-                        (!c.is_empty()).then(|| unescape(c)),
-                    ),
-                },
+                ParamType::Token => {
+                    let (system, code) = token_value(piece);
+                    Part::Code(system, code)
+                }
                 ParamType::Reference => {
                     let (t, id) =
                         split_reference(piece).ok_or_else(|| bad(v, "expected Type/id"))?;
@@ -444,13 +441,7 @@ fn parse_at(
             };
             let token = Condition::Token {
                 param: code.to_owned(),
-                values: values
-                    .iter()
-                    .map(|v| match v.split_once('|') {
-                        None => (None, Some(unescape(v))),
-                        Some((s, c)) => (Some(unescape(s)), (!c.is_empty()).then(|| unescape(c))),
-                    })
-                    .collect(),
+                values: values.iter().map(|v| token_value(v)).collect(),
             };
             if not {
                 Condition::Not(Box::new(token))
@@ -482,13 +473,7 @@ fn parse_at(
         }
         ParamType::Reference if modifier == Some("identifier") => Condition::Token {
             param: format!("{code}{}", super::index::IDENTIFIER),
-            values: values
-                .iter()
-                .map(|v| match v.split_once('|') {
-                    None => (None, Some(unescape(v))),
-                    Some((s, c)) => (Some(unescape(s)), (!c.is_empty()).then(|| unescape(c))),
-                })
-                .collect(),
+            values: values.iter().map(|v| token_value(v)).collect(),
         },
         ParamType::Reference => {
             let typed = match modifier {
@@ -693,6 +678,15 @@ fn parse_has(
         param: code.to_owned(),
         inner,
     })
+}
+
+/// A token search value: `code` (any system), `system|code`, `|code` (no system: the index
+/// keeps '' then) or `system|` (any code of the system).
+fn token_value(v: &str) -> (Option<String>, Option<String>) {
+    match v.split_once('|') {
+        None => (None, Some(unescape(v))),
+        Some((s, c)) => (Some(unescape(s)), (!c.is_empty()).then(|| unescape(c))),
+    }
 }
 
 /// Splits on commas that are not escaped (`\,`).
