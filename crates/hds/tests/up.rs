@@ -169,24 +169,29 @@ async fn up_serves_all_four_and_keeps_data_across_restarts() {
 #[tokio::test]
 async fn up_with_auth_requires_tokens_from_hds_token() {
     let data = tempfile::tempdir().unwrap();
-    let ports = [port(), port(), port(), port()];
     let mut child = Command::new(env!("CARGO_BIN_EXE_hds"))
         .arg("up")
         .arg("--auth")
         .arg("--data-dir")
         .arg(data.path())
-        .args(["--operations-port", &ports[0].to_string()])
-        .args(["--fhir-port", &ports[1].to_string()])
-        .args(["--dicom-port", &ports[2].to_string()])
-        .args(["--medtech-port", &ports[3].to_string()])
+        .args(["--operations-port", "0"])
+        .args(["--fhir-port", "0"])
+        .args(["--dicom-port", "0"])
+        .args(["--medtech-port", "0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Ports 0: the services bind what is free and `hds up` prints where (no port race).
+    let mut origin = None;
     tokio::time::timeout(Duration::from_secs(120), async {
         while let Some(l) = out.next_line().await.unwrap() {
+            if let Some(url) = l.strip_prefix("fhir-svc ") {
+                let rest = url.strip_prefix("http://").unwrap();
+                origin = Some(format!("http://{}", rest.split('/').next().unwrap()));
+            }
             if l.starts_with("stop with") {
                 break;
             }
@@ -194,7 +199,10 @@ async fn up_with_auth_requires_tokens_from_hds_token() {
     })
     .await
     .unwrap();
-    let fhir = format!("http://127.0.0.1:{}/instances", ports[1]);
+    let fhir = format!(
+        "{}/instances",
+        origin.expect("hds up printed the fhir-svc URL")
+    );
     assert_eq!(reqwest::get(&fhir).await.unwrap().status(), 401);
 
     let token = std::process::Command::new(env!("CARGO_BIN_EXE_hds"))
