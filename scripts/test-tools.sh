@@ -4,6 +4,7 @@
 #   s3s-fs  - an S3-compatible server over a folder (0.14.1: later versions need a newer rustc)
 #   hl7.fhir.r4.examples - the official R4 examples (npm, CC0), read by fhir-svc's tests
 #   fhirpy, fhirclient   - real FHIR clients (PyPI), in a virtualenv at ~/.cache/hds-py
+#   fhirpathpy           - a FHIRPath evaluator (PyPI) to check crates/fhirpath against, same venv
 #   dicomweb-client, pydicom-data - a real DICOMweb client and real DICOM files (PyPI), same venv
 # PostgreSQL is not installed here: the suite uses HDS_TEST_DATABASE_URL (default: the local server).
 set -euo pipefail
@@ -24,6 +25,8 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check fhirpy==2.3.1 fhirclient==4.4.0
+# fhirpathpy - the reference FHIRPath evaluator of crates/fhirpath's differential test
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check fhirpathpy==2.2.4
 # dicomweb-client and pydicom-data (80-odd real DICOM files) for dicom-svc's client scenario
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check dicomweb-client==0.61.2 pydicom-data==1.0.0
 # azure-mgmt-healthcareapis - the real Azure management SDK, for operations-svc's SDK scenario

@@ -10,6 +10,7 @@
 
 pub mod attributes;
 pub mod changefeed;
+mod cors_middleware;
 pub mod delete;
 pub mod dicomweb;
 pub mod domain;

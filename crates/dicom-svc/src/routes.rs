@@ -22,6 +22,10 @@ const INSTANCE: &str = "/studies/{study}/series/{series}/instances/{sop}";
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/{instance}/{version:v[^/]+}")
+            // Innermost: CORS headers land on every answer of the router, errors included.
+            .wrap(actix_web::middleware::from_fn(
+                crate::cors_middleware::around,
+            ))
             .wrap(Compress::default())
             .wrap(DefaultHeaders::new().add(("api-supported-versions", ApiVersion::SUPPORTED)))
             // Store (STOW-RS)

@@ -11,28 +11,13 @@ use std::time::Duration;
 use common::Env;
 use tokio::process::Command;
 
-fn python() -> PathBuf {
-    let venv = std::env::var_os("HDS_PY_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hds-py/venv")
-        });
-    let python = venv.join("bin/python");
-    assert!(
-        python.is_file(),
-        "{} missing: run scripts/test-tools.sh (make test does)",
-        python.display()
-    );
-    python
-}
-
 async fn scenario(env: Env) {
     env.provision("ws1-dicom").await;
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/dicom_clients.py");
     let out = tokio::time::timeout(
         Duration::from_secs(300),
-        Command::new(python())
+        Command::new(hds_testkit::python())
             .arg(&script)
             .arg(env.url("/ws1-dicom/v2"))
             .output(),

@@ -9,9 +9,11 @@ use futures::StreamExt;
 use hds_core::names::InstanceName;
 use hds_core::provisioning::InstanceRegistry;
 use serde_json::Value;
+use std::sync::Arc;
 
 use crate::domain::{etag, ResourceId, ResourceType};
 use crate::error::FhirError;
+use crate::instance_config::{InstanceConfig, Resolved};
 use crate::store::{Store, Version};
 
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
@@ -39,23 +41,49 @@ impl FromRequest for Instance {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let raw = req
-                .match_info()
-                .get("instance")
-                .unwrap_or_default()
-                .to_owned();
-            let name: InstanceName = raw
-                .parse()
-                .map_err(|_| FhirError::NotFound(format!("{} {}", req.method(), req.path())))?;
-            let registry = req
-                .app_data::<web::Data<InstanceRegistry>>()
-                .ok_or_else(|| FhirError::Internal("no instance registry".into()))?;
-            match registry.get(&name).await? {
-                Some(_) => Ok(Instance(name)),
-                None => Err(FhirError::UnknownInstance(name.to_string())),
+            let resolved = resolve(&req).await?;
+            match resolved.config {
+                Some(_) => Ok(Instance(resolved.name)),
+                None => Err(FhirError::UnknownInstance(resolved.name.to_string())),
             }
         })
     }
+}
+
+/// The settings of the instance the request addresses, known to exist.
+pub struct Config(pub Arc<InstanceConfig>);
+
+impl FromRequest for Config {
+    type Error = FhirError;
+    type Future = LocalBoxFuture<'static, Result<Self, FhirError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let resolved = resolve(&req).await?;
+            resolved
+                .config
+                .map(Config)
+                .ok_or_else(|| FhirError::UnknownInstance(resolved.name.to_string()))
+        })
+    }
+}
+
+/// The request's instance: as the instance middleware found it, or looked up here (a route
+/// outside the middleware).
+pub async fn resolve(req: &HttpRequest) -> Result<Resolved, FhirError> {
+    if let Some(r) = Resolved::from_request(req) {
+        return Ok(r);
+    }
+    let raw = req.match_info().get("instance").unwrap_or_default();
+    let name: InstanceName = raw
+        .parse()
+        .map_err(|_| FhirError::NotFound(format!("{} {}", req.method(), req.path())))?;
+    let registry = req
+        .app_data::<web::Data<InstanceRegistry>>()
+        .ok_or_else(|| FhirError::Internal("no instance registry".into()))?;
+    let found = registry.get(&name).await?;
+    Ok(Resolved::of(name, found.as_ref()))
 }
 
 pub fn resource_type(raw: &str) -> Result<ResourceType, FhirError> {

@@ -6,16 +6,20 @@
 //! The folder reads like the spec: `handlers/` holds one module per interaction, `store`
 //! keeps every version, `routes` is where URLs meet handlers.
 
+pub mod caller;
 pub mod domain;
 pub mod error;
 mod group_commit;
 pub mod handlers;
 pub mod http;
+pub mod instance_config;
+mod instance_middleware;
 pub mod instances;
 pub mod routes;
 pub mod search;
 pub mod store;
 pub mod validation;
+pub mod versioning;
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -126,6 +130,13 @@ pub async fn start_with(
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
     deps.db.migrate(&store::migrations()).await?;
+    let backfilled = store::backfill_index(&deps.db).await?;
+    if backfilled > 0 {
+        tracing::info!(
+            resources = backfilled,
+            "search index rebuilt for resources stored before it was keyed"
+        );
+    }
     deps.bus
         .ensure_topic(
             hds_core::events::topics::FHIR_RESOURCES,

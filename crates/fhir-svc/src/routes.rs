@@ -12,67 +12,74 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(|err, _req| {
         crate::error::FhirError::invalid(format!("the query string is invalid: {err}")).into()
     }));
-    cfg.route(
-        "/{instance}/metadata",
-        web::get().to(capabilities::metadata),
-    )
-    .route("/{instance}/_history", web::get().to(history::system))
-    .route("/{instance}", web::post().to(bundle::process))
-    .route("/{instance}", web::get().to(search::search_system))
-    .route("/{instance}/", web::get().to(search::search_system))
-    // Operations before the interactions whose `{id}` they would otherwise fill.
-    .route(
-        "/{instance}/{type}/$validate",
-        web::post().to(validate::validate_type),
-    )
-    .route(
-        "/{instance}/{type}/{id}/$validate",
-        web::post().to(validate::validate_instance),
-    )
-    .route(
-        "/{instance}/{type}/{id}/$validate",
-        web::get().to(validate::validate_stored),
-    )
-    .route(
-        "/{instance}/{type}/_search",
-        web::post().to(search::search_type_post),
-    )
-    .route("/{instance}/{type}", web::get().to(search::search_type))
-    .route("/{instance}/{type}", web::post().to(create::create))
-    .route(
-        "/{instance}/{type}",
-        web::put().to(update::conditional_update),
-    )
-    .route(
-        "/{instance}/{type}",
-        web::delete().to(delete::conditional_delete),
-    )
-    .route(
-        "/{instance}/{type}",
-        web::patch().to(patch::conditional_patch),
-    )
-    .route(
-        "/{instance}/{type}/_history",
-        web::get().to(history::of_type),
-    )
-    .route("/{instance}/{type}/{id}", web::get().to(read::read))
-    .route("/{instance}/{type}/{id}", web::put().to(update::update))
-    .route("/{instance}/{type}/{id}", web::delete().to(delete::delete))
-    .route("/{instance}/{type}/{id}", web::patch().to(patch::patch))
-    .route(
-        "/{instance}/{type}/{id}/_history",
-        web::get().to(history::of_instance),
-    )
-    .route(
-        "/{instance}/{type}/{id}/_history/{vid}",
-        web::get().to(vread::vread),
-    )
-    .route(
-        "/{instance}/{compartment}/{id}/{type}",
-        web::get().to(search::search_compartment),
-    )
-    .route(
-        "/{instance}/{type}/{id}/$purge-history",
-        web::post().to(purge_history::purge_history),
-    );
+    // One scope around the API, for the middleware that finds the instance and applies its
+    // CORS policy; paths it does not route fall through to the service's not-found answer.
+    let api = web::scope("")
+        .wrap(actix_web::middleware::from_fn(
+            crate::instance_middleware::around,
+        ))
+        .route(
+            "/{instance}/metadata",
+            web::get().to(capabilities::metadata),
+        )
+        .route("/{instance}/_history", web::get().to(history::system))
+        .route("/{instance}", web::post().to(bundle::process))
+        .route("/{instance}", web::get().to(search::search_system))
+        .route("/{instance}/", web::get().to(search::search_system))
+        // Operations before the interactions whose `{id}` they would otherwise fill.
+        .route(
+            "/{instance}/{type}/$validate",
+            web::post().to(validate::validate_type),
+        )
+        .route(
+            "/{instance}/{type}/{id}/$validate",
+            web::post().to(validate::validate_instance),
+        )
+        .route(
+            "/{instance}/{type}/{id}/$validate",
+            web::get().to(validate::validate_stored),
+        )
+        .route(
+            "/{instance}/{type}/_search",
+            web::post().to(search::search_type_post),
+        )
+        .route("/{instance}/{type}", web::get().to(search::search_type))
+        .route("/{instance}/{type}", web::post().to(create::create))
+        .route(
+            "/{instance}/{type}",
+            web::put().to(update::conditional_update),
+        )
+        .route(
+            "/{instance}/{type}",
+            web::delete().to(delete::conditional_delete),
+        )
+        .route(
+            "/{instance}/{type}",
+            web::patch().to(patch::conditional_patch),
+        )
+        .route(
+            "/{instance}/{type}/_history",
+            web::get().to(history::of_type),
+        )
+        .route("/{instance}/{type}/{id}", web::get().to(read::read))
+        .route("/{instance}/{type}/{id}", web::put().to(update::update))
+        .route("/{instance}/{type}/{id}", web::delete().to(delete::delete))
+        .route("/{instance}/{type}/{id}", web::patch().to(patch::patch))
+        .route(
+            "/{instance}/{type}/{id}/_history",
+            web::get().to(history::of_instance),
+        )
+        .route(
+            "/{instance}/{type}/{id}/_history/{vid}",
+            web::get().to(vread::vread),
+        )
+        .route(
+            "/{instance}/{compartment}/{id}/{type}",
+            web::get().to(search::search_compartment),
+        )
+        .route(
+            "/{instance}/{type}/{id}/$purge-history",
+            web::post().to(purge_history::purge_history),
+        );
+    cfg.service(api);
 }

@@ -20,6 +20,7 @@ use crate::domain::{instant, ResourceId, ResourceType};
 use crate::error::FhirError;
 use crate::group_commit::{Done, GroupCommit, Work};
 use crate::search::index::IndexRows;
+use crate::search::keys;
 
 pub fn migrations() -> Migrations {
     Migrations {
@@ -134,6 +135,7 @@ impl Default for Queued {
                     "version",
                     "deleted",
                     "last_updated_ms",
+                    "rkey",
                 ],
             ),
             versions: Rows::new(
@@ -655,6 +657,54 @@ impl Store {
     }
 }
 
+/// Gives every resource stored before the index was keyed (migration 1004) its key and its
+/// index rows, a few hundred per transaction; returns how many it did. Run at start, before
+/// the service answers, so no search misses them.
+pub async fn backfill_index(db: &Database) -> Result<u64, hds_core::db::DbError> {
+    const BATCH: i64 = 500;
+    let mut done = 0;
+    loop {
+        let mut tx = db.begin().await?;
+        let rows = sqlx::query(
+            "SELECT c.instance, c.resource_type, c.id, v.body FROM fhir_current c \
+             LEFT JOIN fhir_versions v ON v.instance = c.instance \
+             AND v.resource_type = c.resource_type AND v.id = c.id AND v.version = c.version \
+             WHERE c.rkey IS NULL LIMIT $1",
+        )
+        .bind(BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(done);
+        }
+        let mut index = IndexRows::default();
+        for row in &rows {
+            let inst: String = row.try_get("instance")?;
+            let rt: String = row.try_get("resource_type")?;
+            let id: String = row.try_get("id")?;
+            let body: Option<String> = row.try_get("body")?;
+            let rkey = keys::resource(&inst, &rt, &id);
+            sqlx::query(
+                "UPDATE fhir_current SET rkey = $4 \
+                 WHERE instance = $1 AND resource_type = $2 AND id = $3",
+            )
+            .bind(&inst)
+            .bind(&rt)
+            .bind(&id)
+            .bind(rkey)
+            .execute(&mut *tx)
+            .await?;
+            // A deleted resource (no body) has a key and no index rows.
+            if let Some(resource) = body.and_then(|b| serde_json::from_str::<Value>(&b).ok()) {
+                index.add(&inst, &rt, rkey, &resource);
+            }
+        }
+        index.insert(&mut tx).await?;
+        tx.commit().await?;
+        done += rows.len() as u64;
+    }
+}
+
 /// The current version through any executor (the pool, or a transaction).
 pub async fn read_in<'e, E>(
     executor: E,
@@ -719,6 +769,91 @@ fn stamp(resource: &mut Value, id: &ResourceId, version: i64, at: DateTime<Utc>)
     }
 }
 
+/// A resource about to be created with a server-assigned id, checked and turned into its
+/// rows. Making one reads nothing from the database, so a bundle makes its creations on other
+/// threads while its transaction inserts the ones before (see `handlers::bundle`).
+pub struct NewResource {
+    resource_type: ResourceType,
+    id: ResourceId,
+    rkey: i64,
+    at: DateTime<Utc>,
+    resource: Value,
+    text: String,
+    index: IndexRows,
+}
+
+impl NewResource {
+    /// Stamps version 1 on `resource`, validates it as it will be stored and extracts its
+    /// index rows; CPU work only.
+    pub fn prepare(
+        instance: &InstanceName,
+        rt: &ResourceType,
+        id: &ResourceId,
+        mut resource: Value,
+        at: DateTime<Utc>,
+    ) -> Result<Self, FhirError> {
+        stamp(&mut resource, id, 1, at);
+        crate::validation::check(&resource)?;
+        let inst = instance.to_string();
+        let rkey = keys::resource(&inst, rt.as_str(), id.as_str());
+        let mut index = IndexRows::default();
+        index.add(&inst, rt.as_str(), rkey, &resource);
+        Ok(Self {
+            resource_type: rt.clone(),
+            id: id.clone(),
+            rkey,
+            at,
+            text: resource.to_string(),
+            resource,
+            index,
+        })
+    }
+}
+
+/// Queues the rows of a prepared creation in `tx`.
+pub async fn create_in(
+    tx: &mut WriteTx,
+    instance: &InstanceName,
+    mut new: NewResource,
+) -> Result<Written, FhirError> {
+    let inst = instance.to_string();
+    let (rt, id) = (&new.resource_type, &new.id);
+    let at_ms = new.at.timestamp_millis();
+    tx.queued.current.push([
+        Cell::from(inst.as_str()),
+        Cell::from(rt.as_str()),
+        Cell::from(id.as_str()),
+        Cell::Int(1),
+        Cell::Int(0),
+        Cell::Int(at_ms),
+        Cell::Int(new.rkey),
+    ]);
+    tx.queued.types.insert(rt.to_string());
+    tx.queued.versions.push([
+        Cell::from(inst.as_str()),
+        Cell::from(rt.as_str()),
+        Cell::from(id.as_str()),
+        Cell::Int(1),
+        Cell::Int(at_ms),
+        Cell::from(Method::Post.as_str()),
+        Cell::Text(new.text),
+    ]);
+    tx.queued.index.append(&mut new.index);
+    enqueue_event(tx, instance, rt, id, 1, FhirResourceAction::Created)?;
+    tx.send_ahead().await?;
+    Ok(Written {
+        version: Version {
+            resource_type: rt.to_string(),
+            id: id.to_string(),
+            version: 1,
+            last_updated: new.at,
+            method: Method::Post,
+            body: Some(new.resource),
+        },
+        created: true,
+    })
+}
+
 pub async fn write_in(
     tx: &mut WriteTx,
     instance: &InstanceName,
@@ -729,30 +864,21 @@ pub async fn write_in(
     expected: Option<i64>,
 ) -> Result<Written, FhirError> {
     let now = Utc::now();
+    // A server-assigned id is new: nothing to read, so its rows just join the queue.
+    if method == Method::Post && expected.is_none() {
+        let new = NewResource::prepare(instance, rt, id, resource, now)?;
+        return create_in(tx, instance, new).await;
+    }
     let now_ms = now.timestamp_millis();
     let inst = instance.to_string();
-    // A server-assigned id is new: nothing to read, so its rows just join the queue.
-    let fresh = method == Method::Post && expected.is_none();
-    let (version, created) = if fresh {
-        (1, true)
-    } else {
-        move_pointer(tx.conn().await?, &inst, rt, id, now_ms, expected).await?
-    };
+    let rkey = keys::resource(&inst, rt.as_str(), id.as_str());
+    let (version, created) =
+        move_pointer(tx.conn().await?, &inst, rt, id, rkey, now_ms, expected).await?;
     stamp(&mut resource, id, version, now);
     // Checked as it will be stored (with the id and meta set here): nothing invalid is kept.
     crate::validation::check(&resource)?;
-    if fresh {
-        tx.queued.current.push([
-            Cell::from(inst.as_str()),
-            Cell::from(rt.as_str()),
-            Cell::from(id.as_str()),
-            Cell::Int(1),
-            Cell::Int(0),
-            Cell::Int(now_ms),
-        ]);
-    }
     if version > 1 {
-        crate::search::index::remove(tx.conn().await?, instance, rt.as_str(), id.as_str()).await?;
+        crate::search::index::remove(tx.conn().await?, rkey).await?;
     }
     tx.queued.types.insert(rt.to_string());
     tx.queued.versions.push([
@@ -764,18 +890,13 @@ pub async fn write_in(
         Cell::from(method.as_str()),
         Cell::Text(resource.to_string()),
     ]);
-    tx.queued
-        .index
-        .add(&inst, rt.as_str(), id.as_str(), &resource);
+    tx.queued.index.add(&inst, rt.as_str(), rkey, &resource);
     let action = if created {
         FhirResourceAction::Created
     } else {
         FhirResourceAction::Updated
     };
     enqueue_event(tx, instance, rt, id, version, action)?;
-    if fresh {
-        tx.send_ahead().await?;
-    }
     Ok(Written {
         version: Version {
             resource_type: rt.to_string(),
@@ -797,6 +918,7 @@ async fn move_pointer(
     inst: &str,
     rt: &ResourceType,
     id: &ResourceId,
+    rkey: i64,
     now_ms: i64,
     expected: Option<i64>,
 ) -> Result<(i64, bool), FhirError> {
@@ -839,13 +961,14 @@ async fn move_pointer(
         )),
         (None, None) => {
             let inserted = sqlx::query(
-                "INSERT INTO fhir_current (instance, resource_type, id, version, deleted, last_updated_ms) \
-                 VALUES ($1, $2, $3, 1, 0, $4) ON CONFLICT (instance, resource_type, id) DO NOTHING",
+                "INSERT INTO fhir_current (instance, resource_type, id, version, deleted, last_updated_ms, rkey) \
+                 VALUES ($1, $2, $3, 1, 0, $4, $5) ON CONFLICT (instance, resource_type, id) DO NOTHING",
             )
             .bind(inst)
             .bind(rt.as_str())
             .bind(id.as_str())
             .bind(now_ms)
+            .bind(rkey)
             .execute(&mut **tx)
             .await?;
             if inserted.rows_affected() == 0 {
@@ -914,7 +1037,7 @@ pub async fn delete_in(
         .bind(id.as_str())
         .execute(&mut **conn)
         .await?;
-        crate::search::index::remove(conn, instance, rt.as_str(), id.as_str()).await?;
+        crate::search::index::remove(conn, keys::resource(&inst, rt.as_str(), id.as_str())).await?;
         if let Some(row) = gone {
             let version: i64 = row.try_get("version")?;
             enqueue_event(tx, instance, rt, id, version, FhirResourceAction::Deleted)?;
@@ -936,7 +1059,7 @@ pub async fn delete_in(
         return Ok(None);
     };
     let version: i64 = row.try_get("version")?;
-    crate::search::index::remove(conn, instance, rt.as_str(), id.as_str()).await?;
+    crate::search::index::remove(conn, keys::resource(&inst, rt.as_str(), id.as_str())).await?;
     tx.queued.types.insert(rt.to_string());
     tx.queued.versions.push([
         Cell::from(inst.as_str()),

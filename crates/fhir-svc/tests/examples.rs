@@ -68,20 +68,6 @@ const KNOWN_REFUSALS: &[(&str, &str)] = &[
     ),
 ];
 
-fn package() -> PathBuf {
-    let dir = std::env::var_os("HDS_FHIR_EXAMPLES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hds-fhir/package")
-        });
-    assert!(
-        dir.is_dir(),
-        "{} missing: run scripts/fhir-definitions.py (make test does)",
-        dir.display()
-    );
-    dir
-}
-
 fn without_meta(mut v: Value) -> Value {
     if let Value::Object(m) = &mut v {
         m.remove("meta");
@@ -94,7 +80,7 @@ async fn every_example_round_trips(env: Env) {
     let base = env.url("/ws1-fhir");
     let client = reqwest::Client::new();
     // Put on the server, the requests have no retries: a failure is the server's.
-    let mut files: Vec<PathBuf> = std::fs::read_dir(package())
+    let mut files: Vec<PathBuf> = std::fs::read_dir(hds_testkit::fhir_examples())
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| {

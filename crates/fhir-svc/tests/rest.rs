@@ -1158,6 +1158,10 @@ macro_rules! rest_suite {
                 super::conditional_entries_and_references(Env::$backend().await).await
             }
             #[tokio::test]
+            async fn index_is_rebuilt_for_resources_without_keys() {
+                super::index_is_rebuilt_for_resources_without_keys(Env::$backend().await).await
+            }
+            #[tokio::test]
             async fn capability_statement() {
                 super::capability_statement(Env::$backend().await).await
             }
@@ -2335,3 +2339,80 @@ async fn embedded_group_commit_shares_one_commit_among_waiting_writes() {
 
 rest_suite!(embedded);
 rest_suite!(kafka);
+
+/// Resources stored before the index was keyed (migration 1004 drops the old index tables)
+/// have no key and no index rows: the service rebuilds both when it starts.
+async fn index_is_rebuilt_for_resources_without_keys(mut env: Env) {
+    let fhir = Fhir::on(&env, "ws1-fhir").await;
+    let patient = fhir
+        .post(
+            "/Patient",
+            json!({"resourceType": "Patient", "name": [{"family": "Backfill"}]}),
+        )
+        .await;
+    assert_eq!(patient.status, 201);
+    let pid = patient.body["id"].as_str().unwrap().to_owned();
+    let obs = fhir
+        .post(
+            "/Observation",
+            json!({"resourceType": "Observation", "status": "final",
+                   "code": {"coding": [{"system": "urn:c", "code": "bf"}]},
+                   "subject": {"reference": format!("Patient/{pid}")}}),
+        )
+        .await;
+    assert_eq!(obs.status, 201);
+    let gone = fhir
+        .post("/Patient", json!({"resourceType": "Patient"}))
+        .await;
+    let gone_id = gone.body["id"].as_str().unwrap().to_owned();
+    let deleted = fhir
+        .call(Method::DELETE, &format!("/Patient/{gone_id}"), None, &[])
+        .await;
+    assert_eq!(deleted.status, 204);
+
+    // As an older version left them: no keys, no index rows.
+    let pool = env.deps.db.pool().clone();
+    sqlx::query("UPDATE fhir_current SET rkey = NULL")
+        .execute(&pool)
+        .await
+        .unwrap();
+    for table in [
+        "tokens",
+        "strings",
+        "references",
+        "dates",
+        "numbers",
+        "quantities",
+        "uris",
+        "composites",
+    ] {
+        sqlx::query(&format!("DELETE FROM fhir_index_{table}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let chained = "/Observation?subject:Patient.name=backfill&code=urn:c|bf";
+    assert_eq!(ids_of(&fhir.get(chained).await.body), Vec::<String>::new());
+
+    env.restart().await;
+    let fhir = Fhir {
+        client: Client::new(),
+        base: env.url("/ws1-fhir"),
+    };
+    assert_eq!(
+        ids_of(&fhir.get(chained).await.body),
+        vec![obs.body["id"].as_str().unwrap().to_owned()]
+    );
+    assert_eq!(
+        ids_of(&fhir.get("/Patient?name=backfill").await.body),
+        vec![pid.clone()]
+    );
+    // Every pointer has its key again, the deleted resource's too.
+    let pool = env.deps.db.pool().clone();
+    let unkeyed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM fhir_current WHERE rkey IS NULL")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(unkeyed, 0);
+    assert_eq!(fhir.get(&format!("/Patient/{gone_id}")).await.status, 410);
+}

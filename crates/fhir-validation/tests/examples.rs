@@ -120,20 +120,6 @@ const KNOWN_EXCEPTIONS: &[Exception] = &[
     ),
 ];
 
-fn package() -> PathBuf {
-    let dir = std::env::var_os("HDS_FHIR_EXAMPLES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hds-fhir/package")
-        });
-    assert!(
-        dir.is_dir(),
-        "{} missing: run `python3 scripts/fhir-definitions.py --fetch-only`",
-        dir.display()
-    );
-    dir
-}
-
 /// Every file whose name starts with an uppercase letter and ends in .json is one resource.
 fn examples(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -169,7 +155,7 @@ fn errors(path: &Path) -> Result<Vec<Issue>, String> {
 /// Runs `check` on every example, on all cores (the package is 190 MB of JSON and the tests
 /// are an unoptimised build), keyed by file name.
 fn for_every_example<T: Send>(check: impl Fn(&Path) -> T + Sync) -> BTreeMap<String, T> {
-    let files = examples(&package());
+    let files = examples(&hds_testkit::fhir_examples());
     assert!(files.len() > 5000, "only {} examples", files.len());
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let chunk = files.len().div_ceil(workers);

@@ -40,6 +40,11 @@
 //!   literals, `$total`, `aggregate()`, `matches()`, terminology and model functions are
 //!   not supported (compile error).
 //!
+//! `tests/r4_search_differential.rs` checks the values every R4 SearchParameter extracts from
+//! every official R4 example against `fhirpathpy` (PyPI), with what it normalises and its
+//! short allow-list of fhirpathpy faults written there and in
+//! `tests/python/fhirpath_differential.py` (workspace root).
+//!
 //! Limits, so that no input can exhaust the stack or memory: expressions nest at most 32 deep
 //! (unions are flat and do not count; R4 needs far less), and a collection of more than
 //! 100,000 items is an evaluation error.
@@ -83,6 +88,11 @@ pub fn compile(expression: &str) -> Result<Expr, ParseError> {
     Ok(Expr { ast })
 }
 
+/// Evaluation failed where the spec calls for an error; [`Expr::evaluate`] gives empty then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("FHIRPath evaluation error")]
+pub struct EvalError;
+
 /// One item of a result collection: a node of the resource (borrowed) or a computed value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item<'a> {
@@ -107,6 +117,16 @@ impl Expr {
         match eval::Evaluator::new(resource).run(&self.ast) {
             Ok(items) => items.into_iter().map(|it| it.item).collect(),
             Err(eval::Fail) => Vec::new(),
+        }
+    }
+
+    /// Evaluates like [`Expr::evaluate`], but tells an evaluation error (what the spec calls
+    /// an error: a type mismatch, several items where one is required, ...) from an empty
+    /// result.
+    pub fn try_evaluate<'a>(&self, resource: &'a Value) -> Result<Vec<Item<'a>>, EvalError> {
+        match eval::Evaluator::new(resource).run(&self.ast) {
+            Ok(items) => Ok(items.into_iter().map(|it| it.item).collect()),
+            Err(eval::Fail) => Err(EvalError),
         }
     }
 

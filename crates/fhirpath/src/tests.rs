@@ -250,6 +250,22 @@ fn where_this_index_and_subsetting() {
 }
 
 #[test]
+fn try_evaluate_tells_errors_from_empty() {
+    let p = patient();
+    let e = compile("Patient.name.given.startsWith('P')").unwrap();
+    // Several items where one is required: an error, which `evaluate` reports as empty.
+    assert_eq!(e.try_evaluate(&p), Err(super::EvalError));
+    assert!(e.evaluate(&p).is_empty());
+    let e = compile("Patient.contact.name").unwrap();
+    assert_eq!(e.try_evaluate(&p), Ok(Vec::new()));
+    let e = compile("Patient.birthDate").unwrap();
+    assert_eq!(
+        e.try_evaluate(&p),
+        Ok(vec![Item::Node(&json!("1974-12-25"))])
+    );
+}
+
+#[test]
 fn unions() {
     let p = patient();
     assert_eq!(

@@ -193,6 +193,22 @@ impl AuthError {
     }
 }
 
+/// The issuer and audience one service instance expects of its tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenExpectation {
+    /// The OpenID authority, e.g. `https://login.microsoftonline.com/{tenant}`: tokens must
+    /// carry it as `iss`, with or without a trailing `/` (authorities are written both ways).
+    pub authority: String,
+    pub audience: String,
+}
+
+impl TokenExpectation {
+    fn issuers(&self) -> [String; 2] {
+        let bare = self.authority.trim_end_matches('/');
+        [bare.to_owned(), format!("{bare}/")]
+    }
+}
+
 enum Keys {
     Static(DecodingKey),
     Jwks {
@@ -276,6 +292,17 @@ impl Authenticator {
 
     /// The caller of a request with this `Authorization` header value.
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
+        self.authenticate_for(authorization, None).await
+    }
+
+    /// The caller of a request to a service instance that sets its own issuer and audience
+    /// (a FHIR service's `authenticationConfiguration`): those replace the configured ones,
+    /// the signing keys stay the service's. `None` checks the configured ones.
+    pub async fn authenticate_for(
+        &self,
+        authorization: Option<&str>,
+        expected: Option<&TokenExpectation>,
+    ) -> Result<Principal, AuthError> {
         if !self.enabled {
             return Ok(Principal::anonymous());
         }
@@ -290,7 +317,18 @@ impl Authenticator {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| AuthError::InvalidToken(e.to_string()))?;
         let key = self.key_for(header.kid.as_deref()).await?;
-        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &self.validation)
+        let instance_validation;
+        let validation = match expected {
+            None => &self.validation,
+            Some(e) => {
+                let mut v = self.validation.clone();
+                v.set_issuer(&e.issuers());
+                v.set_audience(&[&e.audience]);
+                instance_validation = v;
+                &instance_validation
+            }
+        };
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, validation)
             .map_err(|e| AuthError::InvalidToken(e.to_string()))?;
         Ok(self.principal(&data.claims))
     }

@@ -100,6 +100,7 @@ pub struct Migrations {
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
+    settings: DatabaseSettings,
 }
 
 /// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`, for messages and logs.
@@ -114,6 +115,12 @@ pub fn redact_url(url: &str) -> String {
 }
 
 impl Database {
+    /// A new pool on the same database. A PostgreSQL connection belongs to the Tokio runtime
+    /// that opened it, so a service started again on other runtimes needs its own pool.
+    pub async fn reopen(&self) -> Result<Self, DbError> {
+        Self::connect(&self.settings).await
+    }
+
     pub async fn connect(settings: &DatabaseSettings) -> Result<Self, DbError> {
         sqlx::any::install_default_drivers();
         let url = settings.url.as_str();
@@ -195,7 +202,11 @@ impl Database {
                     .map_err(connect_err)?
             }
         };
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            settings: settings.clone(),
+        })
     }
 
     pub fn pool(&self) -> &AnyPool {

@@ -18,6 +18,7 @@ pub mod auth;
 pub mod blob;
 pub mod bus;
 pub mod config;
+pub mod cors;
 pub mod dataplane;
 pub mod db;
 pub mod events;

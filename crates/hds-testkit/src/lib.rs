@@ -240,3 +240,36 @@ pub async fn sqlite_database(dir: &Path, name: &str) -> Database {
     .await
     .expect("open SQLite")
 }
+
+/// The Python of the project's test virtualenv (`HDS_PY_VENV`, default `~/.cache/hds-py/venv`,
+/// made by scripts/test-tools.sh), with the real clients the tests drive.
+pub fn python() -> std::path::PathBuf {
+    let venv = std::env::var_os("HDS_PY_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| home().join(".cache/hds-py/venv"));
+    let python = venv.join("bin/python");
+    assert!(
+        python.is_file(),
+        "{} missing: run scripts/test-tools.sh (make test does)",
+        python.display()
+    );
+    python
+}
+
+/// The official R4 examples package (`HDS_FHIR_EXAMPLES`, default `~/.cache/hds-fhir/package`,
+/// fetched by scripts/fhir-definitions.py).
+pub fn fhir_examples() -> std::path::PathBuf {
+    let dir = std::env::var_os("HDS_FHIR_EXAMPLES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| home().join(".cache/hds-fhir/package"));
+    assert!(
+        dir.is_dir(),
+        "{} missing: run scripts/fhir-definitions.py --fetch-only (make test does)",
+        dir.display()
+    );
+    dir
+}
+
+fn home() -> std::path::PathBuf {
+    std::path::PathBuf::from(std::env::var("HOME").expect("HOME is set"))
+}

@@ -10,21 +10,6 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-fn python() -> PathBuf {
-    let venv = std::env::var_os("HDS_PY_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hds-py/venv")
-        });
-    let python = venv.join("bin/python");
-    assert!(
-        python.is_file(),
-        "{} missing: run scripts/test-tools.sh (make test does)",
-        python.display()
-    );
-    python
-}
-
 fn port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -69,7 +54,10 @@ async fn fhirpy_and_fhirclient_work_against_hds() {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/fhir_clients.py");
     let out = tokio::time::timeout(
         Duration::from_secs(300),
-        Command::new(python()).arg(&script).arg(&base).output(),
+        Command::new(hds_testkit::python())
+            .arg(&script)
+            .arg(&base)
+            .output(),
     )
     .await
     .expect("the scenario finished")

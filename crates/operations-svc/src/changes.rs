@@ -332,7 +332,7 @@ async fn connector_properties(
     let mut props = connector.properties.clone();
     let prefix = collection_prefix(&connector.key(), ResourceType::FhirDestination);
     let mut destinations = Map::new();
-    for d in resources::list(&mut **tx, ResourceType::FhirDestination, &prefix).await? {
+    for d in resources::list_all(&mut **tx, ResourceType::FhirDestination, &prefix).await? {
         if d.state != ProvisioningState::Deleting {
             destinations.insert(d.name().to_owned(), Value::Object(d.properties.clone()));
         }

@@ -11,6 +11,7 @@ pub mod bootstrap;
 pub mod changes;
 pub mod error;
 pub mod operations;
+pub mod paging;
 pub mod resource_id;
 pub mod resources;
 pub mod routes;
@@ -65,16 +66,32 @@ pub struct ManagementSettings {
     #[serde(default = "default_retry_after")]
     #[serde(deserialize_with = "hds_core::config::lenient")]
     pub retry_after_secs: u32,
+    /// Items on one page of a list when the client sends no `$top` (1 to 1000); more are
+    /// reached through `nextLink`.
+    #[serde(default = "default_page_size")]
+    #[serde(deserialize_with = "hds_core::config::lenient")]
+    pub page_size: usize,
+    /// dicom-svc's public base URL (e.g. `https://dicom.example.org`): a DICOM service's
+    /// `serviceUrl` is `{dicom_base_url}/{workspace}-{service}`. Without it `serviceUrl` is
+    /// left out, as operations-svc cannot know where dicom-svc is reached.
+    #[serde(default)]
+    pub dicom_base_url: Option<String>,
 }
 
 fn default_retry_after() -> u32 {
     1
 }
 
+fn default_page_size() -> usize {
+    100
+}
+
 impl Default for ManagementSettings {
     fn default() -> Self {
         Self {
             retry_after_secs: default_retry_after(),
+            page_size: default_page_size(),
+            dicom_base_url: None,
         }
     }
 }
@@ -89,10 +106,16 @@ impl Settings {
             auth: AuthSettings::default(),
             telemetry: TelemetrySettings::default(),
             bootstrap: Some(Bootstrap::default()),
-            management: ManagementSettings::default(),
+            management: ManagementSettings {
+                dicom_base_url: Some(format!("http://127.0.0.1:{}", DICOM_DEFAULT_PORT)),
+                ..ManagementSettings::default()
+            },
         }
     }
 }
+
+/// dicom-svc's default port, where `hds up` serves it (for `serviceUrl` in local use).
+const DICOM_DEFAULT_PORT: u16 = 8082;
 
 pub fn migrations() -> Migrations {
     Migrations {
@@ -130,6 +153,14 @@ pub async fn start_with(
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
     let auth = Authenticator::new(&settings.auth)?;
+    if !(1..=paging::MAX_TOP).contains(&settings.management.page_size) {
+        return Err(hds_core::config::ConfigError::Invalid(format!(
+            "management.page_size must be from 1 to {}, not {}",
+            paging::MAX_TOP,
+            settings.management.page_size
+        ))
+        .into());
+    }
     deps.db.migrate(&outbox::migrations()).await?;
     deps.db.migrate(&migrations()).await?;
     for topic in [topics::OPERATIONS_COMMANDS, topics::OPERATIONS_STATUS] {
@@ -158,6 +189,10 @@ pub async fn start_with(
         db: deps.db.clone(),
         relay: waker,
         retry_after_secs: settings.management.retry_after_secs,
+        page_size: settings.management.page_size,
+        service_urls: resources::ServiceUrls {
+            dicom: settings.management.dicom_base_url.clone(),
+        },
     };
     let mut running = serve(
         listener,

@@ -43,6 +43,25 @@ impl ProvisioningState {
     }
 }
 
+/// Where the data-plane services are reached, for the URLs a resource shows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServiceUrls {
+    /// dicom-svc's base URL: a DICOM service's `serviceUrl` is `{dicom}/{instance}`.
+    pub dicom: Option<String>,
+}
+
+impl ServiceUrls {
+    /// The read-only `serviceUrl` of a resource, for the types that have one.
+    fn service_url(&self, r: &Resource) -> Option<String> {
+        match (r.rtype, &self.dicom, &r.instance) {
+            (ResourceType::DicomService, Some(base), Some(instance)) => {
+                Some(format!("{}/{instance}", base.trim_end_matches('/')))
+            }
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resource {
     /// The id as the resource was created (ARM keeps the first spelling).
@@ -89,9 +108,12 @@ impl Resource {
     }
 
     /// The resource as ARM shows it.
-    pub fn to_json(&self) -> Value {
+    pub fn to_json(&self, urls: &ServiceUrls) -> Value {
         let mut properties = self.properties.clone();
         properties.insert("provisioningState".into(), self.state.as_str().into());
+        if let Some(url) = urls.service_url(self) {
+            properties.insert("serviceUrl".into(), url.into());
+        }
         let mut body = json!({
             "id": self.id,
             "name": self.name(),
@@ -168,23 +190,39 @@ pub async fn get<'e, E: Executor<'e, Database = Any>>(
     .transpose()
 }
 
-/// The resources of type `t` whose key starts with `prefix` (lowercase), in id order.
-/// A prefix comparison rather than LIKE: resource group names may contain `_`.
+/// The resources of type `t` whose key starts with `prefix` (lowercase), in id order: at
+/// most `limit` of them, starting after the key `after`. A prefix comparison rather than
+/// LIKE: resource group names may contain `_`.
 pub async fn list<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     t: ResourceType,
     prefix: &str,
+    after: Option<&str>,
+    limit: usize,
 ) -> Result<Vec<Resource>, sqlx::Error> {
+    // Keys sharing the prefix sort after it, so the prefix itself is a safe "after nothing".
     sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM resources WHERE kind = $1 AND substr(id_key, 1, length($2)) = $2 ORDER BY id_key"
+        "SELECT {COLUMNS} FROM resources WHERE kind = $1 AND substr(id_key, 1, length($2)) = $2 \
+         AND id_key > $3 ORDER BY id_key LIMIT $4"
     ))
     .bind(t.segment())
     .bind(prefix)
+    .bind(after.unwrap_or(prefix))
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
     .fetch_all(executor)
     .await?
     .iter()
     .map(Resource::from_row)
     .collect()
+}
+
+/// Every resource of type `t` whose key starts with `prefix`, in id order.
+pub async fn list_all<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    t: ResourceType,
+    prefix: &str,
+) -> Result<Vec<Resource>, sqlx::Error> {
+    list(executor, t, prefix, None, usize::MAX).await
 }
 
 /// Whether anything is nested below `key`.

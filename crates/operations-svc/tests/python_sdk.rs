@@ -13,21 +13,6 @@ use std::time::Duration;
 use common::{Backend, Stack};
 use tokio::process::Command;
 
-fn python() -> PathBuf {
-    let venv = std::env::var_os("HDS_PY_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hds-py/venv")
-        });
-    let python = venv.join("bin/python");
-    assert!(
-        python.is_file(),
-        "{} missing: run scripts/test-tools.sh (make test does)",
-        python.display()
-    );
-    python
-}
-
 #[tokio::test]
 async fn the_azure_sdk_for_python_manages_every_resource_kind() {
     let stack = Stack::with_data_plane(Backend::Kafka).await;
@@ -35,7 +20,7 @@ async fn the_azure_sdk_for_python_manages_every_resource_kind() {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/healthcareapis_sdk.py");
     let out = tokio::time::timeout(
         Duration::from_secs(300),
-        Command::new(python())
+        Command::new(hds_testkit::python())
             .arg(&script)
             .arg(&stack.base)
             .output(),

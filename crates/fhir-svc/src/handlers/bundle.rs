@@ -22,6 +22,7 @@ use hds_core::names::InstanceName;
 use serde_json::{json, Value};
 
 use super::conditional::{several, update_target, Matches};
+use super::creations::{Creation, Creations};
 use super::patch::Patch;
 use super::FhirCaller;
 use crate::domain::{etag, instant, parse_etag, ResourceId, ResourceType};
@@ -30,7 +31,7 @@ use crate::http::{
     base_url, check_type, read_resource, resource_id, FhirState, Instance, FHIR_JSON,
 };
 use crate::search::query::{self, Condition};
-use crate::store::{self, Method, Version, WriteTx};
+use crate::store::{self, Method, Version, WriteTx, Written};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verb {
@@ -553,6 +554,9 @@ async fn run_transaction(
 
     let mut results: Vec<Option<Outcome>> = (0..plans.len()).map(|_| None).collect();
     let mut resolved: HashMap<String, String> = HashMap::new();
+    // Creations are made on other threads; whatever reads the transaction waits for them.
+    let mut creations = Creations::new(instance);
+    let mut made: Vec<(usize, Written)> = Vec::new();
     for i in order {
         let outcome = match &mut plans[i] {
             Plan::Exists(v, _) => Outcome {
@@ -569,10 +573,45 @@ async fn run_transaction(
                 let mut resource = e.resource.take();
                 if let Some(r) = &mut resource {
                     rewrite_references(r, &rewrite);
+                    let mut wanted = Vec::new();
+                    collect_conditional_references(r, &mut wanted);
+                    if wanted.iter().any(|w| !resolved.contains_key(w)) {
+                        // Its search must see the creations before it.
+                        creations
+                            .finish(&mut tx, &mut |i, w| made.push((i, w)))
+                            .await
+                            .map_err(|(i, err)| annotate(i, err))?;
+                    }
                     resolve_conditional_references(&mut tx, instance, r, &mut resolved)
                         .await
                         .map_err(|err| annotate(i, err))?;
                 }
+                if let (Verb::Post, Target::Type(rt)) = (&e.verb, &e.target) {
+                    let resource = resource.unwrap_or_default();
+                    if let Err(err) = check_type(&resource, rt) {
+                        // An earlier entry's failure is the one to report.
+                        creations
+                            .finish(&mut tx, &mut |i, w| made.push((i, w)))
+                            .await
+                            .map_err(|(i, err)| annotate(i, err))?;
+                        return Err(annotate(i, err));
+                    }
+                    let creation = Creation {
+                        entry: i,
+                        resource_type: rt.clone(),
+                        id: ids[i].clone().unwrap_or_else(ResourceId::generate),
+                        resource,
+                    };
+                    creations
+                        .push(&mut tx, creation, &mut |i, w| made.push((i, w)))
+                        .await
+                        .map_err(|(i, err)| annotate(i, err))?;
+                    continue;
+                }
+                creations
+                    .finish(&mut tx, &mut |i, w| made.push((i, w)))
+                    .await
+                    .map_err(|(i, err)| annotate(i, err))?;
                 // The first failure ends it: dropping the transaction rolls everything back.
                 execute(&mut tx, instance, e, resource, ids[i].clone())
                     .await
@@ -580,6 +619,17 @@ async fn run_transaction(
             }
         };
         results[i] = Some(outcome);
+    }
+    creations
+        .finish(&mut tx, &mut |i, w| made.push((i, w)))
+        .await
+        .map_err(|(i, err)| annotate(i, err))?;
+    for (i, w) in made {
+        results[i] = Some(Outcome {
+            status: StatusCode::CREATED,
+            version: Some(w.version),
+            location: true,
+        });
     }
     state.store.commit(tx).await?;
     Ok(results

@@ -4,6 +4,7 @@ pub mod bundle;
 pub mod capabilities;
 pub mod conditional;
 pub mod create;
+mod creations;
 pub mod delete;
 pub mod history;
 pub mod patch;
@@ -14,8 +15,5 @@ pub mod update;
 pub mod validate;
 pub mod vread;
 
-use hds_core::ops::Caller;
-
-use crate::error::FhirError;
-
-pub type FhirCaller = Caller<FhirError>;
+/// Handlers name their caller as before; who it is now depends on the instance's settings.
+pub use crate::caller::FhirCaller;

@@ -3,7 +3,8 @@
 //! `application/fhir+json`; R4 fhirpatch.html). The patch applies to the current version as a
 //! whole or not at all; the result must still be the same resource (type and id), and is
 //! stored as a new version. `If-Match` makes it conditional; without it, a concurrent write
-//! makes the patch apply again to the newer version.
+//! makes the patch apply again to the newer version. Under the instance's `versioned-update`
+//! policy a patch without `If-Match` is refused (412, see [`crate::versioning`]).
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -16,11 +17,13 @@ use super::FhirCaller;
 use crate::domain::{parse_etag, ResourceId, ResourceType};
 use crate::error::{FhirError, Issue};
 use crate::http::{
-    base_url, prefer_return, read_body, resource_id, resource_type, version_response, FhirState,
-    Instance,
+    base_url, prefer_return, read_body, resource_id, resource_type, version_response, Config,
+    FhirState, Instance,
 };
+use crate::instance_config::InstanceConfig;
 use crate::search::query;
 use crate::store::Method;
+use crate::versioning;
 
 /// Attempts when concurrent writes keep moving the resource on under an unconditional patch.
 const ATTEMPTS: usize = 5;
@@ -29,6 +32,7 @@ pub async fn patch(
     req: HttpRequest,
     caller: FhirCaller,
     Instance(instance): Instance,
+    Config(config): Config,
     path: web::Path<(String, String, String)>,
     state: web::Data<FhirState>,
     body: web::Payload,
@@ -37,7 +41,7 @@ pub async fn patch(
     let rt = resource_type(&path.1)?;
     let id = resource_id(&path.2)?;
     let patch = read_patch(&req, body, &state).await?;
-    patch_resource(&req, &state, &instance, &rt, &id, &patch).await
+    patch_resource(&req, &state, &config, &instance, &rt, &id, &patch).await
 }
 
 /// Conditional patch: `PATCH [base]/[type]?[search]` patches the one resource the search
@@ -46,6 +50,7 @@ pub async fn conditional_patch(
     req: HttpRequest,
     caller: FhirCaller,
     Instance(instance): Instance,
+    Config(config): Config,
     path: web::Path<(String, String)>,
     state: web::Data<FhirState>,
     body: web::Payload,
@@ -64,7 +69,7 @@ pub async fn conditional_patch(
         }
         Matches::Several => return Err(several("patch")),
     };
-    patch_resource(&req, &state, &instance, &rt, &id, &patch).await
+    patch_resource(&req, &state, &config, &instance, &rt, &id, &patch).await
 }
 
 async fn read_patch(
@@ -85,6 +90,7 @@ async fn read_patch(
 async fn patch_resource(
     req: &HttpRequest,
     state: &FhirState,
+    config: &InstanceConfig,
     instance: &InstanceName,
     rt: &ResourceType,
     id: &ResourceId,
@@ -110,6 +116,7 @@ async fn patch_resource(
                 version: current.version,
             });
         };
+        versioning::check_update(config, rt, if_match, true)?;
         if let Some(wanted) = if_match {
             if wanted != current.version {
                 return Err(FhirError::VersionMismatch {

@@ -5,6 +5,9 @@
 //! Conditional update: `PUT [base]/[type]?[search]` — no match creates the resource (with the
 //! body's id, or a new one), one match updates it (the body's id, if any, must be that one),
 //! several are 412.
+//!
+//! Under the instance's `versioned-update` policy an update of an existing resource without
+//! `If-Match` is refused (412, see [`crate::versioning`]).
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -17,15 +20,17 @@ use crate::domain::parse_etag;
 use crate::error::FhirError;
 use crate::http::{
     base_url, check_type, prefer_return, read_resource, resource_id, resource_type,
-    version_response, FhirState, Instance,
+    version_response, Config, FhirState, Instance,
 };
 use crate::search::query;
 use crate::store::Method;
+use crate::versioning;
 
 pub async fn update(
     req: HttpRequest,
     caller: FhirCaller,
     Instance(instance): Instance,
+    Config(config): Config,
     path: web::Path<(String, String, String)>,
     state: web::Data<FhirState>,
     body: web::Payload,
@@ -45,6 +50,16 @@ pub async fn update(
         None => return Err(FhirError::invalid("an updated resource must carry its id")),
     }
     let expected = if_match(&req)?;
+    if expected.is_none() && versioning::requires_if_match(&config, &rt) {
+        // Creating needs no version: only an existing, undeleted resource is refused. (A
+        // creation racing this read may still be replaced without If-Match.)
+        let exists = state
+            .store
+            .read(&instance, &rt, &id)
+            .await?
+            .is_some_and(|v| v.body.is_some());
+        versioning::check_update(&config, &rt, expected, exists)?;
+    }
     let written = state
         .store
         .write(&instance, &rt, &id, resource, Method::Put, expected)
@@ -77,6 +92,7 @@ pub async fn conditional_update(
     req: HttpRequest,
     caller: FhirCaller,
     Instance(instance): Instance,
+    Config(config): Config,
     path: web::Path<(String, String)>,
     state: web::Data<FhirState>,
     body: web::Payload,
@@ -91,13 +107,16 @@ pub async fn conditional_update(
         .and_then(Value::as_str)
         .map(str::to_owned);
     let found = Matches::of(state.store.find(&instance, &rt, &conditions, 2).await?);
+    let exists = matches!(found, Matches::One(_));
     let id = update_target(found, body_id.as_deref())?;
+    let expected = if_match(&req)?;
+    versioning::check_update(&config, &rt, expected, exists)?;
     if let Value::Object(o) = &mut resource {
         o.insert("id".into(), Value::String(id.to_string()));
     }
     let written = state
         .store
-        .write(&instance, &rt, &id, resource, Method::Put, if_match(&req)?)
+        .write(&instance, &rt, &id, resource, Method::Put, expected)
         .await?;
     let base = base_url(&req, &state, &instance);
     let builder = if written.created {

@@ -7,6 +7,7 @@ use serde_json::Value;
 use sqlx::{Any, Transaction};
 use unicode_normalization::UnicodeNormalization;
 
+use super::keys;
 use super::params::{self, ParamType};
 
 /// What one resource contributes to the index.
@@ -534,143 +535,102 @@ pub struct IndexRows {
 impl Default for IndexRows {
     fn default() -> Self {
         Self {
-            tokens: Rows::new(
-                "fhir_index_tokens",
-                &["instance", "resource_type", "id", "param", "system", "code"],
-            ),
-            strings: Rows::new(
-                "fhir_index_strings",
-                &["instance", "resource_type", "id", "param", "value"],
-            ),
+            tokens: Rows::new("fhir_index_tokens", &["pkey", "rkey", "system", "code"]),
+            strings: Rows::new("fhir_index_strings", &["pkey", "rkey", "value"]),
             references: Rows::new(
                 "fhir_index_references",
-                &[
-                    "instance",
-                    "resource_type",
-                    "id",
-                    "param",
-                    "target_type",
-                    "target_id",
-                ],
+                &["pkey", "rkey", "target", "target_type", "target_id"],
             ),
-            dates: Rows::new(
-                "fhir_index_dates",
-                &[
-                    "instance",
-                    "resource_type",
-                    "id",
-                    "param",
-                    "start_ms",
-                    "end_ms",
-                ],
-            ),
-            numbers: Rows::new(
-                "fhir_index_numbers",
-                &["instance", "resource_type", "id", "param", "value"],
-            ),
+            dates: Rows::new("fhir_index_dates", &["pkey", "rkey", "start_ms", "end_ms"]),
+            numbers: Rows::new("fhir_index_numbers", &["pkey", "rkey", "value"]),
             quantities: Rows::new(
                 "fhir_index_quantities",
-                &[
-                    "instance",
-                    "resource_type",
-                    "id",
-                    "param",
-                    "system",
-                    "code",
-                    "value",
-                ],
+                &["pkey", "rkey", "system", "code", "value"],
             ),
-            uris: Rows::new(
-                "fhir_index_uris",
-                &["instance", "resource_type", "id", "param", "value"],
-            ),
+            uris: Rows::new("fhir_index_uris", &["pkey", "rkey", "value"]),
             composites: Rows::new(
                 "fhir_index_composites",
-                &[
-                    "instance",
-                    "resource_type",
-                    "id",
-                    "param",
-                    "s1",
-                    "c1",
-                    "s2",
-                    "c2",
-                    "n2",
-                    "n3",
-                ],
+                &["pkey", "rkey", "s1", "c1", "s2", "c2", "n2", "n3"],
             ),
         }
     }
 }
 
 impl IndexRows {
-    /// Adds the rows `resource` contributes to the index.
-    pub fn add(&mut self, instance: &str, resource_type: &str, id: &str, resource: &Value) {
+    /// Adds the rows `resource` contributes to the index; `rkey` is its key
+    /// ([`keys::resource`]).
+    pub fn add(&mut self, instance: &str, resource_type: &str, rkey: i64, resource: &Value) {
         let x = extract(resource_type, resource);
-        let owner = |param: String| -> [Cell; 4] {
-            [
-                Cell::from(instance),
-                Cell::from(resource_type),
-                Cell::from(id),
-                Cell::Text(param),
-            ]
+        // Rows of one parameter come together (the lists are sorted): one hash per parameter.
+        let mut last: Option<(String, i64)> = None;
+        let mut owner = |param: String| -> [Cell; 2] {
+            let pkey = match &last {
+                Some((p, k)) if *p == param => *k,
+                _ => {
+                    let k = keys::param(instance, resource_type, &param);
+                    last = Some((param, k));
+                    k
+                }
+            };
+            [Cell::Int(pkey), Cell::Int(rkey)]
         };
         for (param, system, code) in x.tokens {
-            let [a, b, c, d] = owner(param);
+            let [p, r] = owner(param);
             self.tokens
-                .push([a, b, c, d, Cell::Text(clip(system)), Cell::Text(clip(code))]);
+                .push([p, r, Cell::Text(clip(system)), Cell::Text(clip(code))]);
         }
         for (param, value) in x.strings {
-            let [a, b, c, d] = owner(param);
-            self.strings.push([a, b, c, d, Cell::Text(clip(value))]);
+            let [p, r] = owner(param);
+            self.strings.push([p, r, Cell::Text(clip(value))]);
         }
         for (param, target_type, target_id) in x.references {
-            let [a, b, c, d] = owner(param);
-            self.references
-                .push([a, b, c, d, Cell::Text(target_type), Cell::Text(target_id)]);
+            let [p, r] = owner(param);
+            let target = keys::resource(instance, &target_type, &target_id);
+            self.references.push([
+                p,
+                r,
+                Cell::Int(target),
+                Cell::Text(target_type),
+                Cell::Text(target_id),
+            ]);
         }
         for (param, start, end) in x.dates {
-            let [a, b, c, d] = owner(param);
-            self.dates
-                .push([a, b, c, d, Cell::Int(start), Cell::Int(end)]);
+            let [p, r] = owner(param);
+            self.dates.push([p, r, Cell::Int(start), Cell::Int(end)]);
         }
         for (param, value) in x.numbers {
-            let [a, b, c, d] = owner(param);
-            self.numbers.push([a, b, c, d, Cell::Float(value)]);
+            let [p, r] = owner(param);
+            self.numbers.push([p, r, Cell::Float(value)]);
         }
         for (param, system, code, value) in x.quantities {
-            let [a, b, c, d] = owner(param);
+            let [p, r] = owner(param);
             self.quantities.push([
-                a,
-                b,
-                c,
-                d,
+                p,
+                r,
                 Cell::Text(clip(system)),
                 Cell::Text(clip(code)),
                 Cell::Float(value),
             ]);
         }
         for (param, uri) in x.uris {
-            let [a, b, c, d] = owner(param);
-            self.uris.push([a, b, c, d, Cell::Text(clip(uri))]);
+            let [p, r] = owner(param);
+            self.uris.push([p, r, Cell::Text(clip(uri))]);
         }
-        for r in x.composites {
-            let [a, b, c, d] = owner(r.param);
+        for c in x.composites {
+            let [p, r] = owner(c.param);
             // A component without a number stores 0: a parameter's rows all have the same
             // component types, so no test reads it. (sqlx's Any driver sends a NULL double to
             // PostgreSQL in a format it refuses.)
             let float = |v: Option<f64>| Cell::Float(v.unwrap_or(0.0));
             self.composites.push([
-                a,
-                b,
-                c,
-                d,
-                Cell::Text(clip(r.s1)),
-                Cell::Text(clip(r.c1)),
-                Cell::Text(clip(r.s2)),
-                Cell::Text(clip(r.c2)),
-                float(r.n2),
-                float(r.n3),
+                p,
+                r,
+                Cell::Text(clip(c.s1)),
+                Cell::Text(clip(c.c1)),
+                Cell::Text(clip(c.s2)),
+                Cell::Text(clip(c.c2)),
+                float(c.n2),
+                float(c.n3),
             ]);
         }
     }
@@ -692,6 +652,13 @@ impl IndexRows {
         self.tables().iter().all(|r| r.is_empty())
     }
 
+    /// Moves the rows of `other` (made for another resource) to these.
+    pub fn append(&mut self, other: &mut IndexRows) {
+        for (mine, theirs) in self.tables().into_iter().zip(other.tables()) {
+            mine.append(theirs);
+        }
+    }
+
     /// Drops every queued row.
     pub fn clear(&mut self) {
         for rows in self.tables() {
@@ -709,36 +676,28 @@ impl IndexRows {
 }
 
 /// Removes the index rows of one resource (it is rewritten or deleted).
-pub async fn remove(
-    tx: &mut Transaction<'_, Any>,
-    instance: &InstanceName,
-    resource_type: &str,
-    id: &str,
-) -> Result<(), sqlx::Error> {
-    let inst = instance.to_string();
+pub async fn remove(tx: &mut Transaction<'_, Any>, rkey: i64) -> Result<(), sqlx::Error> {
     for table in TABLES {
-        sqlx::query(&format!(
-            "DELETE FROM {table} WHERE instance = $1 AND resource_type = $2 AND id = $3"
-        ))
-        .bind(&inst)
-        .bind(resource_type)
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
+        sqlx::query(&format!("DELETE FROM {table} WHERE rkey = $1"))
+            .bind(rkey)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }
 
-/// Removes every index row of an instance.
+/// Removes every index row of an instance; run before its pointers go (they hold the keys).
 pub async fn delete_instance(
     tx: &mut Transaction<'_, Any>,
     instance: &InstanceName,
 ) -> Result<(), sqlx::Error> {
     for table in TABLES {
-        sqlx::query(&format!("DELETE FROM {table} WHERE instance = $1"))
-            .bind(instance.to_string())
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(&format!(
+            "DELETE FROM {table} WHERE rkey IN (SELECT rkey FROM fhir_current WHERE instance = $1)"
+        ))
+        .bind(instance.to_string())
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
 }

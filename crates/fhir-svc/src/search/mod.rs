@@ -4,6 +4,7 @@
 //!   with our FHIRPath evaluator;
 //! - [`index`]: the values each parameter extracts from a resource, kept in index tables for
 //!   the current version of every resource;
+//! - [`keys`]: the integer keys index rows are organised by (a resource, a parameter);
 //! - [`query`]: a search query parsed into typed conditions, and the SQL that finds the
 //!   resources matching them;
 //! - [`compartments`]: the R4 CompartmentDefinitions, for compartment search.
@@ -13,5 +14,6 @@
 
 pub mod compartments;
 pub mod index;
+pub mod keys;
 pub mod params;
 pub mod query;

@@ -10,6 +10,7 @@ use hds_core::names::InstanceName;
 use sqlx::{Any, Row};
 
 use super::index::{date_range, normalize, split_reference};
+use super::keys;
 use super::params::{self, ParamType};
 use crate::domain::ResourceType;
 use crate::error::FhirError;
@@ -271,6 +272,10 @@ pub fn types_read(
     conditions.iter().for_each(|c| c.reaches(&mut out));
     out
 }
+
+/// An id-only reference search tries each of its parameter's target types up to this many;
+/// beyond, it compares ids alone.
+const MAX_TARGET_TYPES: usize = 16;
 
 /// How deep chains and `_has` may nest.
 const MAX_CHAIN: usize = 4;
@@ -724,6 +729,23 @@ enum Bind {
 }
 
 impl Sql {
+    fn new() -> Self {
+        Self {
+            text: String::new(),
+            binds: Vec::new(),
+        }
+    }
+    /// The bound key of parameter `param` of `rt` in `instance`.
+    fn param_key(&mut self, instance: &InstanceName, rt: &str, param: &str) -> String {
+        let k = keys::param(&instance.to_string(), rt, param);
+        self.bind(Bind::Int(k))
+    }
+    /// `c` restricted to the current, undeleted resources of `rt` in `instance`.
+    fn current(&mut self, instance: &InstanceName, rt: &ResourceType) -> String {
+        let inst = self.text(&instance.to_string());
+        let ty = self.text(rt.as_str());
+        format!("c.instance = {inst} AND c.resource_type = {ty} AND c.deleted = 0")
+    }
     fn bind(&mut self, b: Bind) -> String {
         self.binds.push(b);
         format!("${}", self.binds.len())
@@ -733,13 +755,11 @@ impl Sql {
     }
 }
 
-/// The ids whose index rows for `param` pass the test. Index rows exist only for current,
-/// undeleted resources (a write replaces them, a delete removes them), so the lookup needs
-/// no join; it starts at the value index (instance, type, param, value) whatever the
-/// planner's statistics say.
-fn index_ids(table: &str, param: &str, sql: &mut Sql, owner: &str, test: String) -> String {
-    let p = sql.text(param);
-    format!("SELECT x.id FROM {table} x WHERE {owner} AND x.param = {p} AND ({test})")
+/// The keys of the resources whose index rows for parameter `pkey` pass the test. Index rows
+/// exist only for current, undeleted resources (a write replaces them, a delete removes
+/// them), so the lookup needs no join; it reads the value index (pkey, value, rkey) alone.
+fn index_keys(table: &str, pkey: &str, test: String) -> String {
+    format!("SELECT x.rkey FROM {table} x WHERE x.pkey = {pkey} AND ({test})")
 }
 
 fn or(parts: Vec<String>) -> String {
@@ -772,17 +792,18 @@ pub async fn find_page<'e, E>(
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
-    let mut sql = Sql {
-        text: String::new(),
-        binds: Vec::new(),
-    };
-    let matching = matching_ids(&mut sql, instance, rt, conditions);
+    let mut sql = Sql::new();
+    let matching = matching_keys(&mut sql, instance, rt, conditions);
+    let current = sql.current(instance, rt);
     let after = match after {
-        Some(id) => format!("WHERE id > {}", sql.text(id)),
+        Some(id) => format!("AND c.id > {}", sql.text(id)),
         None => String::new(),
     };
     let lim = sql.bind(Bind::Int(limit));
-    sql.text = format!("SELECT DISTINCT id FROM ({matching}) m {after} ORDER BY id LIMIT {lim}");
+    sql.text = format!(
+        "SELECT c.id FROM fhir_current c WHERE {current} AND c.rkey IN ({matching}) {after} \
+         ORDER BY c.id LIMIT {lim}"
+    );
     sql.query()
         .fetch_all(executor)
         .await?
@@ -849,13 +870,9 @@ pub async fn find_sorted<'e, E>(
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
-    let mut sql = Sql {
-        text: String::new(),
-        binds: Vec::new(),
-    };
-    let matching = matching_ids(&mut sql, instance, rt, conditions);
-    let inst = sql.text(&instance.to_string());
-    let ty = sql.text(rt.as_str());
+    let mut sql = Sql::new();
+    let matching = matching_keys(&mut sql, instance, rt, conditions);
+    let current = sql.current(instance, rt);
     let mut joins = String::new();
     let mut order = Vec::new();
     for (i, key) in keys.iter().enumerate() {
@@ -863,12 +880,7 @@ where
         let agg = if key.descending { "MAX" } else { "MIN" };
         let column = match key.param.as_str() {
             ID => "m.id".to_owned(),
-            LAST_UPDATED => {
-                joins.push_str(&format!(
-                    " JOIN fhir_current c{i} ON c{i}.instance = {inst} AND c{i}.resource_type = {ty} AND c{i}.id = m.id"
-                ));
-                format!("c{i}.last_updated_ms")
-            }
+            LAST_UPDATED => "m.last_updated_ms".to_owned(),
             param => {
                 let kind = params::find(rt.as_str(), param).map(|p| p.kind);
                 let (table, value) = match kind {
@@ -878,11 +890,10 @@ where
                     _ if key.descending => ("fhir_index_dates", "end_ms"),
                     _ => ("fhir_index_dates", "start_ms"),
                 };
-                let p = sql.text(param);
+                let p = sql.param_key(instance, rt.as_str(), param);
                 joins.push_str(&format!(
-                    " LEFT JOIN (SELECT x.id, {agg}(x.{value}) AS k FROM {table} x \
-                     WHERE x.instance = {inst} AND x.resource_type = {ty} AND x.param = {p} \
-                     GROUP BY x.id) s{i} ON s{i}.id = m.id"
+                    " LEFT JOIN (SELECT x.rkey, {agg}(x.{value}) AS k FROM {table} x \
+                     WHERE x.pkey = {p} GROUP BY x.rkey) s{i} ON s{i}.rkey = m.rkey"
                 ));
                 format!("s{i}.k")
             }
@@ -896,7 +907,8 @@ where
     let lim = sql.bind(Bind::Int(limit));
     let off = sql.bind(Bind::Int(offset));
     sql.text = format!(
-        "SELECT m.id FROM (SELECT DISTINCT id FROM ({matching}) u) m{joins} ORDER BY {} LIMIT {lim} OFFSET {off}",
+        "SELECT m.id FROM (SELECT c.rkey, c.id, c.last_updated_ms FROM fhir_current c \
+         WHERE {current} AND c.rkey IN ({matching})) m{joins} ORDER BY {} LIMIT {lim} OFFSET {off}",
         order.join(", ")
     );
     sql.query()
@@ -917,12 +929,12 @@ pub async fn count<'e, E>(
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
-    let mut sql = Sql {
-        text: String::new(),
-        binds: Vec::new(),
-    };
-    let matching = matching_ids(&mut sql, instance, rt, conditions);
-    sql.text = format!("SELECT COUNT(DISTINCT id) AS n FROM ({matching}) m");
+    let mut sql = Sql::new();
+    let matching = matching_keys(&mut sql, instance, rt, conditions);
+    let current = sql.current(instance, rt);
+    sql.text = format!(
+        "SELECT COUNT(*) AS n FROM fhir_current c WHERE {current} AND c.rkey IN ({matching})"
+    );
     Ok(sql.query().fetch_one(executor).await?.try_get("n")?)
 }
 
@@ -1017,18 +1029,19 @@ impl Sql {
     }
 }
 
-/// The SQL of the set of ids matching every condition (binding its values in `sql`).
-fn matching_ids(
+/// The SQL of the set of resource keys (`rkey`) matching every condition (binding its values
+/// in `sql`). A set may hold keys of resources that are not of `rt` or do not exist (`_has`
+/// yields whatever the sources point at): callers join it with `fhir_current`.
+fn matching_keys(
     sql: &mut Sql,
     instance: &InstanceName,
     rt: &ResourceType,
     conditions: &[Condition],
 ) -> String {
-    let inst = sql.text(&instance.to_string());
-    let ty = sql.text(rt.as_str());
-    let current = format!("c.instance = {inst} AND c.resource_type = {ty} AND c.deleted = 0");
-    let owner = format!("x.instance = {inst} AND x.resource_type = {ty}");
-    // One set of ids per condition; a resource matches when it is in all of them.
+    let current = sql.current(instance, rt);
+    let inst = instance.to_string();
+    let pkey = |sql: &mut Sql, param: &str| sql.param_key(instance, rt.as_str(), param);
+    // One set of keys per condition; a resource matches when it is in all of them.
     let mut sets = Vec::new();
     for c in conditions {
         let set = match c {
@@ -1038,7 +1051,7 @@ fn matching_ids(
                     .map(|i| format!("c.id = {}", sql.text(i)))
                     .collect();
                 format!(
-                    "SELECT c.id FROM fhir_current c WHERE {current} AND ({})",
+                    "SELECT c.rkey FROM fhir_current c WHERE {current} AND ({})",
                     or(alts)
                 )
             }
@@ -1060,7 +1073,10 @@ fn matching_ids(
                         }
                     })
                     .collect();
-                index_ids("fhir_index_tokens", param, sql, &owner, or(alts))
+                {
+                    let p = pkey(sql, param);
+                    index_keys("fhir_index_tokens", &p, or(alts))
+                }
             }
             Condition::String { param, values, how } => {
                 let alts: Vec<String> = values
@@ -1082,21 +1098,38 @@ fn matching_ids(
                         }
                     })
                     .collect();
-                index_ids("fhir_index_strings", param, sql, &owner, or(alts))
+                {
+                    let p = pkey(sql, param);
+                    index_keys("fhir_index_strings", &p, or(alts))
+                }
             }
             Condition::Reference { param, values } => {
+                // A typed reference is the key of its target; an id alone is any of the
+                // parameter's target types (or, when it declares none or many, any type).
+                let targets = params::find(rt.as_str(), param)
+                    .map(|p| p.targets.as_slice())
+                    .unwrap_or_default();
                 let alts: Vec<String> = values
                     .iter()
                     .map(|(t, id)| match t {
-                        Some(t) => format!(
-                            "(x.target_type = {} AND x.target_id = {})",
-                            sql.text(t),
-                            sql.text(id)
-                        ),
+                        Some(t) => {
+                            format!(
+                                "x.target = {}",
+                                sql.bind(Bind::Int(keys::resource(&inst, t, id)))
+                            )
+                        }
+                        None if (1..=MAX_TARGET_TYPES).contains(&targets.len()) => {
+                            let list: Vec<String> = targets
+                                .iter()
+                                .map(|t| sql.bind(Bind::Int(keys::resource(&inst, t, id))))
+                                .collect();
+                            format!("x.target IN ({})", list.join(", "))
+                        }
                         None => format!("x.target_id = {}", sql.text(id)),
                     })
                     .collect();
-                index_ids("fhir_index_references", param, sql, &owner, or(alts))
+                let p = pkey(sql, param);
+                index_keys("fhir_index_references", &p, or(alts))
             }
             Condition::Number { param, values } => {
                 let alts: Vec<String> = values
@@ -1105,7 +1138,10 @@ fn matching_ids(
                         compare_number(sql, "x.value", *prefix, *v, *lo, *hi)
                     })
                     .collect();
-                index_ids("fhir_index_numbers", param, sql, &owner, or(alts))
+                {
+                    let p = pkey(sql, param);
+                    index_keys("fhir_index_numbers", &p, or(alts))
+                }
             }
             Condition::Quantity { param, values } => {
                 let alts: Vec<String> = values
@@ -1123,7 +1159,10 @@ fn matching_ids(
                         format!("({})", t.join(" AND "))
                     })
                     .collect();
-                index_ids("fhir_index_quantities", param, sql, &owner, or(alts))
+                {
+                    let p = pkey(sql, param);
+                    index_keys("fhir_index_quantities", &p, or(alts))
+                }
             }
             Condition::Uri { param, values, how } => {
                 let alts: Vec<String> = values
@@ -1140,7 +1179,10 @@ fn matching_ids(
                         }
                     })
                     .collect();
-                index_ids("fhir_index_uris", param, sql, &owner, or(alts))
+                {
+                    let p = pkey(sql, param);
+                    index_keys("fhir_index_uris", &p, or(alts))
+                }
             }
             Condition::Composite {
                 param,
@@ -1157,7 +1199,10 @@ fn matching_ids(
                         format!("({})", tests.join(" AND "))
                     })
                     .collect();
-                index_ids("fhir_index_composites", param, sql, &owner, or(alts))
+                {
+                    let p = pkey(sql, param);
+                    index_keys("fhir_index_composites", &p, or(alts))
+                }
             }
             Condition::Missing {
                 param,
@@ -1165,11 +1210,11 @@ fn matching_ids(
                 missing,
             } => {
                 let table = table_of(*kind).unwrap_or("fhir_index_tokens");
-                let p = sql.text(param);
-                let with = format!("SELECT x.id FROM {table} x WHERE {owner} AND x.param = {p}");
+                let p = pkey(sql, param);
+                let with = format!("SELECT x.rkey FROM {table} x WHERE x.pkey = {p}");
                 if *missing {
                     format!(
-                        "SELECT c.id FROM fhir_current c WHERE {current} AND c.id NOT IN ({with})"
+                        "SELECT c.rkey FROM fhir_current c WHERE {current} AND c.rkey NOT IN ({with})"
                     )
                 } else {
                     with
@@ -1178,19 +1223,19 @@ fn matching_ids(
             Condition::AnyOf(alternatives) => {
                 let sets: Vec<String> = alternatives
                     .iter()
-                    .map(|c| matching_ids(sql, instance, rt, std::slice::from_ref(c)))
+                    .map(|c| matching_keys(sql, instance, rt, std::slice::from_ref(c)))
                     .collect();
                 if sets.is_empty() {
                     // No way in: nothing matches.
-                    format!("SELECT c.id FROM fhir_current c WHERE {current} AND 1 = 0")
+                    format!("SELECT c.rkey FROM fhir_current c WHERE {current} AND 1 = 0")
                 } else {
                     sets.join(" UNION ")
                 }
             }
             Condition::Not(inner) => {
-                let matching = matching_ids(sql, instance, rt, std::slice::from_ref(inner));
+                let matching = matching_keys(sql, instance, rt, std::slice::from_ref(inner));
                 format!(
-                    "SELECT c.id FROM fhir_current c WHERE {current} AND c.id NOT IN ({matching})"
+                    "SELECT c.rkey FROM fhir_current c WHERE {current} AND c.rkey NOT IN ({matching})"
                 )
             }
             Condition::Chain {
@@ -1198,12 +1243,12 @@ fn matching_ids(
                 target,
                 inner,
             } => {
-                let p = sql.text(param);
-                let t = sql.text(target.as_str());
-                let targets = matching_ids(sql, instance, target, inner);
+                // The targets' keys name their type: no type test needed.
+                let p = pkey(sql, param);
+                let targets = matching_keys(sql, instance, target, inner);
                 format!(
-                    "SELECT x.id FROM fhir_index_references x WHERE {owner} AND x.param = {p} \
-                     AND x.target_type = {t} AND x.target_id IN ({targets})"
+                    "SELECT x.rkey FROM fhir_index_references x WHERE x.pkey = {p} \
+                     AND x.target IN ({targets})"
                 )
             }
             Condition::Has {
@@ -1211,13 +1256,11 @@ fn matching_ids(
                 param,
                 inner,
             } => {
-                let s = sql.text(source.as_str());
-                let p = sql.text(param);
-                let sources = matching_ids(sql, instance, source, inner);
+                let p = sql.param_key(instance, source.as_str(), param);
+                let sources = matching_keys(sql, instance, source, inner);
                 format!(
-                    "SELECT x.target_id AS id FROM fhir_index_references x WHERE x.instance = {inst} \
-                     AND x.resource_type = {s} AND x.param = {p} AND x.target_type = {ty} \
-                     AND x.id IN ({sources})"
+                    "SELECT x.target AS rkey FROM fhir_index_references x WHERE x.pkey = {p} \
+                     AND x.rkey IN ({sources})"
                 )
             }
             Condition::Date { param, values } => {
@@ -1249,26 +1292,56 @@ fn matching_ids(
                     .collect();
                 if last_updated {
                     format!(
-                        "SELECT c.id FROM fhir_current c WHERE {current} AND ({})",
+                        "SELECT c.rkey FROM fhir_current c WHERE {current} AND ({})",
                         or(alts)
                     )
                 } else {
-                    index_ids("fhir_index_dates", param, sql, &owner, or(alts))
+                    {
+                        let p = pkey(sql, param);
+                        index_keys("fhir_index_dates", &p, or(alts))
+                    }
                 }
             }
         };
         sets.push(set);
     }
     if sets.is_empty() {
-        sets.push(format!("SELECT c.id FROM fhir_current c WHERE {current}"));
+        sets.push(format!("SELECT c.rkey FROM fhir_current c WHERE {current}"));
     }
     sets.join(" INTERSECT ")
 }
 
-/// Ids binding helper for `IN (...)` lists.
-fn in_list(sql: &mut Sql, ids: &[String]) -> String {
+/// Binds the keys of resources `ids` of `rt` for an `IN (...)` list.
+fn key_list(sql: &mut Sql, instance: &InstanceName, rt: &str, ids: &[String]) -> String {
+    let inst = instance.to_string();
     ids.iter()
-        .map(|id| sql.text(id))
+        .map(|id| sql.bind(Bind::Int(keys::resource(&inst, rt, id))))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The keys of `param` of `rt`, or of all its reference parameters when `None`.
+fn reference_param_keys(
+    sql: &mut Sql,
+    instance: &InstanceName,
+    rt: &ResourceType,
+    param: Option<&str>,
+) -> String {
+    let codes: Vec<&str> = match param {
+        Some(p) => vec![p],
+        None => params::for_type(rt.as_str())
+            .iter()
+            .filter(|p| p.kind == ParamType::Reference)
+            .map(|p| p.code.as_str())
+            .collect(),
+    };
+    if codes.is_empty() {
+        // Nothing to follow: a key no row has.
+        return sql.bind(Bind::Int(0));
+    }
+    codes
+        .iter()
+        .map(|c| sql.param_key(instance, rt.as_str(), c))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -1289,24 +1362,19 @@ where
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut sql = Sql {
-        text: String::new(),
-        binds: Vec::new(),
-    };
-    let inst = sql.text(&instance.to_string());
-    let ty = sql.text(rt.as_str());
+    let mut sql = Sql::new();
+    let list = key_list(&mut sql, instance, rt.as_str(), ids);
     let mut filter = String::new();
     if let Some(p) = param {
-        filter.push_str(&format!(" AND x.param = {}", sql.text(p)));
+        let p = sql.param_key(instance, rt.as_str(), p);
+        filter.push_str(&format!(" AND x.pkey = {p}"));
     }
     if let Some(t) = target {
         filter.push_str(&format!(" AND x.target_type = {}", sql.text(t)));
     }
-    let list = in_list(&mut sql, ids);
     sql.text = format!(
         "SELECT DISTINCT x.target_type, x.target_id FROM fhir_index_references x \
-         WHERE x.instance = {inst} AND x.resource_type = {ty}{filter} AND x.id IN ({list}) \
-         ORDER BY x.target_type, x.target_id"
+         WHERE x.rkey IN ({list}){filter} ORDER BY x.target_type, x.target_id"
     );
     sql.query()
         .fetch_all(executor)
@@ -1332,22 +1400,13 @@ where
     if targets.is_empty() {
         return Ok(Vec::new());
     }
-    let mut sql = Sql {
-        text: String::new(),
-        binds: Vec::new(),
-    };
-    let inst = sql.text(&instance.to_string());
-    let ty = sql.text(rt.as_str());
-    let tt = sql.text(target_type);
-    let mut filter = String::new();
-    if let Some(p) = param {
-        filter.push_str(&format!(" AND x.param = {}", sql.text(p)));
-    }
-    let list = in_list(&mut sql, targets);
+    let mut sql = Sql::new();
+    let pkeys = reference_param_keys(&mut sql, instance, rt, param);
+    let list = key_list(&mut sql, instance, target_type, targets);
+    let current = sql.current(instance, rt);
     sql.text = format!(
-        "SELECT DISTINCT x.id FROM fhir_index_references x WHERE x.instance = {inst} \
-         AND x.resource_type = {ty}{filter} AND x.target_type = {tt} AND x.target_id IN ({list}) \
-         ORDER BY x.id"
+        "SELECT DISTINCT c.id FROM fhir_index_references x JOIN fhir_current c ON c.rkey = x.rkey \
+         WHERE x.pkey IN ({pkeys}) AND x.target IN ({list}) AND {current} ORDER BY c.id"
     );
     sql.query()
         .fetch_all(executor)

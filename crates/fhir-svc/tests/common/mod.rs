@@ -45,6 +45,11 @@ impl Env {
         env
     }
 
+    /// Stops the service and starts it again on the same database and bus.
+    pub async fn restart(&mut self) {
+        self.restart_with(|_| {}).await
+    }
+
     async fn restart_with(&mut self, customize: impl FnOnce(&mut Settings)) {
         self.shutdown.cancel();
         if let Some(r) = self.running.take() {
@@ -54,6 +59,8 @@ impl Env {
         customize(&mut settings);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         self.shutdown = CancellationToken::new();
+        // The old pool's connections died with the old service's runtimes.
+        self.deps.db = self.deps.db.reopen().await.unwrap();
         let deps = self.deps.clone();
         let running = fhir_svc::start_with(settings, deps, listener, self.shutdown.clone())
             .await

@@ -91,6 +91,16 @@ impl Rows {
         self.cells.clear();
     }
 
+    /// Moves every row of `other` (rows for the same table, made elsewhere) to the end of these.
+    pub fn append(&mut self, other: &mut Rows) {
+        assert_eq!(
+            (self.table, self.columns),
+            (other.table, other.columns),
+            "rows of another table"
+        );
+        self.cells.append(&mut other.cells);
+    }
+
     /// Inserts every row in `tx` and empties the list.
     pub async fn insert(&mut self, tx: &mut Transaction<'_, Any>) -> Result<(), sqlx::Error> {
         let width = self.columns.len();

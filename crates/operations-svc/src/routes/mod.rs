@@ -23,6 +23,7 @@ use hds_core::outbox::RelayWaker;
 use serde::Deserialize;
 
 use crate::error::ArmError;
+use crate::resources::ServiceUrls;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -31,6 +32,10 @@ pub struct AppState {
     pub relay: RelayWaker,
     /// Seconds a client should wait before polling an operation again.
     pub retry_after_secs: u32,
+    /// Items on a list page when the client sends no `$top`.
+    pub page_size: usize,
+    /// Where the data plane serves instances, for `serviceUrl`.
+    pub service_urls: ServiceUrls,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-request-id");

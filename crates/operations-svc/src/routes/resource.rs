@@ -11,6 +11,7 @@ use super::{method_not_allowed, ApiVersion, AppState};
 use crate::body::{PatchBody, PutBody};
 use crate::changes::{self, Accepted, Ctx, Preconditions};
 use crate::error::ArmError;
+use crate::paging::{next_link, ListQuery, Page, PageRequest};
 use crate::resource_id::{
     collection_prefix, group_prefix, subscription_prefix, ResourcePath, ResourceType,
 };
@@ -77,9 +78,13 @@ fn preconditions(req: &HttpRequest) -> Preconditions {
     }
 }
 
-fn with_etag(mut res: actix_web::HttpResponseBuilder, r: &Resource) -> HttpResponse {
+fn with_etag(
+    mut res: actix_web::HttpResponseBuilder,
+    r: &Resource,
+    state: &AppState,
+) -> HttpResponse {
     res.insert_header((header::ETAG, format!("\"{}\"", r.etag)))
-        .json(r.to_json())
+        .json(r.to_json(&state.service_urls))
 }
 
 /// Percent-encodes one path segment (a location like "West US 2").
@@ -133,7 +138,7 @@ async fn get(
     let r = resources::get(state.db.pool(), &path.key())
         .await?
         .ok_or_else(|| ArmError::ResourceNotFound(path.id()))?;
-    Ok(with_etag(HttpResponse::Ok(), &r))
+    Ok(with_etag(HttpResponse::Ok(), &r, &state))
 }
 
 async fn put(
@@ -161,7 +166,7 @@ async fn put(
         HttpResponse::Ok()
     };
     async_headers(&mut res, &req, &state, &accepted);
-    Ok(with_etag(res, &accepted.resource))
+    Ok(with_etag(res, &accepted.resource, &state))
 }
 
 async fn patch(
@@ -182,7 +187,7 @@ async fn patch(
         caller: &caller.principal.subject,
     };
     let r = changes::patch(&ctx, &path, patch, &preconditions(&req)).await?;
-    Ok(with_etag(HttpResponse::Ok(), &r))
+    Ok(with_etag(HttpResponse::Ok(), &r, &state))
 }
 
 async fn delete(
@@ -210,15 +215,41 @@ async fn delete(
     }
 }
 
-fn page(items: Vec<Resource>) -> HttpResponse {
-    let value: Vec<_> = items.iter().map(Resource::to_json).collect();
-    HttpResponse::Ok().json(json!({ "value": value }))
+/// One page of a list as ARM answers it: `value`, and `nextLink` unless it is the last.
+async fn page(
+    req: &HttpRequest,
+    state: &AppState,
+    query: &ListQuery,
+    rtype: ResourceType,
+    prefix: &str,
+) -> Result<HttpResponse, ArmError> {
+    let wanted = PageRequest::parse(query, state.page_size)?;
+    let fetched = resources::list(
+        state.db.pool(),
+        rtype,
+        prefix,
+        wanted.after.as_deref(),
+        wanted.size + 1,
+    )
+    .await?;
+    let page = Page::cut(fetched, wanted.size, Resource::key);
+    let value: Vec<_> = page
+        .items
+        .iter()
+        .map(|r| r.to_json(&state.service_urls))
+        .collect();
+    let mut body = json!({ "value": value });
+    if let Some(after) = &page.next_after {
+        body["nextLink"] = next_link(req, &wanted, after).into();
+    }
+    Ok(HttpResponse::Ok().json(body))
 }
 
 async fn list(
     caller: Caller<ArmError>,
     req: HttpRequest,
     version: web::Query<ApiVersion>,
+    query: web::Query<ListQuery>,
     kind: web::Data<Kind>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ArmError> {
@@ -231,15 +262,14 @@ async fn list(
         .await?
         .ok_or_else(|| ArmError::ParentResourceNotFound(parent.id()))?;
     let prefix = collection_prefix(&parent.key(), kind.rtype);
-    Ok(page(
-        resources::list(state.db.pool(), kind.rtype, &prefix).await?,
-    ))
+    page(&req, &state, &query, kind.rtype, &prefix).await
 }
 
 async fn list_workspaces(
     caller: Caller<ArmError>,
     req: HttpRequest,
     version: web::Query<ApiVersion>,
+    query: web::Query<ListQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ArmError> {
     version.check()?;
@@ -253,7 +283,5 @@ async fn list_workspaces(
         }
         None => subscription_prefix(subscription),
     };
-    Ok(page(
-        resources::list(state.db.pool(), ResourceType::Workspace, &prefix).await?,
-    ))
+    page(&req, &state, &query, ResourceType::Workspace, &prefix).await
 }

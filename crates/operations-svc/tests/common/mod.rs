@@ -51,12 +51,28 @@ fn listener() -> std::net::TcpListener {
 impl Stack {
     /// operations-svc alone: its operations stay `Requested`, nobody carries them out.
     pub async fn control_plane(backend: Backend) -> Self {
-        Self::start(backend, false).await
+        Self::start(backend, false, |_| {}).await
+    }
+
+    /// operations-svc alone, with its settings changed by `customize`.
+    pub async fn control_plane_with(
+        backend: Backend,
+        customize: impl FnOnce(&mut operations_svc::Settings),
+    ) -> Self {
+        Self::start(backend, false, customize).await
     }
 
     /// operations-svc and the three data-plane services.
     pub async fn with_data_plane(backend: Backend) -> Self {
-        Self::start(backend, true).await
+        Self::start(backend, true, |_| {}).await
+    }
+
+    /// operations-svc, with its settings changed by `customize`, and the data plane.
+    pub async fn with_data_plane_and(
+        backend: Backend,
+        customize: impl FnOnce(&mut operations_svc::Settings),
+    ) -> Self {
+        Self::start(backend, true, customize).await
     }
 
     async fn database(backend: Backend, dir: &std::path::Path, name: &str) -> Database {
@@ -66,7 +82,11 @@ impl Stack {
         }
     }
 
-    async fn start(backend: Backend, data_plane: bool) -> Self {
+    async fn start(
+        backend: Backend,
+        data_plane: bool,
+        customize: impl FnOnce(&mut operations_svc::Settings),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (bus, tansu): (SharedBus, _) = match backend {
             Backend::Embedded => {
@@ -135,6 +155,9 @@ impl Stack {
         }
         let mut settings = operations_svc::Settings::local_defaults(dir.path());
         settings.bootstrap = None;
+        // DICOM services' `serviceUrl` points at the dicom-svc under test.
+        settings.management.dicom_base_url = dicom.clone();
+        customize(&mut settings);
         let running = operations_svc::start_with(
             settings,
             operations_svc::Deps {

@@ -1,0 +1,120 @@
+//! A transaction's creations (POST with a server-assigned id) made on other threads.
+//!
+//! Turning a resource into its rows (validation, index extraction, serialisation) is most of
+//! the service's work in a large transaction, and it reads nothing from the database. So
+//! while the request's thread queues one batch of creations in the transaction and drives
+//! the database, the next batches are made on the blocking pool; they come back in order.
+
+use std::collections::VecDeque;
+
+use chrono::{DateTime, Utc};
+use hds_core::names::InstanceName;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use crate::domain::{ResourceId, ResourceType};
+use crate::error::FhirError;
+use crate::store::{self, NewResource, WriteTx, Written};
+
+/// Creations made per task: enough to outweigh a task's cost.
+const BATCH: usize = 32;
+/// Batches being made at once, ahead of the one being queued.
+const AHEAD: usize = 2;
+
+/// A creation to make: the entry's index in the bundle, and what to create.
+pub struct Creation {
+    pub entry: usize,
+    pub resource_type: ResourceType,
+    pub id: ResourceId,
+    pub resource: Value,
+}
+
+type Made = Vec<(usize, Result<NewResource, FhirError>)>;
+
+pub struct Creations {
+    instance: InstanceName,
+    at: DateTime<Utc>,
+    batch: Vec<Creation>,
+    making: VecDeque<JoinHandle<Made>>,
+}
+
+impl Creations {
+    pub fn new(instance: &InstanceName) -> Self {
+        Self {
+            instance: instance.clone(),
+            at: Utc::now(),
+            batch: Vec::with_capacity(BATCH),
+            making: VecDeque::new(),
+        }
+    }
+
+    /// Adds a creation; queues in `tx` those made meanwhile, calling `done` with each entry's
+    /// index and what was written. The first failure ends it, with the entry's index.
+    pub async fn push(
+        &mut self,
+        tx: &mut WriteTx,
+        c: Creation,
+        done: &mut impl FnMut(usize, Written),
+    ) -> Result<(), (usize, FhirError)> {
+        self.batch.push(c);
+        if self.batch.len() == BATCH {
+            self.start_batch();
+        }
+        while self.making.len() > AHEAD {
+            self.queue_next(tx, done).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes and queues every creation added so far: before anything reads the transaction.
+    pub async fn finish(
+        &mut self,
+        tx: &mut WriteTx,
+        done: &mut impl FnMut(usize, Written),
+    ) -> Result<(), (usize, FhirError)> {
+        self.start_batch();
+        while !self.making.is_empty() {
+            self.queue_next(tx, done).await?;
+        }
+        Ok(())
+    }
+
+    fn start_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        let (instance, at) = (self.instance.clone(), self.at);
+        self.making.push_back(tokio::task::spawn_blocking(move || {
+            batch
+                .into_iter()
+                .map(|c| {
+                    let made =
+                        NewResource::prepare(&instance, &c.resource_type, &c.id, c.resource, at);
+                    (c.entry, made)
+                })
+                .collect()
+        }));
+    }
+
+    async fn queue_next(
+        &mut self,
+        tx: &mut WriteTx,
+        done: &mut impl FnMut(usize, Written),
+    ) -> Result<(), (usize, FhirError)> {
+        let Some(task) = self.making.pop_front() else {
+            return Ok(());
+        };
+        let made = task
+            .await
+            .map_err(|e| (0, FhirError::Internal(format!("making creations: {e}"))))?;
+        for (entry, new) in made {
+            let new = new.map_err(|e| (entry, e))?;
+            let written = store::create_in(tx, &self.instance, new)
+                .await
+                .map_err(|e| (entry, e))?;
+            done(entry, written);
+        }
+        Ok(())
+    }
+}
