@@ -61,6 +61,9 @@ pub enum FhirError {
     Conflict(String),
     #[error("{0}")]
     PreconditionFailed(String),
+    /// The instance's `versioned-update` policy wants `If-Match` on this write.
+    #[error("An If-Match header is required for updates on resource type '{resource_type}'.")]
+    IfMatchRequired { resource_type: String },
     #[error("the request is invalid")]
     Invalid(Vec<Issue>),
     #[error("the bundle has {entries} entries; the limit is {limit}")]
@@ -107,6 +110,7 @@ impl FhirError {
             FhirError::Gone { .. } => "deleted",
             FhirError::VersionMismatch { .. } | FhirError::Conflict(_) => "conflict",
             FhirError::PreconditionFailed(_) => "multiple-matches",
+            FhirError::IfMatchRequired { .. } => "business-rule",
             FhirError::Invalid(_) => "invalid",
             FhirError::PayloadTooLarge { .. } | FhirError::TooManyEntries { .. } => "too-costly",
             FhirError::UnsupportedMediaType(_) => "not-supported",
@@ -180,9 +184,9 @@ impl ResponseError for FhirError {
             | FhirError::ResourceNotFound { .. }
             | FhirError::VersionNotFound { .. } => StatusCode::NOT_FOUND,
             FhirError::Gone { .. } => StatusCode::GONE,
-            FhirError::VersionMismatch { .. } | FhirError::PreconditionFailed(_) => {
-                StatusCode::PRECONDITION_FAILED
-            }
+            FhirError::VersionMismatch { .. }
+            | FhirError::PreconditionFailed(_)
+            | FhirError::IfMatchRequired { .. } => StatusCode::PRECONDITION_FAILED,
             FhirError::Conflict(_) => StatusCode::CONFLICT,
             FhirError::Invalid(_) | FhirError::TooManyEntries { .. } => StatusCode::BAD_REQUEST,
             FhirError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

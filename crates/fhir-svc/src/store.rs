@@ -777,20 +777,24 @@ pub struct NewResource {
     id: ResourceId,
     rkey: i64,
     at: DateTime<Utc>,
-    resource: Value,
+    /// The stamped resource, when the caller wants it back (`keep`).
+    resource: Option<Value>,
+    /// The resource as stored.
     text: String,
     index: IndexRows,
 }
 
 impl NewResource {
     /// Stamps version 1 on `resource`, validates it as it will be stored and extracts its
-    /// index rows; CPU work only.
+    /// index rows; CPU work only. Unless `keep`, the parsed resource is dropped here: its
+    /// stored text is all a bundle's response needs.
     pub fn prepare(
         instance: &InstanceName,
         rt: &ResourceType,
         id: &ResourceId,
         mut resource: Value,
         at: DateTime<Utc>,
+        keep: bool,
     ) -> Result<Self, FhirError> {
         stamp(&mut resource, id, 1, at);
         crate::validation::check(&resource)?;
@@ -804,18 +808,19 @@ impl NewResource {
             rkey,
             at,
             text: resource.to_string(),
-            resource,
+            resource: keep.then_some(resource),
             index,
         })
     }
 }
 
-/// Queues the rows of a prepared creation in `tx`.
+/// Queues the rows of a prepared creation in `tx`; returns what was written and the stored
+/// text. (The version's body is there only if the creation was prepared to keep it.)
 pub async fn create_in(
     tx: &mut WriteTx,
     instance: &InstanceName,
     mut new: NewResource,
-) -> Result<Written, FhirError> {
+) -> Result<(Written, String), FhirError> {
     let inst = instance.to_string();
     let (rt, id) = (&new.resource_type, &new.id);
     let at_ms = new.at.timestamp_millis();
@@ -836,22 +841,23 @@ pub async fn create_in(
         Cell::Int(1),
         Cell::Int(at_ms),
         Cell::from(Method::Post.as_str()),
-        Cell::Text(new.text),
+        Cell::Text(new.text.clone()),
     ]);
     tx.queued.index.append(&mut new.index);
     enqueue_event(tx, instance, rt, id, 1, FhirResourceAction::Created)?;
     tx.send_ahead().await?;
-    Ok(Written {
+    let written = Written {
         version: Version {
             resource_type: rt.to_string(),
             id: id.to_string(),
             version: 1,
             last_updated: new.at,
             method: Method::Post,
-            body: Some(new.resource),
+            body: new.resource,
         },
         created: true,
-    })
+    };
+    Ok((written, new.text))
 }
 
 pub async fn write_in(
@@ -866,8 +872,8 @@ pub async fn write_in(
     let now = Utc::now();
     // A server-assigned id is new: nothing to read, so its rows just join the queue.
     if method == Method::Post && expected.is_none() {
-        let new = NewResource::prepare(instance, rt, id, resource, now)?;
-        return create_in(tx, instance, new).await;
+        let new = NewResource::prepare(instance, rt, id, resource, now, true)?;
+        return Ok(create_in(tx, instance, new).await?.0);
     }
     let now_ms = now.timestamp_millis();
     let inst = instance.to_string();

@@ -19,9 +19,9 @@ pub fn check_update(
     exists: bool,
 ) -> Result<(), FhirError> {
     if config.versions.of(rt) == VersionPolicy::VersionedUpdate && if_match.is_none() && exists {
-        return Err(FhirError::PreconditionFailed(format!(
-            "An If-Match header is required for updates on resource type '{rt}'."
-        )));
+        return Err(FhirError::IfMatchRequired {
+            resource_type: rt.to_string(),
+        });
     }
     Ok(())
 }
@@ -47,7 +47,7 @@ mod tests {
         let patient: ResourceType = "Patient".parse().unwrap();
         let observation: ResourceType = "Observation".parse().unwrap();
         let err = check_update(&config, &patient, None, true).unwrap_err();
-        assert!(matches!(err, FhirError::PreconditionFailed(_)), "{err}");
+        assert!(matches!(err, FhirError::IfMatchRequired { .. }), "{err}");
         check_update(&config, &patient, Some(1), true).unwrap();
         check_update(&config, &patient, None, false).unwrap();
         check_update(&config, &observation, None, true).unwrap();

@@ -359,6 +359,36 @@ async fn versioned_update_requires_if_match_on_existing_resources() {
         StatusCode::PRECONDITION_FAILED
     );
 
+    // Inside bundles too: a batch entry fails alone, a transaction fails whole.
+    let entry = |if_match: Option<&str>| {
+        let mut request = json!({"method": "PUT", "url": "Patient/p1"});
+        if let Some(v) = if_match {
+            request["ifMatch"] = json!(v);
+        }
+        json!({"resource": patient, "request": request})
+    };
+    let client = reqwest::Client::new();
+    let post_bundle = |kind: &str, entries: Vec<Value>| {
+        client
+            .post(env.url("/ws1-vupd"))
+            .header("content-type", "application/fhir+json")
+            .body(json!({"resourceType": "Bundle", "type": kind, "entry": entries}).to_string())
+            .send()
+    };
+    let batch: Value = post_bundle("batch", vec![entry(None), entry(Some("W/\"3\""))])
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        batch["entry"][0]["response"]["status"],
+        "412 Precondition Failed"
+    );
+    assert_eq!(batch["entry"][1]["response"]["status"], "200 OK");
+    let transaction = post_bundle("transaction", vec![entry(None)]).await.unwrap();
+    assert_eq!(transaction.status(), StatusCode::PRECONDITION_FAILED);
+
     // Other types keep the default policy.
     let obs = json!({"resourceType": "Observation", "id": "o1", "status": "final",
         "code": {"text": "x"}});
@@ -380,6 +410,6 @@ async fn versioned_update_requires_if_match_on_existing_resources() {
     .await;
     let res = put(&env, "/ws1-vupd/Patient/p1", &patient, None).await;
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(header(&res, "etag").as_deref(), Some("W/\"4\""));
+    assert_eq!(header(&res, "etag").as_deref(), Some("W/\"5\""));
     env.stop().await;
 }

@@ -1,9 +1,11 @@
 //! `fhir-bench`: the FHIR load of `make bench-fhir`, run against each target in turn.
 //!
 //! Loads the Synthea set (hospital and practitioner batches first, then the patient
-//! transactions) into each target, then reads and vreads a sample of the loaded resources at
-//! concurrency 1 and 8, and prints resources/s, MB/s, requests/s, p50/p99 and the target
-//! process's peak memory (VmHWM), with each target's ratio to the first.
+//! transactions, one at a time) into each target, then reads and vreads a sample of the loaded
+//! resources at concurrency 1 and 8, creates single resources at concurrency 32, and loads the
+//! set again with several transactions at once (`--parallel-load`, as a bulk loader would).
+//! Prints resources/s, MB/s, requests/s, p50/p99 and the target process's peak memory
+//! (VmHWM), with each target's ratio to the first.
 
 use hds_bench::procfs::{cpu_seconds, peak_rss_mb, postgres_cpu_seconds};
 use std::path::PathBuf;
@@ -27,6 +29,10 @@ struct Args {
     /// Single-resource creates at concurrency 32.
     #[arg(long, default_value_t = 2000)]
     creates: usize,
+    /// After the first load (one bundle at a time), the set is loaded again with this many
+    /// patient transactions at once, as a bulk loader sends them.
+    #[arg(long, default_value_t = 4)]
+    parallel_load: usize,
 }
 
 struct Target {
@@ -35,6 +41,8 @@ struct Target {
     pid: Option<u32>,
     /// The target's PostgreSQL, to count commits and WAL syncs (group commit).
     pg: Option<String>,
+    /// The pid of the event broker the target publishes to, for its CPU.
+    broker: Option<u32>,
 }
 
 fn parse_target(s: &str) -> anyhow::Result<Target> {
@@ -55,11 +63,17 @@ fn parse_target(s: &str) -> anyhow::Result<Target> {
         .iter()
         .find_map(|p| p.strip_prefix("pg="))
         .map(str::to_owned);
+    let broker = options
+        .iter()
+        .find_map(|p| p.strip_prefix("broker="))
+        .map(str::parse)
+        .transpose()?;
     Ok(Target {
         name: name.to_owned(),
         base,
         pid,
         pg,
+        broker,
     })
 }
 
@@ -80,7 +94,14 @@ struct Loaded {
     created: Vec<(String, String)>,
 }
 
-async fn load(client: &reqwest::Client, t: &Target, files: &[PathBuf]) -> anyhow::Result<Loaded> {
+/// Loads `files` into `t`: the batches (`0-*`, organisations and practitioners) one after
+/// another, then the patient transactions `concurrency` at a time.
+async fn load(
+    client: &reqwest::Client,
+    t: &Target,
+    files: &[PathBuf],
+    concurrency: usize,
+) -> anyhow::Result<Loaded> {
     let mut bodies = Vec::new();
     for f in files {
         let out = std::process::Command::new("bzcat").arg(f).output()?;
@@ -90,21 +111,27 @@ async fn load(client: &reqwest::Client, t: &Target, files: &[PathBuf]) -> anyhow
         bodies.push(out.stdout);
     }
     let bytes = bodies.iter().map(Vec::len).sum();
+    let is_batch = |f: &PathBuf| {
+        f.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("0-"))
+    };
+    let (batches, transactions): (Vec<_>, Vec<_>) =
+        files.iter().zip(bodies).partition(|(f, _)| is_batch(f));
+    let mut answers = Vec::new();
+    let started = Instant::now();
+    for (f, body) in batches {
+        answers.push((f, post_bundle(client, t, f, body).await?));
+    }
+    let mut loaded = futures::stream::iter(transactions)
+        .map(|(f, body)| async move { post_bundle(client, t, f, body).await.map(|a| (f, a)) })
+        .buffer_unordered(concurrency);
+    while let Some(answer) = loaded.next().await {
+        answers.push(answer?);
+    }
+    let seconds = started.elapsed().as_secs_f64();
     let mut resources = 0;
     let mut created = Vec::new();
-    let started = Instant::now();
-    for (f, body) in files.iter().zip(bodies) {
-        let res = client
-            .post(&t.base)
-            .header("content-type", "application/fhir+json")
-            .body(body)
-            .send()
-            .await?;
-        let status = res.status();
-        let answer: Value = res.json().await?;
-        if !status.is_success() {
-            bail!("{}: {} loading {}: {answer}", t.name, status, f.display());
-        }
+    for (f, answer) in answers {
         for e in answer["entry"]
             .as_array()
             .map(Vec::as_slice)
@@ -128,11 +155,65 @@ async fn load(client: &reqwest::Client, t: &Target, files: &[PathBuf]) -> anyhow
         }
     }
     Ok(Loaded {
-        seconds: started.elapsed().as_secs_f64(),
+        seconds,
         resources,
         bytes,
         created,
     })
+}
+
+async fn post_bundle(
+    client: &reqwest::Client,
+    t: &Target,
+    f: &std::path::Path,
+    body: Vec<u8>,
+) -> anyhow::Result<Value> {
+    let res = client
+        .post(&t.base)
+        .header("content-type", "application/fhir+json")
+        .body(body)
+        .send()
+        .await?;
+    let status = res.status();
+    let answer: Value = res.json().await?;
+    if !status.is_success() {
+        bail!("{}: {} loading {}: {answer}", t.name, status, f.display());
+    }
+    Ok(answer)
+}
+
+/// CPU seconds used so far by a target's server, its PostgreSQL and its broker.
+struct Cpu {
+    server: Option<f64>,
+    postgres: f64,
+    broker: Option<f64>,
+}
+
+impl Cpu {
+    fn now(t: &Target) -> Self {
+        Self {
+            server: t.pid.and_then(cpu_seconds),
+            postgres: postgres_cpu_seconds(),
+            broker: t.broker.and_then(cpu_seconds),
+        }
+    }
+
+    /// Prints the CPU each used since `self`, over a load that took `seconds`.
+    fn report(&self, t: &Target, seconds: f64) {
+        let after = Cpu::now(t);
+        let Some(server) = after.server.zip(self.server).map(|(a, b)| a - b) else {
+            return;
+        };
+        let broker = match after.broker.zip(self.broker) {
+            Some((a, b)) => format!("; broker CPU {:.1} s", a - b),
+            None => String::new(),
+        };
+        eprintln!(
+            "{}: load took {seconds:.1} s; server CPU {server:.1} s; PostgreSQL CPU {:.1} s{broker}",
+            t.name,
+            after.postgres - self.postgres,
+        );
+    }
 }
 
 struct Latencies {
@@ -260,18 +341,9 @@ async fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for t in &targets {
         eprintln!("{}: loading {} bundles", t.name, files.len());
-        let cpu_before = (t.pid.and_then(cpu_seconds), postgres_cpu_seconds());
-        let loaded = load(&client, t, &files).await?;
-        let cpu_after = (t.pid.and_then(cpu_seconds), postgres_cpu_seconds());
-        if let (Some(a), Some(b)) = (cpu_before.0, cpu_after.0) {
-            eprintln!(
-                "{}: load took {:.1} s; server CPU {:.1} s; PostgreSQL CPU {:.1} s",
-                t.name,
-                loaded.seconds,
-                b - a,
-                cpu_after.1 - cpu_before.1
-            );
-        }
+        let before = Cpu::now(t);
+        let loaded = load(&client, t, &files, 1).await?;
+        before.report(t, loaded.seconds);
         let step = (loaded.created.len() / args.reads).max(1);
         let sample: Vec<&(String, String)> = loaded
             .created
@@ -306,24 +378,34 @@ async fn main() -> anyhow::Result<()> {
                 (c1 - c0) as f64 / (s1 - s0).max(1) as f64
             );
         }
-        rows.push((t, loaded, m, peak_rss_mb(t.pid)));
+        eprintln!(
+            "{}: loading {} bundles again, {} transactions at a time",
+            t.name,
+            files.len(),
+            args.parallel_load
+        );
+        let before = Cpu::now(t);
+        let again = load(&client, t, &files, args.parallel_load).await?;
+        before.report(t, again.seconds);
+        rows.push((t, loaded, again, m, peak_rss_mb(t.pid)));
     }
 
     println!(
         "\n## FHIR load and reads: {} Synthea bundles\n",
         files.len()
     );
-    println!("| target | resources | load s | resources/s | MB/s | read c1 req/s (p50/p99 ms) | vread c1 | read c8 | vread c8 | create c32 | peak RSS MB |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for (t, l, m, rss) in &rows {
+    println!("| target | resources | load s | resources/s | MB/s | resources/s, {} at a time | read c1 req/s (p50/p99 ms) | vread c1 | read c8 | vread c8 | create c32 | peak RSS MB |", args.parallel_load);
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (t, l, again, m, rss) in &rows {
         let cell = |x: &Latencies| format!("{:.0} ({:.2}/{:.2})", x.per_second, x.p50_ms, x.p99_ms);
         println!(
-            "| {} | {} | {:.1} | {:.0} | {:.1} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.1} | {:.0} | {:.1} | {:.0} | {} | {} | {} | {} | {} | {} |",
             t.name,
             l.resources,
             l.seconds,
             l.resources as f64 / l.seconds,
             l.bytes as f64 / 1e6 / l.seconds,
+            again.resources as f64 / again.seconds,
             cell(&m[0]),
             cell(&m[1]),
             cell(&m[2]),
@@ -332,13 +414,15 @@ async fn main() -> anyhow::Result<()> {
             rss.map_or("-".into(), |r| format!("{r:.0}")),
         );
     }
-    if let [(first, fl, fm, frss), rest @ ..] = rows.as_slice() {
-        for (t, l, m, rss) in rest {
+    if let [(first, fl, fa, fm, frss), rest @ ..] = rows.as_slice() {
+        for (t, l, a, m, rss) in rest {
             println!(
-                "\n{} / {}: resources/s x{:.2}; read c8 req/s x{:.2}; vread c8 req/s x{:.2}; create c32 req/s x{:.2}; peak memory x{}",
+                "\n{} / {}: resources/s x{:.2} (one at a time), x{:.2} ({} at a time); read c8 req/s x{:.2}; vread c8 req/s x{:.2}; create c32 req/s x{:.2}; peak memory x{}",
                 first.name,
                 t.name,
                 (fl.resources as f64 / fl.seconds) / (l.resources as f64 / l.seconds),
+                (fa.resources as f64 / fa.seconds) / (a.resources as f64 / a.seconds),
+                args.parallel_load,
                 fm[2].per_second / m[2].per_second,
                 fm[3].per_second / m[3].per_second,
                 fm[4].per_second / m[4].per_second,

@@ -28,10 +28,12 @@ use super::FhirCaller;
 use crate::domain::{etag, instant, parse_etag, ResourceId, ResourceType};
 use crate::error::FhirError;
 use crate::http::{
-    base_url, check_type, read_resource, resource_id, FhirState, Instance, FHIR_JSON,
+    base_url, check_type, read_resource, resource_id, Config, FhirState, Instance, FHIR_JSON,
 };
+use crate::instance_config::InstanceConfig;
 use crate::search::query::{self, Condition};
 use crate::store::{self, Method, Version, WriteTx, Written};
+use crate::versioning;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verb {
@@ -373,12 +375,16 @@ struct Outcome {
     status: StatusCode,
     version: Option<Version>,
     location: bool,
+    /// The resource's JSON as stored, when at hand: the response carries it as it is instead
+    /// of serialising the version's body again.
+    stored: Option<String>,
 }
 
 pub async fn process(
     req: HttpRequest,
     caller: FhirCaller,
     Instance(instance): Instance,
+    Config(config): Config,
     state: web::Data<FhirState>,
     body: web::Payload,
 ) -> Result<HttpResponse, FhirError> {
@@ -416,33 +422,39 @@ pub async fn process(
     let (kind, responses) = if transaction {
         (
             "transaction-response",
-            run_transaction(&caller, &instance, &state, parsed).await?,
+            run_transaction(&caller, &instance, &config, &state, parsed).await?,
         )
     } else {
         (
             "batch-response",
-            run_batch(&caller, &instance, &state, parsed).await,
+            run_batch(&caller, &instance, &config, &state, parsed).await,
         )
     };
-    let entries: Vec<Value> = responses
-        .into_iter()
-        .map(|r| response_entry(&base, r))
-        .collect();
-    let response = json!({
+    // Written as text, entry by entry, so stored resources go in as they are.
+    let head = json!({
         "resourceType": "Bundle",
         "id": uuid::Uuid::new_v4().to_string(),
         "type": kind,
         "meta": {"lastUpdated": instant(Utc::now())},
-        "entry": entries,
-    });
-    Ok(HttpResponse::Ok()
-        .content_type(FHIR_JSON)
-        .body(response.to_string()))
+    })
+    .to_string();
+    let mut body = String::with_capacity(head.len() + 512 * responses.len());
+    body.push_str(&head[..head.len() - 1]);
+    body.push_str(",\"entry\":[");
+    for (i, r) in responses.into_iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        write_entry(&mut body, &base, r);
+    }
+    body.push_str("]}");
+    Ok(HttpResponse::Ok().content_type(FHIR_JSON).body(body))
 }
 
 async fn run_batch(
     caller: &FhirCaller,
     instance: &InstanceName,
+    config: &InstanceConfig,
     state: &FhirState,
     parsed: Vec<Result<Entry, FhirError>>,
 ) -> Vec<Result<Outcome, FhirError>> {
@@ -457,11 +469,13 @@ async fn run_batch(
                     status: StatusCode::OK,
                     version: Some(v),
                     location: false,
+                    stored: None,
                 },
                 Plan::Nothing => Outcome {
                     status: StatusCode::NO_CONTENT,
                     version: None,
                     location: false,
+                    stored: None,
                 },
                 Plan::Run(mut entry) => {
                     let id = matches!(entry.target, Target::Type(_)).then(ResourceId::generate);
@@ -470,7 +484,7 @@ async fn run_batch(
                         resolve_conditional_references(&mut tx, instance, r, &mut HashMap::new())
                             .await?;
                     }
-                    execute(&mut tx, instance, &entry, resource, id).await?
+                    execute(&mut tx, instance, config, &entry, resource, id).await?
                 }
             };
             state.store.commit(tx).await?;
@@ -485,6 +499,7 @@ async fn run_batch(
 async fn run_transaction(
     caller: &FhirCaller,
     instance: &InstanceName,
+    config: &InstanceConfig,
     state: &FhirState,
     parsed: Vec<Result<Entry, FhirError>>,
 ) -> Result<Vec<Result<Outcome, FhirError>>, FhirError> {
@@ -556,18 +571,20 @@ async fn run_transaction(
     let mut resolved: HashMap<String, String> = HashMap::new();
     // Creations are made on other threads; whatever reads the transaction waits for them.
     let mut creations = Creations::new(instance);
-    let mut made: Vec<(usize, Written)> = Vec::new();
+    let mut made: Vec<(usize, Written, String)> = Vec::new();
     for i in order {
         let outcome = match &mut plans[i] {
             Plan::Exists(v, _) => Outcome {
                 status: StatusCode::OK,
                 version: Some(v.clone()),
                 location: false,
+                stored: None,
             },
             Plan::Nothing => Outcome {
                 status: StatusCode::NO_CONTENT,
                 version: None,
                 location: false,
+                stored: None,
             },
             Plan::Run(e) => {
                 let mut resource = e.resource.take();
@@ -578,7 +595,7 @@ async fn run_transaction(
                     if wanted.iter().any(|w| !resolved.contains_key(w)) {
                         // Its search must see the creations before it.
                         creations
-                            .finish(&mut tx, &mut |i, w| made.push((i, w)))
+                            .finish(&mut tx, &mut |i, w, text| made.push((i, w, text)))
                             .await
                             .map_err(|(i, err)| annotate(i, err))?;
                     }
@@ -591,7 +608,7 @@ async fn run_transaction(
                     if let Err(err) = check_type(&resource, rt) {
                         // An earlier entry's failure is the one to report.
                         creations
-                            .finish(&mut tx, &mut |i, w| made.push((i, w)))
+                            .finish(&mut tx, &mut |i, w, text| made.push((i, w, text)))
                             .await
                             .map_err(|(i, err)| annotate(i, err))?;
                         return Err(annotate(i, err));
@@ -603,17 +620,17 @@ async fn run_transaction(
                         resource,
                     };
                     creations
-                        .push(&mut tx, creation, &mut |i, w| made.push((i, w)))
+                        .push(&mut tx, creation, &mut |i, w, text| made.push((i, w, text)))
                         .await
                         .map_err(|(i, err)| annotate(i, err))?;
                     continue;
                 }
                 creations
-                    .finish(&mut tx, &mut |i, w| made.push((i, w)))
+                    .finish(&mut tx, &mut |i, w, text| made.push((i, w, text)))
                     .await
                     .map_err(|(i, err)| annotate(i, err))?;
                 // The first failure ends it: dropping the transaction rolls everything back.
-                execute(&mut tx, instance, e, resource, ids[i].clone())
+                execute(&mut tx, instance, config, e, resource, ids[i].clone())
                     .await
                     .map_err(|err| annotate(i, err))?
             }
@@ -621,14 +638,15 @@ async fn run_transaction(
         results[i] = Some(outcome);
     }
     creations
-        .finish(&mut tx, &mut |i, w| made.push((i, w)))
+        .finish(&mut tx, &mut |i, w, text| made.push((i, w, text)))
         .await
         .map_err(|(i, err)| annotate(i, err))?;
-    for (i, w) in made {
+    for (i, w, text) in made {
         results[i] = Some(Outcome {
             status: StatusCode::CREATED,
             version: Some(w.version),
             location: true,
+            stored: Some(text),
         });
     }
     state.store.commit(tx).await?;
@@ -676,6 +694,7 @@ fn rewrite_references(value: &mut Value, map: &HashMap<String, String>) {
 async fn execute(
     tx: &mut WriteTx,
     instance: &InstanceName,
+    config: &InstanceConfig,
     e: &Entry,
     resource: Option<Value>,
     new_id: Option<ResourceId>,
@@ -690,6 +709,7 @@ async fn execute(
                 status: StatusCode::CREATED,
                 version: Some(w.version),
                 location: true,
+                stored: None,
             })
         }
         (Verb::Put, Target::Resource(rt, id)) => {
@@ -703,6 +723,12 @@ async fn execute(
                     )))
                 }
             }
+            if e.if_match.is_none() && versioning::requires_if_match(config, rt) {
+                let exists = store::read_in(&mut **tx.conn().await?, instance, rt, id)
+                    .await?
+                    .is_some_and(|v| v.body.is_some());
+                versioning::check_update(config, rt, e.if_match, exists)?;
+            }
             let w =
                 store::write_in(tx, instance, rt, id, resource, Method::Put, e.if_match).await?;
             let status = if w.created {
@@ -714,6 +740,7 @@ async fn execute(
                 status,
                 version: Some(w.version),
                 location: true,
+                stored: None,
             })
         }
         (Verb::Patch, Target::Resource(rt, id)) => {
@@ -729,6 +756,7 @@ async fn execute(
                 id: id.to_string(),
                 version: current.version,
             })?;
+            versioning::check_update(config, rt, e.if_match, true)?;
             patch.apply(&mut doc, rt, id)?;
             let expected = Some(e.if_match.unwrap_or(current.version));
             let w = store::write_in(tx, instance, rt, id, doc, Method::Patch, expected).await?;
@@ -736,6 +764,7 @@ async fn execute(
                 status: StatusCode::OK,
                 version: Some(w.version),
                 location: false,
+                stored: None,
             })
         }
         (Verb::Delete, Target::Resource(rt, id)) => {
@@ -744,6 +773,7 @@ async fn execute(
                 status: StatusCode::NO_CONTENT,
                 version: v,
                 location: false,
+                stored: None,
             })
         }
         (Verb::Get | Verb::Head, Target::Resource(rt, id)) => {
@@ -787,6 +817,7 @@ fn found(v: Version, verb: Verb) -> Result<Outcome, FhirError> {
         status: StatusCode::OK,
         version: Some(v),
         location: false,
+        stored: None,
     })
 }
 
@@ -833,11 +864,12 @@ fn status_line(status: StatusCode) -> String {
     )
 }
 
-fn response_entry(base: &str, result: Result<Outcome, FhirError>) -> Value {
+/// Appends one response entry: fullUrl, resource (its stored text when at hand), response.
+fn write_entry(out: &mut String, base: &str, result: Result<Outcome, FhirError>) {
     match result {
         Ok(o) => {
             let mut response = json!({"status": status_line(o.status)});
-            let mut entry = json!({});
+            out.push('{');
             if let Some(v) = o.version {
                 response["etag"] = json!(etag(v.version));
                 response["lastModified"] = json!(instant(v.last_updated));
@@ -847,16 +879,21 @@ fn response_entry(base: &str, result: Result<Outcome, FhirError>) -> Value {
                         v.resource_type, v.id, v.version
                     ));
                 }
-                entry["fullUrl"] = json!(format!("{base}/{}/{}", v.resource_type, v.id));
-                if let Some(body) = v.body {
-                    entry["resource"] = body;
+                let full_url = format!("{base}/{}/{}", v.resource_type, v.id);
+                out.push_str(&format!("\"fullUrl\":{},", json!(full_url)));
+                match (o.stored, v.body) {
+                    (Some(text), _) => out.push_str(&format!("\"resource\":{text},")),
+                    (None, Some(body)) => out.push_str(&format!("\"resource\":{body},")),
+                    (None, None) => {}
                 }
             }
-            entry["response"] = response;
-            entry
+            out.push_str(&format!("\"response\":{response}}}"));
         }
-        Err(e) => json!({
-            "response": {"status": status_line(e.status_code()), "outcome": e.outcome()}
-        }),
+        Err(e) => out.push_str(
+            &json!({
+                "response": {"status": status_line(e.status_code()), "outcome": e.outcome()}
+            })
+            .to_string(),
+        ),
     }
 }

@@ -49,12 +49,12 @@ impl Creations {
     }
 
     /// Adds a creation; queues in `tx` those made meanwhile, calling `done` with each entry's
-    /// index and what was written. The first failure ends it, with the entry's index.
+    /// index, what was written and the stored text (the version carries no body). The first failure ends it, with the entry's index.
     pub async fn push(
         &mut self,
         tx: &mut WriteTx,
         c: Creation,
-        done: &mut impl FnMut(usize, Written),
+        done: &mut impl FnMut(usize, Written, String),
     ) -> Result<(), (usize, FhirError)> {
         self.batch.push(c);
         if self.batch.len() == BATCH {
@@ -70,7 +70,7 @@ impl Creations {
     pub async fn finish(
         &mut self,
         tx: &mut WriteTx,
-        done: &mut impl FnMut(usize, Written),
+        done: &mut impl FnMut(usize, Written, String),
     ) -> Result<(), (usize, FhirError)> {
         self.start_batch();
         while !self.making.is_empty() {
@@ -89,8 +89,14 @@ impl Creations {
             batch
                 .into_iter()
                 .map(|c| {
-                    let made =
-                        NewResource::prepare(&instance, &c.resource_type, &c.id, c.resource, at);
+                    let made = NewResource::prepare(
+                        &instance,
+                        &c.resource_type,
+                        &c.id,
+                        c.resource,
+                        at,
+                        false,
+                    );
                     (c.entry, made)
                 })
                 .collect()
@@ -100,7 +106,7 @@ impl Creations {
     async fn queue_next(
         &mut self,
         tx: &mut WriteTx,
-        done: &mut impl FnMut(usize, Written),
+        done: &mut impl FnMut(usize, Written, String),
     ) -> Result<(), (usize, FhirError)> {
         let Some(task) = self.making.pop_front() else {
             return Ok(());
@@ -110,10 +116,10 @@ impl Creations {
             .map_err(|e| (0, FhirError::Internal(format!("making creations: {e}"))))?;
         for (entry, new) in made {
             let new = new.map_err(|e| (entry, e))?;
-            let written = store::create_in(tx, &self.instance, new)
+            let (written, text) = store::create_in(tx, &self.instance, new)
                 .await
                 .map_err(|e| (entry, e))?;
-            done(entry, written);
+            done(entry, written, text);
         }
         Ok(())
     }
