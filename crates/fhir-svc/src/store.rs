@@ -705,6 +705,31 @@ pub async fn backfill_index(db: &Database) -> Result<u64, hds_core::db::DbError>
     }
 }
 
+/// Makes conditional creates with the same criteria take turns, until `tx` ends: without it
+/// two concurrent `If-None-Exist` creates could both find nothing and both create. On
+/// PostgreSQL a transaction-scoped advisory lock keyed by the criteria; on SQLite any write
+/// takes the database's single write lock for the rest of the transaction.
+pub async fn lock_criteria(
+    tx: &mut WriteTx,
+    instance: &InstanceName,
+    rt: &ResourceType,
+    conditions: &[crate::search::query::Condition],
+) -> Result<(), FhirError> {
+    let key = keys::criteria(
+        &instance.to_string(),
+        rt.as_str(),
+        &format!("{conditions:?}"),
+    );
+    let conn = tx.conn().await?;
+    let lock = if conn.backend_name() == "PostgreSQL" {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(key)
+    } else {
+        sqlx::query("UPDATE fhir_current SET version = version WHERE 1 = 0")
+    };
+    lock.execute(&mut **conn).await?;
+    Ok(())
+}
+
 /// The current version through any executor (the pool, or a transaction).
 pub async fn read_in<'e, E>(
     executor: E,

@@ -1162,6 +1162,10 @@ macro_rules! rest_suite {
                 super::index_is_rebuilt_for_resources_without_keys(Env::$backend().await).await
             }
             #[tokio::test]
+            async fn concurrent_conditional_creates_make_one_resource() {
+                super::concurrent_conditional_creates_make_one_resource(Env::$backend().await).await
+            }
+            #[tokio::test]
             async fn capability_statement() {
                 super::capability_statement(Env::$backend().await).await
             }
@@ -2415,4 +2419,38 @@ async fn index_is_rebuilt_for_resources_without_keys(mut env: Env) {
         .unwrap();
     assert_eq!(unkeyed, 0);
     assert_eq!(fhir.get(&format!("/Patient/{gone_id}")).await.status, 410);
+}
+
+/// Conditional creates with the same criteria, all at once: one creates, the others find it.
+async fn concurrent_conditional_creates_make_one_resource(env: Env) {
+    let fhir = Fhir::on(&env, "ws1-fhir").await;
+    let body = json!({"resourceType": "Patient",
+        "identifier": [{"system": "urn:cc", "value": "once"}]});
+    let answers = futures::future::join_all((0..8).map(|_| {
+        fhir.call(
+            Method::POST,
+            "/Patient",
+            Some(body.clone()),
+            &[("If-None-Exist", "identifier=urn:cc|once")],
+        )
+    }))
+    .await;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        7,
+        "{statuses:?}"
+    );
+    let ids: BTreeSet<String> = answers
+        .iter()
+        .map(|a| a.body["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let found = fhir.get("/Patient?identifier=urn:cc|once").await;
+    assert_eq!(ids_of(&found.body), ids.into_iter().collect::<Vec<_>>());
 }

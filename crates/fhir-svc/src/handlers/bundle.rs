@@ -235,6 +235,7 @@ async fn plan(tx: &mut WriteTx, instance: &InstanceName, mut e: Entry) -> Result
         return Ok(Plan::Run(e));
     };
     if let Some(conditions) = e.if_none_exist.take() {
+        store::lock_criteria(tx, instance, &rt, &conditions).await?;
         return match Matches::of(
             query::find(
                 &mut **tx.conn_for(&query::types_read(&rt, &conditions)).await?,

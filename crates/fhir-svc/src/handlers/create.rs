@@ -14,7 +14,7 @@ use crate::http::{
     version_response, FhirState, Instance,
 };
 use crate::search::query;
-use crate::store::Method;
+use crate::store::{self, Method};
 
 pub async fn create(
     req: HttpRequest,
@@ -35,22 +35,48 @@ pub async fn create(
             .map_err(|_| FhirError::invalid("If-None-Exist is not text"))?;
         let criteria = criteria.split_once('?').map_or(criteria, |(_, q)| q);
         let conditions = query::parse(&rt, criteria)?;
-        match Matches::of(state.store.find(&instance, &rt, &conditions, 2).await?) {
-            Matches::None => {}
+        // Search and create in one transaction, after concurrent creates with these criteria.
+        let mut tx = state.store.begin().await?;
+        store::lock_criteria(&mut tx, &instance, &rt, &conditions).await?;
+        let found = query::find(
+            &mut **tx.conn_for(&query::types_read(&rt, &conditions)).await?,
+            &instance,
+            &rt,
+            &conditions,
+            2,
+        )
+        .await?;
+        return match Matches::of(found) {
+            Matches::None => {
+                // A client-supplied id is ignored on create, as the spec allows.
+                let id = ResourceId::generate();
+                let written =
+                    store::write_in(&mut tx, &instance, &rt, &id, resource, Method::Post, None)
+                        .await?;
+                state.store.commit(tx).await?;
+                Ok(version_response(
+                    HttpResponse::Created(),
+                    &written.version,
+                    &base,
+                    true,
+                    prefer_return(&req),
+                ))
+            }
             Matches::One(id) => {
                 let id = resource_id(&id)?;
-                if let Some(existing) = state.store.read(&instance, &rt, &id).await? {
-                    return Ok(version_response(
-                        HttpResponse::Ok(),
-                        &existing,
-                        &base,
-                        false,
-                        prefer_return(&req),
-                    ));
-                }
+                let existing = store::read_in(&mut **tx.conn().await?, &instance, &rt, &id)
+                    .await?
+                    .ok_or_else(|| FhirError::Internal("a matched resource vanished".into()))?;
+                Ok(version_response(
+                    HttpResponse::Ok(),
+                    &existing,
+                    &base,
+                    false,
+                    prefer_return(&req),
+                ))
             }
-            Matches::Several => return Err(several("create")),
-        }
+            Matches::Several => Err(several("create")),
+        };
     }
     // A client-supplied id is ignored on create, as the spec allows.
     let id = ResourceId::generate();

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 enum Kind {
     Resource = b'r' as isize,
     Param = b'p' as isize,
+    Criteria = b'c' as isize,
 }
 
 fn key(kind: Kind, instance: &str, resource_type: &str, name: &str) -> i64 {
@@ -43,6 +44,12 @@ pub fn resource(instance: &str, resource_type: &str, id: &str) -> i64 {
 /// of `resource_type` in `instance`.
 pub fn param(instance: &str, resource_type: &str, param: &str) -> i64 {
     key(Kind::Param, instance, resource_type, param)
+}
+
+/// The key of a conditional create's criteria (their parsed form, printed) on `resource_type`
+/// in `instance`: the lock that makes concurrent creates with the same criteria take turns.
+pub fn criteria(instance: &str, resource_type: &str, criteria: &str) -> i64 {
+    key(Kind::Criteria, instance, resource_type, criteria)
 }
 
 #[cfg(test)]
