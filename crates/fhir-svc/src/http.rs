@@ -199,8 +199,37 @@ fn http_date(v: &Version) -> String {
 
 /// A response carrying one version: `ETag`, `Last-Modified`, and for writes `Location`.
 pub fn version_response(
+    builder: actix_web::HttpResponseBuilder,
+    v: &Version,
+    base: &str,
+    location: bool,
+    ret: Return,
+) -> HttpResponse {
+    respond(
+        builder,
+        v,
+        || v.body.as_ref().map(Value::to_string),
+        base,
+        location,
+        ret,
+    )
+}
+
+/// As [`version_response`], for a version whose body is its stored text: sent as it is.
+pub fn stored_response(
+    builder: actix_web::HttpResponseBuilder,
+    s: &crate::store::Stored,
+    base: &str,
+    location: bool,
+    ret: Return,
+) -> HttpResponse {
+    respond(builder, &s.version, || s.text.clone(), base, location, ret)
+}
+
+fn respond(
     mut builder: actix_web::HttpResponseBuilder,
     v: &Version,
+    body: impl FnOnce() -> Option<String>,
     base: &str,
     location: bool,
     ret: Return,
@@ -213,9 +242,9 @@ pub fn version_response(
             builder.insert_header((header::LOCATION, value));
         }
     }
-    match (ret, &v.body) {
-        (Return::Minimal, _) | (_, None) => builder.finish(),
-        (Return::OperationOutcome, _) => builder.content_type(FHIR_JSON).body(
+    match ret {
+        Return::Minimal => builder.finish(),
+        Return::OperationOutcome => builder.content_type(FHIR_JSON).body(
             crate::error::operation_outcome(vec![serde_json::json!({
                 "severity": "information",
                 "code": "informational",
@@ -223,8 +252,9 @@ pub fn version_response(
             })])
             .to_string(),
         ),
-        (Return::Representation, Some(body)) => {
-            builder.content_type(FHIR_JSON).body(body.to_string())
-        }
+        Return::Representation => match body() {
+            Some(text) => builder.content_type(FHIR_JSON).body(text),
+            None => builder.finish(),
+        },
     }
 }

@@ -315,19 +315,50 @@ fn time(ms: i64) -> DateTime<Utc> {
 }
 
 fn version_from_row(row: &sqlx::any::AnyRow) -> Result<Version, FhirError> {
-    let body: Option<String> = row.try_get("body")?;
+    stored_from_row(row)?.parse()
+}
+
+fn stored_from_row(row: &sqlx::any::AnyRow) -> Result<Stored, FhirError> {
     let method: String = row.try_get("method")?;
-    Ok(Version {
-        resource_type: row.try_get("resource_type")?,
-        id: row.try_get("id")?,
-        version: row.try_get("version")?,
-        last_updated: time(row.try_get("last_updated_ms")?),
-        method: Method::parse(&method),
-        body: body
+    Ok(Stored {
+        version: Version {
+            resource_type: row.try_get("resource_type")?,
+            id: row.try_get("id")?,
+            version: row.try_get("version")?,
+            last_updated: time(row.try_get("last_updated_ms")?),
+            method: Method::parse(&method),
+            body: None,
+        },
+        text: row.try_get("body")?,
+    })
+}
+
+/// A version as stored: its body is the JSON text (None for a deletion), unparsed, for
+/// answers that send it as it is (read, vread).
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The version, without its body.
+    pub version: Version,
+    pub text: Option<String>,
+}
+
+impl Stored {
+    pub fn is_deletion(&self) -> bool {
+        self.text.is_none()
+    }
+
+    /// The version with its body parsed.
+    pub fn parse(self) -> Result<Version, FhirError> {
+        let body = self
+            .text
             .map(|b| serde_json::from_str(&b))
             .transpose()
-            .map_err(|e| FhirError::Internal(format!("stored resource is not JSON: {e}")))?,
-    })
+            .map_err(|e| FhirError::Internal(format!("stored resource is not JSON: {e}")))?;
+        Ok(Version {
+            body,
+            ..self.version
+        })
+    }
 }
 
 const VERSION_COLUMNS: &str = "seq, resource_type, id, version, last_updated_ms, method, body";
@@ -363,14 +394,25 @@ impl Store {
         read_in(self.db.pool(), instance, rt, id).await
     }
 
-    pub async fn vread(
+    /// The current version, its body as stored.
+    pub async fn read_stored(
+        &self,
+        instance: &InstanceName,
+        rt: &ResourceType,
+        id: &ResourceId,
+    ) -> Result<Option<Stored>, FhirError> {
+        read_stored_in(self.db.pool(), instance, rt, id).await
+    }
+
+    /// Version `version`, its body as stored.
+    pub async fn vread_stored(
         &self,
         instance: &InstanceName,
         rt: &ResourceType,
         id: &ResourceId,
         version: i64,
-    ) -> Result<Option<Version>, FhirError> {
-        vread_in(self.db.pool(), instance, rt, id, version).await
+    ) -> Result<Option<Stored>, FhirError> {
+        vread_stored_in(self.db.pool(), instance, rt, id, version).await
     }
 
     /// The current versions of `ids` that exist and are not deleted, in the order of `ids`.
@@ -740,6 +782,21 @@ pub async fn read_in<'e, E>(
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
+    read_stored_in(executor, instance, rt, id)
+        .await?
+        .map(Stored::parse)
+        .transpose()
+}
+
+async fn read_stored_in<'e, E>(
+    executor: E,
+    instance: &InstanceName,
+    rt: &ResourceType,
+    id: &ResourceId,
+) -> Result<Option<Stored>, FhirError>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
     let row = sqlx::query(
         "SELECT v.seq, v.resource_type, v.id, v.version, v.last_updated_ms, v.method, v.body \
          FROM fhir_current c JOIN fhir_versions v ON v.instance = c.instance \
@@ -751,7 +808,7 @@ where
     .bind(id.as_str())
     .fetch_optional(executor)
     .await?;
-    row.as_ref().map(version_from_row).transpose()
+    row.as_ref().map(stored_from_row).transpose()
 }
 
 pub async fn vread_in<'e, E>(
@@ -761,6 +818,22 @@ pub async fn vread_in<'e, E>(
     id: &ResourceId,
     version: i64,
 ) -> Result<Option<Version>, FhirError>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    vread_stored_in(executor, instance, rt, id, version)
+        .await?
+        .map(Stored::parse)
+        .transpose()
+}
+
+async fn vread_stored_in<'e, E>(
+    executor: E,
+    instance: &InstanceName,
+    rt: &ResourceType,
+    id: &ResourceId,
+    version: i64,
+) -> Result<Option<Stored>, FhirError>
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
@@ -774,7 +847,7 @@ where
     .bind(version)
     .fetch_optional(executor)
     .await?;
-    row.as_ref().map(version_from_row).transpose()
+    row.as_ref().map(stored_from_row).transpose()
 }
 
 /// Sets `id` and `meta.versionId`/`meta.lastUpdated`, keeping the rest of `meta`.

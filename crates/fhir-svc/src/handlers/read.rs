@@ -9,7 +9,7 @@ use super::FhirCaller;
 use crate::domain::parse_etag;
 use crate::error::FhirError;
 use crate::http::{
-    base_url, resource_id, resource_type, version_response, FhirState, Instance, Return,
+    base_url, resource_id, resource_type, stored_response, FhirState, Instance, Return,
 };
 use crate::store::Version;
 
@@ -25,7 +25,7 @@ pub async fn read(
     let id = resource_id(&path.2)?;
     let v = state
         .store
-        .read(&instance, &rt, &id)
+        .read_stored(&instance, &rt, &id)
         .await?
         .ok_or_else(|| FhirError::ResourceNotFound {
             resource_type: rt.to_string(),
@@ -35,12 +35,12 @@ pub async fn read(
         return Err(FhirError::Gone {
             resource_type: rt.to_string(),
             id: id.to_string(),
-            version: v.version,
+            version: v.version.version,
         });
     }
     let base = base_url(&req, &state, &instance);
-    if not_modified(&req, &v) {
-        return Ok(version_response(
+    if not_modified(&req, &v.version) {
+        return Ok(stored_response(
             HttpResponse::NotModified(),
             &v,
             &base,
@@ -48,7 +48,7 @@ pub async fn read(
             Return::Minimal,
         ));
     }
-    Ok(version_response(
+    Ok(stored_response(
         HttpResponse::Ok(),
         &v,
         &base,

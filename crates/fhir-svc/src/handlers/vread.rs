@@ -6,7 +6,7 @@ use hds_core::auth::Permission;
 use super::FhirCaller;
 use crate::error::FhirError;
 use crate::http::{
-    base_url, resource_id, resource_type, version_response, FhirState, Instance, Return,
+    base_url, resource_id, resource_type, stored_response, FhirState, Instance, Return,
 };
 
 pub async fn vread(
@@ -27,7 +27,7 @@ pub async fn vread(
     let version: i64 = path.3.parse().map_err(|_| not_found())?;
     let v = state
         .store
-        .vread(&instance, &rt, &id, version)
+        .vread_stored(&instance, &rt, &id, version)
         .await?
         .ok_or_else(not_found)?;
     if v.is_deletion() {
@@ -38,7 +38,7 @@ pub async fn vread(
         });
     }
     let base = base_url(&req, &state, &instance);
-    Ok(version_response(
+    Ok(stored_response(
         HttpResponse::Ok(),
         &v,
         &base,
