@@ -25,6 +25,7 @@ const LARGE_BODY: usize = 256 * 1024;
 #[derive(Clone)]
 pub struct FhirState {
     pub store: Store,
+    pub reindexer: crate::reindex::Reindexer,
     pub max_body_bytes: usize,
     pub max_bundle_entries: usize,
     pub max_search_count: usize,

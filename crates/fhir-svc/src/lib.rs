@@ -15,6 +15,7 @@ pub mod http;
 pub mod instance_config;
 mod instance_middleware;
 pub mod instances;
+pub mod reindex;
 pub mod routes;
 pub mod search;
 pub mod store;
@@ -158,6 +159,8 @@ pub async fn start_with(
     let max_search_count = settings.fhir.max_search_count;
     let public_base_url = settings.http.public_base_url.clone();
     let db = deps.db;
+    let reindexer = reindex::Reindexer::new(db.clone());
+    tokio::spawn(reindexer.clone().run(shutdown.clone()));
     dataplane::start::<FhirError, _, _>(
         spec,
         move |handles| {
@@ -167,6 +170,7 @@ pub async fn start_with(
                     Some(handles.relay.clone()),
                     handles.metrics.registry(),
                 ),
+                reindexer: reindexer.clone(),
                 max_body_bytes,
                 max_bundle_entries,
                 max_search_count,

@@ -3,8 +3,8 @@
 use actix_web::web;
 
 use crate::handlers::{
-    bundle, capabilities, create, delete, history, patch, purge_history, read, search, update,
-    validate, vread,
+    bundle, capabilities, create, delete, history, patch, purge_history, read, reindex, search,
+    update, validate, vread,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -23,6 +23,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(capabilities::metadata),
         )
         .route("/{instance}/_history", web::get().to(history::system))
+        .route("/{instance}/$reindex", web::post().to(reindex::start))
+        .route(
+            "/{instance}/_operations/reindex/{id}",
+            web::get().to(reindex::status),
+        )
         .route("/{instance}", web::post().to(bundle::process))
         .route("/{instance}", web::get().to(search::search_system))
         .route("/{instance}/", web::get().to(search::search_system))

@@ -1166,6 +1166,14 @@ macro_rules! rest_suite {
                 super::concurrent_conditional_creates_make_one_resource(Env::$backend().await).await
             }
             #[tokio::test]
+            async fn reindex_rebuilds_the_index_and_reports_progress() {
+                super::reindex_rebuilds_the_index_and_reports_progress(Env::$backend().await).await
+            }
+            #[tokio::test]
+            async fn reindex_resumes_after_its_last_batch() {
+                super::reindex_resumes_after_its_last_batch(Env::$backend().await).await
+            }
+            #[tokio::test]
             async fn capability_statement() {
                 super::capability_statement(Env::$backend().await).await
             }
@@ -2453,4 +2461,193 @@ async fn concurrent_conditional_creates_make_one_resource(env: Env) {
     assert_eq!(ids.len(), 1, "{ids:?}");
     let found = fhir.get("/Patient?identifier=urn:cc|once").await;
     assert_eq!(ids_of(&found.body), ids.into_iter().collect::<Vec<_>>());
+}
+
+/// `$reindex` rebuilds every resource's index rows, reporting progress until Completed.
+async fn reindex_rebuilds_the_index_and_reports_progress(env: Env) {
+    let fhir = Fhir::on(&env, "ws1-fhir").await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let created = fhir
+            .post(
+                "/Patient",
+                json!({"resourceType": "Patient", "name": [{"family": "Reindexme", "given": [format!("n{i}")]}]}),
+            )
+            .await;
+        assert_eq!(created.status, 201);
+        ids.push(created.body["id"].as_str().unwrap().to_owned());
+    }
+    ids.sort();
+    let gone = fhir
+        .post("/Patient", json!({"resourceType": "Patient"}))
+        .await;
+    let gone = gone.body["id"].as_str().unwrap().to_owned();
+    let deleted = fhir
+        .call(Method::DELETE, &format!("/Patient/{gone}"), None, &[])
+        .await;
+    assert_eq!(deleted.status, 204);
+    // An index missing its rows, as after a change of the definitions.
+    for table in [
+        "tokens",
+        "strings",
+        "references",
+        "dates",
+        "numbers",
+        "quantities",
+        "uris",
+        "composites",
+    ] {
+        sqlx::query(&format!("DELETE FROM fhir_index_{table}"))
+            .execute(env.deps.db.pool())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        ids_of(&fhir.get("/Patient?name=reindexme").await.body),
+        Vec::<String>::new()
+    );
+
+    let started = fhir
+        .call(
+            Method::POST,
+            "/$reindex",
+            Some(json!({"resourceType": "Parameters"})),
+            &[],
+        )
+        .await;
+    assert_eq!(started.status, 201, "{}", started.body);
+    assert_eq!(started.body["resourceType"], "Parameters");
+    let location = started.headers["content-location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let job = location.rsplit('/').next().unwrap().to_owned();
+    assert_eq!(started.body["id"], job.as_str());
+    let param = |body: &Value, name: &str| {
+        body["parameter"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let status_path = format!("/_operations/reindex/{job}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let answer = fhir.get(&status_path).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        match param(&answer.body, "status")["valueString"].as_str() {
+            Some("Completed") => break answer.body,
+            Some("Queued" | "Running") => {}
+            other => panic!("status {other:?}: {}", answer.body),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {}",
+            answer.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The deleted one is not reindexed.
+    assert_eq!(param(&done, "totalResourcesToReindex")["valueDecimal"], 5);
+    assert_eq!(
+        param(&done, "resourcesSuccessfullyReindexed")["valueDecimal"],
+        5
+    );
+    assert_eq!(param(&done, "progress")["valueDecimal"], 100.0);
+    assert!(param(&done, "endTime")["valueDateTime"].is_string());
+    assert_eq!(ids_of(&fhir.get("/Patient?name=reindexme").await.body), ids);
+
+    assert_eq!(
+        fhir.get("/_operations/reindex/no-such-job").await.status,
+        404
+    );
+}
+
+/// A job stopped after some batches (here: made to look so) resumes after the last key it
+/// did when the service starts again, and does not redo what it did.
+async fn reindex_resumes_after_its_last_batch(mut env: Env) {
+    let fhir = Fhir::on(&env, "ws1-fhir").await;
+    for i in 0..5 {
+        let created = fhir
+            .post(
+                "/Patient",
+                json!({"resourceType": "Patient", "name": [{"family": "Resumeme", "given": [format!("n{i}")]}]}),
+            )
+            .await;
+        assert_eq!(created.status, 201);
+    }
+    let pool = env.deps.db.pool().clone();
+    for table in [
+        "tokens",
+        "strings",
+        "references",
+        "dates",
+        "numbers",
+        "quantities",
+        "uris",
+        "composites",
+    ] {
+        sqlx::query(&format!("DELETE FROM fhir_index_{table}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let keyed: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT rkey, id FROM fhir_current WHERE instance = 'ws1-fhir' ORDER BY rkey",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(keyed.len(), 5);
+    let now = chrono::Utc::now().timestamp_millis();
+    sqlx::query(
+        "INSERT INTO fhir_reindex_jobs (id, instance, status, queued_ms, started_ms, total, done, after_rkey) \
+         VALUES ('resumed', 'ws1-fhir', 'Running', $1, $1, 5, 3, $2)",
+    )
+    .bind(now)
+    .bind(keyed[2].0)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    env.restart().await;
+    let fhir = Fhir {
+        client: Client::new(),
+        base: env.url("/ws1-fhir"),
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let answer = fhir.get("/_operations/reindex/resumed").await;
+        let status = answer.body["parameter"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "status")
+            .map(|p| p["valueString"].clone());
+        if status == Some(json!("Completed")) {
+            break answer.body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {}",
+            answer.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let reindexed = done["parameter"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "resourcesSuccessfullyReindexed")
+        .map(|p| p["valueDecimal"].clone());
+    assert_eq!(reindexed, Some(json!(5)));
+    // Only the two after the cursor were redone; the first three were "done" before.
+    let mut expected: Vec<String> = keyed[3..].iter().map(|(_, id)| id.clone()).collect();
+    expected.sort();
+    assert_eq!(
+        ids_of(&fhir.get("/Patient?name=resumeme").await.body),
+        expected
+    );
 }

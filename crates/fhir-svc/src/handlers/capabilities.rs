@@ -73,6 +73,9 @@ pub async fn metadata(
             }, {
                 "name": "validate",
                 "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+            }, {
+                "name": "reindex",
+                "definition": "http://hl7.org/fhir/OperationDefinition/Resource-reindex",
             }],
         }],
     });

@@ -10,6 +10,7 @@ pub mod history;
 pub mod patch;
 pub mod purge_history;
 pub mod read;
+pub mod reindex;
 pub mod search;
 pub mod update;
 pub mod validate;

@@ -686,6 +686,26 @@ pub async fn remove(tx: &mut Transaction<'_, Any>, rkey: i64) -> Result<(), sqlx
     Ok(())
 }
 
+/// Removes the index rows of the resources `keys` (being reindexed together).
+pub async fn remove_all(tx: &mut Transaction<'_, Any>, keys: &[i64]) -> Result<(), sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let list = (1..=keys.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    for table in TABLES {
+        let sql = format!("DELETE FROM {table} WHERE rkey IN ({list})");
+        let mut q = sqlx::query(&sql);
+        for k in keys {
+            q = q.bind(*k);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 /// Removes every index row of an instance; run before its pointers go (they hold the keys).
 pub async fn delete_instance(
     tx: &mut Transaction<'_, Any>,

@@ -1,0 +1,278 @@
+//! `$reindex`: rebuilds the search index of every current resource of an instance, as a
+//! long-running job with progress (Azure's `POST [base]/$reindex` and
+//! `GET [base]/_operations/reindex/{id}`).
+//!
+//! A job walks the instance's resources in key order (`fhir_current.rkey`), one batch per
+//! transaction: the batch's old index rows go, its new ones come in, and the job's progress
+//! and `after_rkey` move in the same transaction. So a job stopped anywhere (a crash, a
+//! restart) resumes exactly after its last batch, and replicas running the same job take
+//! turns on its row instead of repeating work.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use hds_core::db::Database;
+use hds_core::names::InstanceName;
+use hds_core::CancellationToken;
+use serde_json::Value;
+use sqlx::{Any, Row, Transaction};
+use tokio::sync::Notify;
+
+use crate::error::FhirError;
+use crate::search::index::{self, IndexRows};
+
+/// Resources per transaction.
+const BATCH: i64 = 200;
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "Queued",
+            Status::Running => "Running",
+            Status::Completed => "Completed",
+            Status::Failed => "Failed",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "Queued" => Status::Queued,
+            "Running" => Status::Running,
+            "Completed" => Status::Completed,
+            _ => Status::Failed,
+        }
+    }
+}
+
+/// A job as its status endpoint shows it.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: String,
+    pub status: Status,
+    pub queued_ms: i64,
+    pub started_ms: Option<i64>,
+    pub ended_ms: Option<i64>,
+    pub total: i64,
+    pub done: i64,
+    pub error: Option<String>,
+}
+
+impl Job {
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            status: Status::parse(&row.try_get::<String, _>("status")?),
+            queued_ms: row.try_get("queued_ms")?,
+            started_ms: row.try_get("started_ms")?,
+            ended_ms: row.try_get("ended_ms")?,
+            total: row.try_get("total")?,
+            done: row.try_get("done")?,
+            error: row.try_get("error")?,
+        })
+    }
+}
+
+/// Queues jobs and runs them in the background.
+#[derive(Clone)]
+pub struct Reindexer {
+    db: Database,
+    wake: Arc<Notify>,
+}
+
+impl Reindexer {
+    pub fn new(db: Database) -> Self {
+        Self {
+            db,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Queues a job for `instance`; the worker starts on it at once.
+    pub async fn queue(&self, instance: &InstanceName) -> Result<Job, FhirError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = Utc::now().timestamp_millis();
+        let inst = instance.to_string();
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM fhir_current WHERE instance = $1 AND deleted = 0",
+        )
+        .bind(&inst)
+        .fetch_one(self.db.pool())
+        .await?;
+        sqlx::query(
+            "INSERT INTO fhir_reindex_jobs (id, instance, status, queued_ms, total, done) \
+             VALUES ($1, $2, $3, $4, $5, 0)",
+        )
+        .bind(&id)
+        .bind(&inst)
+        .bind(Status::Queued.as_str())
+        .bind(now)
+        .bind(total)
+        .execute(self.db.pool())
+        .await?;
+        self.wake.notify_one();
+        self.get(instance, &id)
+            .await?
+            .ok_or_else(|| FhirError::Internal("a queued job vanished".into()))
+    }
+
+    /// The job `id` of `instance`, if there is one.
+    pub async fn get(&self, instance: &InstanceName, id: &str) -> Result<Option<Job>, FhirError> {
+        let row = sqlx::query(
+            "SELECT id, status, queued_ms, started_ms, ended_ms, total, done, error \
+             FROM fhir_reindex_jobs WHERE instance = $1 AND id = $2",
+        )
+        .bind(instance.to_string())
+        .bind(id)
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(row.as_ref().map(Job::from_row).transpose()?)
+    }
+
+    /// Runs open jobs until `shutdown`, waking when one is queued (and now and then, for
+    /// jobs another replica queued or left unfinished).
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            match self.next_open().await {
+                Ok(Some(id)) => {
+                    if let Err(e) = self.run_job(&id, &shutdown).await {
+                        tracing::warn!(job = %id, error = %e, "reindex job stopped; it resumes later");
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read reindex jobs"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+            }
+        }
+    }
+
+    async fn next_open(&self) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT id FROM fhir_reindex_jobs WHERE status IN ('Queued', 'Running') \
+             ORDER BY queued_ms LIMIT 1",
+        )
+        .fetch_optional(self.db.pool())
+        .await
+    }
+
+    async fn run_job(&self, id: &str, shutdown: &CancellationToken) -> Result<(), FhirError> {
+        while !shutdown.is_cancelled() {
+            let mut tx = self.db.begin().await?;
+            match batch(&mut tx, id).await {
+                Ok(more) => {
+                    tx.commit().await?;
+                    if !more {
+                        return Ok(());
+                    }
+                }
+                Err(Failure::Transient(e)) => return Err(e),
+                Err(Failure::Job(reason)) => {
+                    drop(tx);
+                    sqlx::query(
+                        "UPDATE fhir_reindex_jobs SET status = $2, ended_ms = $3, error = $4 \
+                         WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(Status::Failed.as_str())
+                    .bind(Utc::now().timestamp_millis())
+                    .bind(&reason)
+                    .execute(self.db.pool())
+                    .await?;
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a batch did not go through.
+enum Failure {
+    /// The database: the job stays open and is tried again.
+    Transient(FhirError),
+    /// The job itself cannot go on (a stored resource that does not parse).
+    Job(String),
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(e: sqlx::Error) -> Self {
+        Failure::Transient(e.into())
+    }
+}
+
+/// Reindexes the job's next batch in `tx`; false once the job is complete.
+async fn batch(tx: &mut Transaction<'static, Any>, id: &str) -> Result<bool, Failure> {
+    // Taking the job's row first orders replicas working on it (a row lock on PostgreSQL,
+    // the write lock on SQLite); its cursor is read under that lock.
+    let now = Utc::now().timestamp_millis();
+    sqlx::query(
+        "UPDATE fhir_reindex_jobs SET status = 'Running', started_ms = COALESCE(started_ms, $2) \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let job = sqlx::query("SELECT instance, after_rkey FROM fhir_reindex_jobs WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?;
+    let instance: String = job.try_get("instance")?;
+    let after: Option<i64> = job.try_get("after_rkey")?;
+    let rows = sqlx::query(
+        "SELECT c.resource_type, c.rkey, v.body FROM fhir_current c \
+         JOIN fhir_versions v ON v.instance = c.instance AND v.resource_type = c.resource_type \
+         AND v.id = c.id AND v.version = c.version \
+         WHERE c.instance = $1 AND c.deleted = 0 AND c.rkey > $2 ORDER BY c.rkey LIMIT $3",
+    )
+    .bind(&instance)
+    .bind(after.unwrap_or(i64::MIN))
+    .bind(BATCH)
+    .fetch_all(&mut **tx)
+    .await?;
+    let Some(last) = rows.last() else {
+        sqlx::query(
+            "UPDATE fhir_reindex_jobs SET status = 'Completed', ended_ms = $2 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        return Ok(false);
+    };
+    let last: i64 = last.try_get("rkey")?;
+    let mut keys = Vec::with_capacity(rows.len());
+    let mut fresh = IndexRows::default();
+    for row in &rows {
+        let rt: String = row.try_get("resource_type")?;
+        let rkey: i64 = row.try_get("rkey")?;
+        let body: String = row.try_get("body")?;
+        let resource: Value = serde_json::from_str(&body)
+            .map_err(|e| Failure::Job(format!("{rt} with key {rkey} is not JSON: {e}")))?;
+        fresh.add(&instance, &rt, rkey, &resource);
+        keys.push(rkey);
+    }
+    index::remove_all(tx, &keys).await?;
+    fresh.insert(tx).await?;
+    sqlx::query("UPDATE fhir_reindex_jobs SET done = done + $2, after_rkey = $3 WHERE id = $1")
+        .bind(id)
+        .bind(rows.len() as i64)
+        .bind(last)
+        .execute(&mut **tx)
+        .await?;
+    Ok(true)
+}
