@@ -42,6 +42,12 @@ pub struct EmbeddedBusSettings {
     #[serde(default = "default_poll_interval_ms")]
     #[serde(deserialize_with = "crate::config::lenient")]
     pub poll_interval_ms: u64,
+    /// Messages older than this are deleted, as Kafka's `log.retention.hours` does (its
+    /// default, seven days): the bus's file does not grow for ever. Offsets are never reused;
+    /// a group whose next message is gone goes on from the oldest one kept.
+    #[serde(default = "default_retention_hours")]
+    #[serde(deserialize_with = "crate::config::lenient")]
+    pub retention_hours: u64,
 }
 
 fn default_partitions() -> u32 {
@@ -50,6 +56,12 @@ fn default_partitions() -> u32 {
 fn default_poll_interval_ms() -> u64 {
     500
 }
+fn default_retention_hours() -> u64 {
+    7 * 24
+}
+
+/// How often old messages are looked for.
+const RETENTION_CHECK: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl EmbeddedBusSettings {
     pub fn new(database_url: impl Into<String>) -> Self {
@@ -57,6 +69,7 @@ impl EmbeddedBusSettings {
             database_url: database_url.into(),
             default_partitions: default_partitions(),
             poll_interval_ms: default_poll_interval_ms(),
+            retention_hours: default_retention_hours(),
         }
     }
 }
@@ -94,7 +107,7 @@ const FETCH_BATCH: i64 = 200;
 impl EmbeddedBus {
     pub async fn open(db: Database, settings: EmbeddedBusSettings) -> Result<Self, BusError> {
         db.migrate(&migrations()).await?;
-        Ok(Self {
+        let bus = Self {
             inner: Arc::new(Inner {
                 db,
                 settings,
@@ -104,7 +117,35 @@ impl EmbeddedBus {
                 round_robin: AtomicU64::new(0),
                 partitions: Mutex::new(HashMap::new()),
             }),
-        })
+        };
+        // Retention runs while the bus is in use; the task ends once the bus is dropped.
+        let inner = Arc::downgrade(&bus.inner);
+        tokio::spawn(async move {
+            loop {
+                let Some(inner) = inner.upgrade() else { return };
+                let bus = EmbeddedBus { inner };
+                if let Err(e) = bus
+                    .apply_retention(chrono::Utc::now().timestamp_millis())
+                    .await
+                {
+                    tracing::warn!(error = %e, "embedded bus: cannot delete old messages");
+                }
+                drop(bus);
+                tokio::time::sleep(RETENTION_CHECK).await;
+            }
+        });
+        Ok(bus)
+    }
+
+    /// Deletes the messages older than the retention as of `now_ms`; returns how many.
+    pub async fn apply_retention(&self, now_ms: i64) -> Result<u64, BusError> {
+        let hours = i64::try_from(self.inner.settings.retention_hours).unwrap_or(i64::MAX);
+        let cutoff = now_ms.saturating_sub(hours.saturating_mul(3_600_000));
+        let deleted = sqlx::query("DELETE FROM bus_messages WHERE timestamp_ms < $1")
+            .bind(cutoff)
+            .execute(self.inner.db.pool())
+            .await?;
+        Ok(deleted.rows_affected())
     }
 }
 
