@@ -13,10 +13,14 @@ const RESOURCE_TYPES: &str = include_str!("../definitions/r4/resource-types.txt"
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ResourceType(String);
 
+/// The types as a set: a type is checked for every reference a resource holds.
+static KNOWN: std::sync::LazyLock<std::collections::HashSet<&'static str>> =
+    std::sync::LazyLock::new(|| ResourceType::all().collect());
+
 impl FromStr for ResourceType {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if RESOURCE_TYPES.lines().any(|t| t == s) {
+        if KNOWN.contains(s) {
             Ok(Self(s.to_owned()))
         } else {
             Err(format!("'{s}' is not a FHIR R4 resource type"))
