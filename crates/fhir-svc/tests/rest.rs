@@ -445,6 +445,13 @@ async fn bad_input_is_refused_and_stores_nothing(env: Env) {
     let outcome: Value = malformed.json().await.unwrap();
     assert_eq!(outcome["resourceType"], "OperationOutcome");
     assert_eq!(raw("[1, 2]", "application/fhir+json").await.status(), 400);
+    // A NUL in a string: no FHIR string holds one (and PostgreSQL's text cannot).
+    let nul = raw(
+        "{\"resourceType\": \"Patient\", \"name\": [{\"family\": \"a\\u0000b\"}]}",
+        "application/fhir+json",
+    )
+    .await;
+    assert_eq!(nul.status(), 400);
     assert_eq!(
         raw("{\"resourceType\": \"Patient\"}", "application/xml")
             .await
@@ -1172,6 +1179,10 @@ macro_rules! rest_suite {
             #[tokio::test]
             async fn reindex_resumes_after_its_last_batch() {
                 super::reindex_resumes_after_its_last_batch(Env::$backend().await).await
+            }
+            #[tokio::test]
+            async fn malformed_search_input_is_a_clear_error() {
+                super::malformed_search_input_is_a_clear_error(Env::$backend().await).await
             }
             #[tokio::test]
             async fn capability_statement() {
@@ -2649,5 +2660,90 @@ async fn reindex_resumes_after_its_last_batch(mut env: Env) {
     assert_eq!(
         ids_of(&fhir.get("/Patient?name=resumeme").await.body),
         expected
+    );
+}
+
+/// Malformed search input: strictly a 400 with an OperationOutcome, leniently a warning; never
+/// a 5xx, never the database's words, and nothing it asks of the database runs.
+async fn malformed_search_input_is_a_clear_error(env: Env) {
+    let fhir = Fhir::on(&env, "ws1-fhir").await;
+    let created = fhir
+        .post(
+            "/Patient",
+            json!({"resourceType": "Patient", "name": [{"family": "Kept"}]}),
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    let long = "x".repeat(10_000);
+    let queries = [
+        "/Patient?birthdate=notadate".to_owned(),
+        "/Patient?birthdate=ge2020-13-45".to_owned(),
+        "/Patient?_lastUpdated=gt2020-01-01T25:00:00Z".to_owned(),
+        "/Patient?name:nonsense=x".to_owned(),
+        "/Patient?general-practitioner.nonsense=x".to_owned(),
+        "/Patient?general-practitioner:Nope.name=x".to_owned(),
+        "/Patient?general-practitioner:Observation.code.x.y.z.w=1".to_owned(),
+        "/Patient?name=%27%20OR%201%3D1%20--".to_owned(),
+        "/Patient?name=x%27)%3B%20DROP%20TABLE%20fhir_current%3B%20--".to_owned(),
+        "/Patient?_id=%27%3B%20DELETE%20FROM%20fhir_versions%3B%20--".to_owned(),
+        "/Patient?_id=%00".to_owned(),
+        "/Observation?value-quantity=abc%7Cdef".to_owned(),
+        "/Observation?value-quantity=gt".to_owned(),
+        "/Observation?code-value-quantity=a$b$c".to_owned(),
+        "/Observation?date=ap".to_owned(),
+        "/Patient?identifier=%7C%7C%7C".to_owned(),
+        "/Patient?_count=-1".to_owned(),
+        "/Patient?_count=abc".to_owned(),
+        "/Patient?_sort=nonsense".to_owned(),
+        "/Patient?_include=Nope:nope".to_owned(),
+        "/Patient?_revinclude=Observation:nope".to_owned(),
+        "/Patient?_has:Observation:nope:code=x".to_owned(),
+        "/Patient?_has=bad".to_owned(),
+        "/Patient?_summary=nonsense".to_owned(),
+        "/Patient?_total=nonsense".to_owned(),
+        "/Patient?name:contains=%25_%5C".to_owned(),
+        "/Patient?name=%F0%9F%98%80".to_owned(),
+        format!("/Patient?name={long}"),
+        "/?_type=Nope".to_owned(),
+        "/?_type=Patient&name:nonsense=x".to_owned(),
+    ];
+    for q in &queries {
+        for strict in [false, true] {
+            let headers: &[(&str, &str)] = if strict {
+                &[("Prefer", "handling=strict")]
+            } else {
+                &[]
+            };
+            let answer = fhir.call(Method::GET, q, None, headers).await;
+            let code = answer.status.as_u16();
+            assert!(
+                code == 200 || code == 400,
+                "{q} (strict: {strict}): {code} {}",
+                answer.body
+            );
+            let text = answer.body.to_string().to_lowercase();
+            for leak in [
+                "select ",
+                "syntax error",
+                "sqlx",
+                "error returned from database",
+                "sqlite",
+            ] {
+                assert!(
+                    !text.contains(leak),
+                    "{q}: the answer shows '{leak}': {text}"
+                );
+            }
+            if code == 400 {
+                assert_eq!(answer.body["resourceType"], "OperationOutcome", "{q}");
+            }
+        }
+    }
+    // Nothing ran that was asked in the values.
+    let found = fhir.get("/Patient?name=kept").await;
+    assert_eq!(found.status, 200);
+    assert_eq!(
+        ids_of(&found.body),
+        vec![created.body["id"].as_str().unwrap().to_owned()]
     );
 }

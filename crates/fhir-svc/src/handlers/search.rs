@@ -403,7 +403,11 @@ pub async fn search_system(
         match k.as_ref() {
             "_type" => {
                 for t in v.split(',').filter(|t| !t.is_empty()) {
-                    types.push(resource_type(t)?);
+                    // A parameter's value, not a path: a wrong one is a bad request.
+                    types.push(
+                        t.parse()
+                            .map_err(|e: String| FhirError::invalid(format!("_type: {e}")))?,
+                    );
                 }
             }
             CONTINUATION => {

@@ -345,6 +345,13 @@ pub fn parse_one(
     key: &str,
     value: &str,
 ) -> Result<Option<Condition>, FhirError> {
+    // No index holds a NUL, and PostgreSQL refuses text with one: a client mistake, said so.
+    if key.contains('\0') || value.contains('\0') {
+        return Err(FhirError::invalid(format!(
+            "'{}': search parameters and values must not contain NUL characters",
+            key.replace('\0', "\\0")
+        )));
+    }
     parse_at(rt, key, value, 0)
 }
 
