@@ -69,9 +69,24 @@ impl Registry {
             for base in d.base {
                 if base == "Resource" || base == "DomainResource" {
                     common.push(param.clone());
-                } else {
-                    by_type.entry(base).or_default().push(param.clone());
+                    continue;
                 }
+                // A parameter of many types (`patient`: thirty of them) is a union with a branch
+                // per type; each type runs only its own branches, which give the same values.
+                let own = own_branches(&d.expression, &base)
+                    .and_then(|e| fhirpath::compile(&e).ok())
+                    .map(|expression| {
+                        Arc::new(Param {
+                            code: param.code.clone(),
+                            kind: param.kind,
+                            expression,
+                            targets: param.targets.clone(),
+                        })
+                    });
+                by_type
+                    .entry(base)
+                    .or_default()
+                    .push(own.unwrap_or_else(|| param.clone()));
             }
         }
         for rt in crate::domain::ResourceType::all() {
@@ -81,6 +96,55 @@ impl Registry {
                 .extend(common.iter().cloned());
         }
         Self { by_type }
+    }
+}
+
+/// The branches of a union expression (`A.x | B.y | (A.z as T)`) that start at `base`, when
+/// there are others: any other branch starts at another type and gives nothing on a `base`.
+/// `None` when every branch is kept (or none starts at a type).
+fn own_branches(expression: &str, base: &str) -> Option<String> {
+    let mut branches = Vec::new();
+    let (mut depth, mut quoted, mut start) = (0usize, false, 0);
+    for (i, c) in expression.char_indices() {
+        match c {
+            '\'' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            '|' if !quoted && depth == 0 => {
+                branches.push(expression[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    branches.push(expression[start..].trim());
+    if branches.len() < 2 {
+        return None;
+    }
+    let root = |b: &str| -> Option<String> {
+        let b = b.trim_start_matches('(');
+        let name: String = b
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        name.starts_with(|c: char| c.is_ascii_uppercase())
+            .then_some(name)
+    };
+    // A branch that does not start at a type (none in R4) keeps the whole expression.
+    if branches.iter().any(|b| root(b).is_none()) {
+        return None;
+    }
+    let own: Vec<&str> = branches
+        .iter()
+        .copied()
+        .filter(|b| root(b).as_deref() == Some(base))
+        .collect();
+    match own.as_slice() {
+        [] => None,
+        _ if own.len() == branches.len() => None,
+        // A union also drops repeated values: one branch alone needs that said.
+        [one] => Some(format!("({one}).distinct()")),
+        _ => Some(own.join(" | ")),
     }
 }
 
@@ -176,4 +240,33 @@ pub fn find_composite(resource_type: &str, code: &str) -> Option<&'static Compos
         .iter()
         .find(|p| p.code == code)
         .map(|p| p.as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::own_branches;
+
+    #[test]
+    fn a_type_keeps_its_own_branches() {
+        let e = "AllergyIntolerance.patient | CarePlan.subject.where(resolve() is Patient) | (Observation.value as Quantity) | Observation.component.value";
+        assert_eq!(
+            own_branches(e, "Observation").as_deref(),
+            Some("(Observation.value as Quantity) | Observation.component.value")
+        );
+        assert_eq!(
+            own_branches(e, "CarePlan").as_deref(),
+            Some("(CarePlan.subject.where(resolve() is Patient)).distinct()")
+        );
+        // One branch, or all of them the type's own: nothing to take away.
+        assert_eq!(own_branches("Observation.code", "Observation"), None);
+        assert_eq!(
+            own_branches("Observation.a | Observation.b", "Observation"),
+            None
+        );
+        // A bar inside parentheses or quotes is not a branch.
+        assert_eq!(
+            own_branches("A.x.where(y = 'p|q') | B.z", "A").as_deref(),
+            Some("(A.x.where(y = 'p|q')).distinct()")
+        );
+    }
 }
