@@ -11,6 +11,9 @@
 //! collision would go unnoticed, but there are only thousands of them per instance and a
 //! collision among n keys has a chance of about n²/2⁶⁵ (10⁻⁹ at a hundred thousand).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use sha2::{Digest, Sha256};
 
 /// What a key is of: a resource and a parameter with the same names get different keys.
@@ -41,9 +44,30 @@ pub fn resource(instance: &str, resource_type: &str, id: &str) -> i64 {
 }
 
 /// The key of search parameter `param` (or `param:modifier` for the rows a modifier reads)
-/// of `resource_type` in `instance`.
+/// of `resource_type` in `instance`. Every write needs a dozen of these, always the same
+/// few thousand per instance: each thread keeps those it made.
 pub fn param(instance: &str, resource_type: &str, param: &str) -> i64 {
-    key(Kind::Param, instance, resource_type, param)
+    type Cache = HashMap<String, HashMap<String, HashMap<String, i64>>>;
+    thread_local! {
+        static MADE: RefCell<Cache> = RefCell::new(HashMap::new());
+    }
+    MADE.with(|made| {
+        let mut made = made.borrow_mut();
+        let known = made
+            .get(instance)
+            .and_then(|types| types.get(resource_type))
+            .and_then(|params| params.get(param));
+        if let Some(k) = known {
+            return *k;
+        }
+        let k = key(Kind::Param, instance, resource_type, param);
+        made.entry(instance.to_owned())
+            .or_default()
+            .entry(resource_type.to_owned())
+            .or_default()
+            .insert(param.to_owned(), k);
+        k
+    })
 }
 
 /// The key of a conditional create's criteria (their parsed form, printed) on `resource_type`
