@@ -7,6 +7,8 @@
 #   MEDTECH_BENCH_MESSAGES   messages of the throughput phase (default 1000000)
 #   MEDTECH_BENCH_LATENCY_SECS  seconds of the 1,000 messages/s latency phase (default 30)
 #   MEDTECH_FLUSH_MESSAGES   medtech-svc window size, HDS_MEDTECH__FLUSH_MESSAGES (default 50000)
+#   MEDTECH_CONCURRENT_WRITES  Observation groups written at once, HDS_MEDTECH__CONCURRENT_WRITES
+#                            (default: the service's, 8)
 #   MEDTECH_BENCH_ARGS       extra medtech-bench options, e.g. "--sample-every 10 --poll-ms 50"
 #   HDS_TEST_DATABASE_URL    (default local PostgreSQL)
 set -euo pipefail
@@ -60,6 +62,7 @@ flush_messages="${MEDTECH_FLUSH_MESSAGES:-50000}"
 env "${common[@]}" HDS_DATABASE__SCHEMA="${run_id}_medtech" \
   "HDS_MEDTECH__FHIR_BASE_URL=http://127.0.0.1:$fhir_port" \
   "HDS_MEDTECH__FLUSH_MESSAGES=$flush_messages" \
+  ${MEDTECH_CONCURRENT_WRITES:+"HDS_MEDTECH__CONCURRENT_WRITES=$MEDTECH_CONCURRENT_WRITES"} \
   "$target/medtech-svc" --bind "127.0.0.1:$medtech_port" > "$scratch/medtech.log" 2>&1 &
 medtech_pid=$!
 pids+=($medtech_pid)

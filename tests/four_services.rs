@@ -3,68 +3,26 @@
 //! data-plane service, whose status reports cross back; then every process stops cleanly on
 //! SIGTERM.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use hds_e2e::Service;
-use hds_testkit::{free_port, pg_url, unique, S3Server, Tansu};
+use hds_e2e::Stack;
+use hds_testkit::unique;
 use operations_svc::bootstrap::{plan, Bootstrap};
 
 #[tokio::test]
 async fn four_processes_provision_a_workspace_over_kafka() {
-    let tansu = Tansu::start().await;
-    let s3 = S3Server::start().await;
-    let dir = tempfile::tempdir().unwrap();
     let workspace = unique("e2e")
         .replace('_', "")
         .chars()
         .take(20)
         .collect::<String>();
-
-    let common = |schema: &str| -> BTreeMap<String, String> {
-        [
-            ("HDS_DATABASE__URL", pg_url()),
-            ("HDS_DATABASE__SCHEMA", unique(schema)),
-            ("HDS_BUS__KIND", "kafka".into()),
-            ("HDS_BUS__KAFKA__BROKERS", tansu.brokers()),
-            ("HDS_BUS__KAFKA__SESSION_TIMEOUT_MS", "6000".into()),
-            ("HDS_BUS__KAFKA__MAX_POLL_INTERVAL_MS", "10000".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
-    };
-    let mut ops_env = common("ops");
-    ops_env.insert("HDS_BOOTSTRAP__WORKSPACE".into(), workspace.clone());
-    let mut dicom_env = common("dicom");
-    let bucket = unique("e2e").replace('_', "-");
-    for (k, v) in [
-        ("HDS_BLOBS__KIND", "s3".to_owned()),
-        ("HDS_BLOBS__S3__BUCKET", bucket),
-        ("HDS_BLOBS__S3__ENDPOINT", s3.endpoint()),
-        ("HDS_BLOBS__S3__ACCESS_KEY_ID", "test".into()),
-        ("HDS_BLOBS__S3__SECRET_ACCESS_KEY", "test".into()),
-    ] {
-        dicom_env.insert(k.into(), v);
-    }
-
-    let mut services = vec![
-        Service::spawn("fhir-svc", free_port(), &common("fhir"), dir.path()),
-        Service::spawn("dicom-svc", free_port(), &dicom_env, dir.path()),
-        Service::spawn("medtech-svc", free_port(), &common("medtech"), dir.path()),
-        Service::spawn("operations-svc", free_port(), &ops_env, dir.path()),
-    ];
-    for s in services.iter_mut() {
-        s.wait_ready().await;
-    }
-    let base = |name: &str| {
-        services
-            .iter()
-            .find(|s| s.name == name)
-            .unwrap()
-            .base
-            .clone()
-    };
+    let stack = Stack::start(|name, env| {
+        if name == "operations-svc" {
+            env.insert("HDS_BOOTSTRAP__WORKSPACE".into(), workspace.clone());
+        }
+    })
+    .await;
+    let base = |name: &str| stack.base(name);
     let client = reqwest::Client::new();
 
     // operations-svc asked for three instances; each operation ends only when the data-plane
@@ -124,14 +82,5 @@ async fn four_processes_provision_a_workspace_over_kafka() {
     }
 
     // Graceful shutdown: every process exits 0 on SIGTERM.
-    for s in services {
-        let name = s.name;
-        let (status, log) = s.terminate().await;
-        assert!(status.success(), "{name} exited with {status}:\n{log}");
-        assert!(!log.contains("panicked"), "{name} panicked:\n{log}");
-        assert!(
-            log.contains(&format!("{name} stopped")),
-            "{name} did not stop cleanly:\n{log}"
-        );
-    }
+    stack.stop_cleanly().await;
 }

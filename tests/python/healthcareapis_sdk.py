@@ -1,11 +1,16 @@
 """The real Azure SDK for Python (azure-mgmt-healthcareapis) against hds' management API.
 
-Usage: healthcareapis_sdk.py BASE_URL
+Usage: healthcareapis_sdk.py BASE_URL [all|create|delete]
 
-Creates a workspace, a FHIR service, a DICOM service, an IoT connector and its FHIR
-destination; lists and gets them; reads operation results; patches tags; deletes them in
-reverse order and sees 404s. Prints "azure-mgmt-healthcareapis: ok" at the end.
+Phase `create` creates a workspace, a FHIR service, a DICOM service, an IoT connector and its
+FHIR destination (the MedTech issue's worked example: blood pressure, resolution type Create);
+lists and gets them; reads operation results; patches tags; then prints one line
+`created: {json}` with the FHIR service's id. Phase `delete` deletes them in reverse order and
+sees 404s. `all` (the default) runs both. Prints "azure-mgmt-healthcareapis: ok" at the end of
+each run; a caller may check the data plane between the two phases.
 """
+
+import json
 
 import sys
 from urllib.parse import urlparse
@@ -42,7 +47,7 @@ def check(cond, what):
         raise AssertionError(what)
 
 
-def main(base):
+def client_for(base):
     cred = FakeCredential()
     client = HealthcareApisManagementClient(
         cred,
@@ -51,6 +56,10 @@ def main(base):
         authentication_policy=HttpBearerPolicy(cred, "https://management.azure.com/.default"),
         polling_interval=0.2,
     )
+    return client
+
+
+def create(client):
     operation_urls = []
 
     def remember(response):
@@ -91,11 +100,15 @@ def main(base):
             {
                 "templateType": "JsonPathContent",
                 "template": {
-                    "typeName": "heartrate",
-                    "typeMatchExpression": "$..[?(@heartRate)]",
-                    "deviceIdExpression": "$.deviceId",
-                    "timestampExpression": "$.endDate",
-                    "values": [{"required": "true", "valueExpression": "$.heartRate", "valueName": "hr"}],
+                    "typeName": "bloodpressure",
+                    "typeMatchExpression": "$..[?(@systolic && @diastolic)]",
+                    "deviceIdExpression": "$.deviceid",
+                    "patientIdExpression": "$.patientid",
+                    "timestampExpression": "$.measurementdatetime",
+                    "values": [
+                        {"valueName": "systolic", "valueExpression": "$.systolic", "required": True},
+                        {"valueName": "diastolic", "valueExpression": "$.diastolic", "required": True},
+                    ],
                 },
             }
         ],
@@ -116,16 +129,26 @@ def main(base):
     check(iot.provisioning_state == "Succeeded", iot)
     check(iot.device_mapping.content == device_mapping, iot.device_mapping.content)
 
+    quantity = {"valueType": "Quantity", "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}
     fhir_mapping = {
-        "templateType": "CollectionFhirTemplate",
+        "templateType": "CollectionFhir",
         "template": [
             {
                 "templateType": "CodeValueFhir",
                 "template": {
-                    "codes": [{"code": "8867-4", "system": "http://loinc.org", "display": "Heart rate"}],
-                    "periodInterval": 60,
-                    "typeName": "heartrate",
-                    "value": {"defaultPeriod": 5000, "unit": "count/min", "valueName": "hr", "valueType": "SampledData"},
+                    "typeName": "bloodpressure",
+                    "periodInterval": 0,
+                    "codes": [{"system": "http://loinc.org", "code": "85354-9", "display": "Blood pressure panel"}],
+                    "components": [
+                        {
+                            "codes": [{"system": "http://loinc.org", "code": "8480-6", "display": "Systolic blood pressure"}],
+                            "value": dict(valueName="systolic", **quantity),
+                        },
+                        {
+                            "codes": [{"system": "http://loinc.org", "code": "8462-4", "display": "Diastolic blood pressure"}],
+                            "value": dict(valueName="diastolic", **quantity),
+                        },
+                    ],
                 },
             }
         ],
@@ -184,7 +207,11 @@ def main(base):
         RG, "iot1", WS, models.IotConnectorPatchResource(tags={"t": "2"})
     ).result()
     check(patched.tags == {"t": "2"}, patched.tags)
+    check(client.iot_connectors.get(RG, WS, "iot1").provisioning_state == "Succeeded", "iot after patch")
+    return {"fhirServiceId": fhir.id, "iotConnectorId": iot.id}
 
+
+def delete(client):
     # Deletion in reverse order, then 404s.
     client.iot_connector_fhir_destination.begin_delete(RG, WS, "iot1", "dest1").result()
     # Keywords: these deletes take the service name before the workspace name.
@@ -212,8 +239,17 @@ def main(base):
     except HttpResponseError as e:
         check(e.error is not None and e.error.code in ("ResourceNotFound",), e.error)
 
+
+
+def main(base, phase):
+    client = client_for(base)
+    if phase in ("all", "create"):
+        created = create(client)
+        print("created: " + json.dumps(created), flush=True)
+    if phase in ("all", "delete"):
+        delete(client)
     print("azure-mgmt-healthcareapis: ok")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "all")

@@ -10,7 +10,10 @@
 //!    values: one Observation per device, type and hour), the worker starts and drains the backlog. The
 //!    messages/s through the pipeline (normalize, group, write, commit) come from medtech-svc's
 //!    `/metrics` counters sampled every 250 ms and from the consumer group's committed offsets
-//!    (a message counts once its window is in FHIR and committed).
+//!    (a message counts once its window is in FHIR and committed). The bar names the
+//!    normalization stage: its rate is also reported on its own, as device events per second
+//!    of the worker's time in normalizing and grouping (`medtech_normalization_seconds_total`),
+//!    and the bar is shown against both figures.
 //! 2. **Latency.** The FHIR mapping is switched to `periodInterval` 0 (every message its own
 //!    Observation) and messages are produced at a fixed rate (default 1,000/s for 30 s). For
 //!    one message in `--sample-every` the Observation id is computed as iomt-fhir makes it
@@ -497,6 +500,10 @@ impl Service {
                 continue;
             };
             let name = line.split('{').next().unwrap_or_default();
+            if name == "medtech_normalization_seconds_total" {
+                m.normalization_secs += v;
+                continue;
+            }
             let v = v as u64;
             match name {
                 "medtech_device_event_total" => m.device_events += v,
@@ -523,6 +530,8 @@ impl Service {
 
 #[derive(Default, Clone, Copy, Debug)]
 struct Metrics {
+    /// Time the worker spent normalizing and grouping (its windows one after another).
+    normalization_secs: f64,
     device_events: u64,
     normalized: u64,
     dropped: u64,
@@ -537,6 +546,7 @@ struct Metrics {
 impl Metrics {
     fn minus(&self, o: &Metrics) -> Metrics {
         Metrics {
+            normalization_secs: self.normalization_secs - o.normalization_secs,
             device_events: self.device_events - o.device_events,
             normalized: self.normalized - o.normalized,
             dropped: self.dropped - o.dropped,
@@ -688,7 +698,16 @@ async fn main() -> anyhow::Result<()> {
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let now = t_config.elapsed().as_secs_f64();
-        let committed = progress.committed()? - start_offset;
+        // tansu's group coordinator sometimes stops answering for several seconds on a
+        // loaded machine: a failed probe is skipped (the no-progress limit still applies).
+        let committed = match progress.committed() {
+            Ok(c) => c - start_offset,
+            Err(e) if last_change.elapsed() < Duration::from_secs(120) => {
+                eprintln!("  committed offsets not readable now ({e}); trying again");
+                continue;
+            }
+            Err(e) => return Err(e.context("committed offsets unreadable for 120 s")),
+        };
         let m = svc.metrics().await?.minus(&m0);
         if m.device_events > 0 && first_event.is_none() {
             first_event = Some(now);
@@ -738,6 +757,9 @@ async fn main() -> anyhow::Result<()> {
         cpu: cpu_spent(&c0, &c1),
     });
     let drain_rate = args.messages as f64 / (end - first);
+    // The stage the bar names: device events per second of the worker's time in normalizing
+    // and grouping (reading from Kafka and writing to FHIR not included).
+    let normalize_rate = m_drain.device_events as f64 / m_drain.normalization_secs;
 
     // 2. Latency at a fixed rate: every message its own Observation.
     svc.put("/mappings/fhir", fhir_mapping(0)).await?;
@@ -813,7 +835,8 @@ async fn main() -> anyhow::Result<()> {
     let (mut lat, missing) = poller.await?;
     // Wait until the phase is committed, for its CPU and counters.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while progress.committed()? < before_latency + n as i64 && Instant::now() < deadline {
+    while progress.committed().unwrap_or(0) < before_latency + n as i64 && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let lat_secs = t_lat.elapsed().as_secs_f64();
@@ -849,6 +872,10 @@ async fn main() -> anyhow::Result<()> {
             " (steady state, 10% to 90% of the backlog: {s:.0} messages/s)"
         ))
     );
+    println!(
+        "- Normalization + grouping alone (medtech_normalization_seconds_total): {normalize_rate:.0} messages/s ({} device events in {:.2} s of the worker's time; one worker, so one core).",
+        m_drain.device_events, m_drain.normalization_secs
+    );
     println!("- Throughput phase counters: {}.", m_drain.describe());
     println!(
         "- Window: {} messages (HDS_MEDTECH__FLUSH_MESSAGES), flush interval as configured in the service.",
@@ -862,16 +889,18 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("- Latency phase counters: {}.", m_lat.describe());
 
+    let normalize_ok = normalize_rate >= 20_000.0;
     let throughput_ok = drain_rate >= 20_000.0;
     let latency_ok = p99 <= 2.0 && missing == 0;
     println!("\nBars (issue 5):");
+    let verdict = |ok: bool| if ok { "holds" } else { "does NOT hold" };
     println!(
-        "- >= 20,000 messages/s through normalization on {cores} cores: {drain_rate:.0}/s -> {}",
-        if throughput_ok {
-            "holds"
-        } else {
-            "does NOT hold"
-        }
+        "- >= 20,000 messages/s through normalization + grouping on {cores} cores: {normalize_rate:.0}/s -> {}",
+        verdict(normalize_ok)
+    );
+    println!(
+        "- the same bar for the whole pipeline (read, normalize, group, write to FHIR, commit): {drain_rate:.0}/s -> {}",
+        verdict(throughput_ok)
     );
     println!(
         "- end-to-end p99 <= 2 s at {rate} messages/s: p99 {p99:.3} s{} -> {}",
@@ -880,7 +909,7 @@ async fn main() -> anyhow::Result<()> {
         } else {
             String::new()
         },
-        if latency_ok { "holds" } else { "does NOT hold" }
+        verdict(latency_ok)
     );
     Ok(())
 }

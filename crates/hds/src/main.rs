@@ -5,6 +5,10 @@
 //!   and prints each service's URL.
 //! - `hds token --role "FHIR Data Contributor"` mints a bearer token signed with the local key
 //!   that `hds up --auth` trusts.
+//! - `hds workspace|fhir|dicom|iot create|list|delete` drive the management API of
+//!   operations-svc, following each operation to its end (see `manage`); `hds medtech
+//!   create|list|delete` are the IoT connector commands, `hds medtech destination` its FHIR
+//!   destination.
 //! - `hds medtech send` posts device messages to a MedTech service; `hds medtech debug` runs
 //!   the mapping debugger locally.
 
@@ -43,7 +47,8 @@ enum Command {
     Dicom(manage::services::ServiceArgs),
     /// IoT connectors (MedTech services) of a workspace: create, list, delete.
     Iot(manage::services::ServiceArgs),
-    /// MedTech: send device messages, debug mappings.
+    /// MedTech services (IoT connectors): create, list, delete, their FHIR destination;
+    /// send device messages, debug mappings.
     Medtech(medtech::MedtechArgs),
 }
 

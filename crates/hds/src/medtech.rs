@@ -1,5 +1,7 @@
-//! `hds medtech`: client conveniences for a MedTech service.
+//! `hds medtech`: a MedTech service (Azure's IoT connector) from the command line.
 //!
+//! - `hds medtech create|list|delete -w WS ...` manage IoT connectors through the management
+//!   API (as `hds iot` does); `hds medtech destination create|delete` their FHIR destination.
 //! - `hds medtech send '{"hr": 60, ...}'` posts device messages (one, or a JSON array) to an
 //!   instance's ingestion endpoint, which answers once they are durably on the device topic.
 //! - `hds medtech debug --device-mapping d.json --fhir-mapping f.json --message m.json` runs
@@ -20,6 +22,10 @@ pub struct MedtechArgs {
 
 #[derive(Subcommand)]
 enum MedtechCommand {
+    #[command(flatten)]
+    Manage(crate::manage::services::ServiceCommand),
+    /// The FHIR destination of an IoT connector: create, delete.
+    Destination(crate::manage::services::DestinationArgs),
     /// Send device messages to a MedTech service's ingestion endpoint.
     Send(SendArgs),
     /// Run the mapping debugger on a message, locally and without side effects.
@@ -70,6 +76,13 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
 
 pub fn run(args: MedtechArgs) -> ExitCode {
     let result = match args.command {
+        MedtechCommand::Manage(command) => {
+            return crate::manage::services::run_command(
+                crate::manage::services::ServiceType::Iot,
+                command,
+            )
+        }
+        MedtechCommand::Destination(args) => return crate::manage::services::run_destination(args),
         MedtechCommand::Send(a) => send(a),
         MedtechCommand::Debug(a) => debug(a),
     };

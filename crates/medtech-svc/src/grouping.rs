@@ -4,7 +4,7 @@
 //! `periodInterval` into observation groups: one per measurement time, UTC hour or UTC day,
 //! or one per correlation id.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
@@ -48,30 +48,59 @@ pub struct MeasurementGroup {
 pub fn group_measurements(
     measurements: impl IntoIterator<Item = Measurement>,
 ) -> Vec<MeasurementGroup> {
-    let mut groups: Vec<MeasurementGroup> = Vec::new();
-    for m in measurements {
-        let key = GroupKey::of(&m);
-        let group = match groups.iter().position(|g| g.key == key) {
-            Some(i) => &mut groups[i],
+    group_with_sources(measurements.into_iter().map(|m| (0, m)))
+        .into_iter()
+        .map(|(g, _)| g)
+        .collect()
+}
+
+/// As [`group_measurements`], for measurements tagged with where they came from (the
+/// pipeline: the message's index in its window); each group comes with the tags of every
+/// measurement that went into it, replaced ones included (their message is done only once
+/// the group is written).
+pub fn group_with_sources(
+    measurements: impl IntoIterator<Item = (usize, Measurement)>,
+) -> Vec<(MeasurementGroup, BTreeSet<usize>)> {
+    // Keys and instants are looked up by hash: a window holds thousands of groups, and a
+    // linear search per measurement made grouping cost as much as normalizing.
+    let mut index: HashMap<GroupKey, usize> = HashMap::new();
+    let mut groups: Vec<Building> = Vec::new();
+    for (source, m) in measurements {
+        let i = match index.get(&GroupKey::of(&m)) {
+            Some(&i) => i,
             None => {
-                groups.push(MeasurementGroup {
-                    key,
-                    measurements: Vec::new(),
+                let key = GroupKey::of(&m);
+                index.insert(key.clone(), groups.len());
+                groups.push(Building {
+                    group: MeasurementGroup {
+                        key,
+                        measurements: Vec::new(),
+                    },
+                    sources: BTreeSet::new(),
+                    at: HashMap::new(),
                 });
-                let last = groups.len() - 1;
-                &mut groups[last]
+                groups.len() - 1
             }
         };
-        match group
-            .measurements
-            .iter_mut()
-            .find(|e| e.occurrence_time_utc == m.occurrence_time_utc)
-        {
-            Some(existing) => *existing = m,
-            None => group.measurements.push(m),
+        let b = &mut groups[i];
+        b.sources.insert(source);
+        match b.at.get(&m.occurrence_time_utc) {
+            Some(&j) => b.group.measurements[j] = m,
+            None => {
+                b.at.insert(m.occurrence_time_utc, b.group.measurements.len());
+                b.group.measurements.push(m);
+            }
         }
     }
-    groups
+    groups.into_iter().map(|b| (b.group, b.sources)).collect()
+}
+
+/// A group while it is being collected.
+struct Building {
+    group: MeasurementGroup,
+    sources: BTreeSet<usize>,
+    /// Where each instant's measurement is in `group.measurements`.
+    at: HashMap<DateTime<Utc>, usize>,
 }
 
 /// The measurements that become one Observation.

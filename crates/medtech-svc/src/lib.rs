@@ -112,9 +112,19 @@ pub async fn start_with(
         )
         .await?;
     let metrics = metrics::PipelineMetrics::new();
+    let tokens = pipeline::fhir_token::FhirTokens::from_settings(
+        &settings.auth,
+        settings.medtech.signing_key_dir.as_deref(),
+    )
+    .map_err(|e| StartError::Other(format!("medtech-svc tokens for fhir-svc: {e}")))?;
     let pipelines = pipeline::Pipelines::new(
         deps.db.clone(),
-        pipeline::Context::new(deps.bus.clone(), metrics.clone(), settings.medtech.clone()),
+        pipeline::Context::new(
+            deps.bus.clone(),
+            metrics.clone(),
+            settings.medtech.clone(),
+            tokens,
+        ),
         shutdown.clone(),
     );
     let spec = Spec {

@@ -8,9 +8,12 @@
 //! severity,name}` (Azure's error metric with its ConnectorOperation, ErrorType and
 //! ErrorSeverity dimensions), `medtech_dead_letter_total`, and the latencies
 //! `medtech_device_event_processing_latency_seconds` (enqueued to normalized) and
-//! `medtech_measurement_ingestion_latency_seconds` (enqueued to saved in FHIR).
+//! `medtech_measurement_ingestion_latency_seconds` (enqueued to saved in FHIR). Not Azure's:
+//! `medtech_normalization_seconds_total`, the time windows spent normalizing and grouping,
+//! so that the stage's own rate (device events per second of it) can be told apart from the
+//! FHIR writes that follow.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{CounterVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct PipelineMetrics {
@@ -22,6 +25,7 @@ pub struct PipelineMetrics {
     pub resources_saved: IntCounterVec,
     pub errors: IntCounterVec,
     pub dead_letters: IntCounterVec,
+    pub normalization_seconds: CounterVec,
     pub processing_latency: HistogramVec,
     pub ingestion_latency: HistogramVec,
 }
@@ -52,6 +56,7 @@ impl PipelineMetrics {
             resources_saved: counter("medtech_fhir_resource_saved_total", "FHIR resources saved, by type and operation: Created, Updated, NoOperation (Azure: FhirResourceSaved)", &["instance", "resource_type", "operation"]),
             errors: counter("medtech_errors_total", "Errors by stage (Normalization, Grouping, FHIRConversion), type and severity (Azure: TotalErrors)", &["instance", "stage", "error_type", "severity", "name"]),
             dead_letters: counter("medtech_dead_letter_total", "Device messages sent to the dead-letter topic", i),
+            normalization_seconds: CounterVec::new(Opts::new("medtech_normalization_seconds_total", "Time spent normalizing and grouping windows of device messages"), i).expect("static metric definition"),
             processing_latency: latency("medtech_device_event_processing_latency_seconds", "From a message's enqueued time to its normalization (Azure: DeviceEventProcessingLatency)"),
             ingestion_latency: latency("medtech_measurement_ingestion_latency_seconds", "From a message's enqueued time to its Observation saved in FHIR (Azure: MeasurementIngestionLatency)"),
         }
@@ -67,6 +72,7 @@ impl PipelineMetrics {
         registry.register(Box::new(self.resources_saved.clone()))?;
         registry.register(Box::new(self.errors.clone()))?;
         registry.register(Box::new(self.dead_letters.clone()))?;
+        registry.register(Box::new(self.normalization_seconds.clone()))?;
         registry.register(Box::new(self.processing_latency.clone()))?;
         registry.register(Box::new(self.ingestion_latency.clone()))?;
         Ok(())

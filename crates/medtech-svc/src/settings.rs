@@ -52,6 +52,32 @@ pub struct MedtechSettings {
         deserialize_with = "hds_core::config::lenient"
     )]
     pub max_retry_ms: u64,
+    /// Device messages read ahead of the window being written. The consumer keeps polling
+    /// while a window is written (Kafka drops a member that stops polling for
+    /// `max.poll.interval.ms`); this bounds what it holds meanwhile.
+    #[serde(
+        default = "default_read_ahead_messages",
+        deserialize_with = "hds_core::config::lenient"
+    )]
+    pub read_ahead_messages: usize,
+    /// Observation groups of a window written at once (each a read and a write to FHIR).
+    #[serde(
+        default = "default_concurrent_writes",
+        deserialize_with = "hds_core::config::lenient"
+    )]
+    pub concurrent_writes: usize,
+    /// With the read-ahead full, the consumer still polls (taking one message) this often, to
+    /// stay in its group: keep it well under the bus' `max_poll_interval_ms`.
+    #[serde(
+        default = "default_poll_keepalive_ms",
+        deserialize_with = "hds_core::config::lenient"
+    )]
+    pub poll_keepalive_ms: u64,
+    /// Where the private key that signs this service's tokens to fhir-svc lives
+    /// (`signing-key.pem`, as `hds token` keeps it), when `auth.enabled`. By default the
+    /// folder of `auth.public_key_file`, where `hds up --auth` puts both.
+    #[serde(default)]
+    pub signing_key_dir: Option<std::path::PathBuf>,
 }
 
 fn default_fhir_base_url() -> String {
@@ -78,6 +104,15 @@ fn default_max_body_bytes() -> usize {
 fn default_max_retry_ms() -> u64 {
     30_000
 }
+fn default_concurrent_writes() -> usize {
+    8
+}
+fn default_read_ahead_messages() -> usize {
+    10_000
+}
+fn default_poll_keepalive_ms() -> u64 {
+    5_000
+}
 
 impl Default for MedtechSettings {
     fn default() -> Self {
@@ -90,6 +125,10 @@ impl Default for MedtechSettings {
             fhir_timeout_ms: default_fhir_timeout_ms(),
             max_body_bytes: default_max_body_bytes(),
             max_retry_ms: default_max_retry_ms(),
+            read_ahead_messages: default_read_ahead_messages(),
+            concurrent_writes: default_concurrent_writes(),
+            poll_keepalive_ms: default_poll_keepalive_ms(),
+            signing_key_dir: None,
         }
     }
 }

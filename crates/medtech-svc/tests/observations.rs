@@ -405,3 +405,31 @@ fn invalid_fhir_mappings_name_every_problem() {
     assert_eq!(errors[0].path, "$.template[1].template");
     assert!(errors[0].message.contains("duplicate"));
 }
+
+/// The pipeline commits a message only once every group it fed is written: a group must
+/// name each message that went into it, including one whose measurement a later one
+/// replaced.
+#[test]
+fn each_group_names_every_message_that_went_into_it() {
+    use medtech_svc::grouping::group_with_sources;
+    let groups = group_with_sources(vec![
+        (0, measurement("hr", "2020-01-01T10:00:00Z", &[("v", "1")])),
+        (
+            1,
+            measurement("steps", "2020-01-01T10:00:00Z", &[("v", "3")]),
+        ),
+        (2, measurement("hr", "2020-01-01T10:00:00Z", &[("v", "2")])),
+        (3, measurement("hr", "2020-01-01T10:01:00Z", &[("v", "4")])),
+    ]);
+    assert_eq!(groups.len(), 2);
+    let (hr, hr_sources) = &groups[0];
+    assert_eq!(hr.key.type_name.to_string(), "hr");
+    assert_eq!(hr_sources.iter().copied().collect::<Vec<_>>(), [0, 2, 3]);
+    let values: Vec<&str> = hr
+        .measurements
+        .iter()
+        .map(|m| m.properties[0].value.as_str())
+        .collect();
+    assert_eq!(values, ["2", "4"]);
+    assert_eq!(groups[1].1.iter().copied().collect::<Vec<_>>(), [1]);
+}

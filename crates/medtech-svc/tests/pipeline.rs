@@ -148,14 +148,26 @@ async fn poison_messages_are_dead_lettered(stack: &Stack) {
         format!("hds.devices.{MEDTECH_INSTANCE}")
     );
     assert_eq!(not_json.original_key, b"device1");
+    assert_eq!(not_json.stage, "Normalization");
+    assert_eq!(not_json.error_type, "DeviceMessageError");
+    assert_eq!(not_json.template, "", "no template was involved");
+    assert_eq!(
+        d.key.as_deref(),
+        Some(&b"device1"[..]),
+        "keyed as the device"
+    );
     assert_eq!(d.header_str(STAGE_HEADER), Some("Normalization"));
     assert_eq!(d.header_str(ERROR_TYPE_HEADER), Some("DeviceMessageError"));
+    assert_eq!(d.header_str(TEMPLATE_HEADER), None);
 
     let (mapping, d) = letters
         .iter()
         .find(|(l, _)| l.original_payload == bad_time.as_bytes())
         .expect("the message the mapping fails on is dead-lettered");
     assert_eq!(mapping.error_code, "NormalizationFailed");
+    assert_eq!(mapping.stage, "Normalization");
+    assert_eq!(mapping.error_type, "DeviceTemplateError");
+    assert_eq!(mapping.template, "bloodpressure");
     assert!(
         mapping.error_message.contains("timestamp") || mapping.error_message.contains("yesterday"),
         "{}",
@@ -169,6 +181,53 @@ async fn poison_messages_are_dead_lettered(stack: &Stack) {
     let id = observation_id("20231009191824Z");
     let o = stack.wait_for_resource(&format!("/Observation/{id}")).await;
     assert_eq!(o["component"][0]["valueQuantity"]["value"], 120);
+    // Counted once the batch is acknowledged, which may be just after a reader saw it.
+    stack
+        .wait_for_metric("medtech_dead_letter_total", &[], 2.0)
+        .await;
+    assert_eq!(
+        stack.metric("medtech_dead_letter_total", &[]).await,
+        2.0,
+        "each poison message dead-lettered once"
+    );
+}
+
+/// A FHIR destination mapping without a template for the message's type: the letter names
+/// the FHIR conversion stage, Azure's FHIRTemplateError and the type's template.
+async fn a_type_without_fhir_template_is_dead_lettered(stack: &Stack) {
+    let mut sub = stack
+        .bus
+        .subscribe(&hds_testkit::unique("dlq"), &[topics::MEDTECH_DEADLETTER])
+        .await
+        .unwrap();
+    let heart_rate = DEVICE_MAPPING.replace(
+        "\"typeName\": \"bloodpressure\"",
+        "\"typeName\": \"heartrate\"",
+    );
+    let res = stack
+        .http
+        .put(stack.medtech_url("/mappings/device"))
+        .body(heart_rate)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let message = MESSAGE.replace("19:18:23", "19:40:00");
+    stack.produce(message.as_bytes()).await;
+    // A new group reads the topic from its start: the two letters before, then this one.
+    let letters = dead_letters(&mut sub, 3).await;
+    let (letter, d) = letters
+        .iter()
+        .find(|(l, _)| l.original_payload == message.as_bytes())
+        .expect("the message is dead-lettered");
+    assert_eq!(letter.original_payload, message.as_bytes());
+    assert_eq!(letter.error_code, "FhirTemplateNotFound");
+    assert_eq!(letter.stage, "FHIRConversion");
+    assert_eq!(letter.error_type, "FHIRTemplateError");
+    assert_eq!(letter.template, "heartrate");
+    assert_eq!(d.header_str(TEMPLATE_HEADER), Some("heartrate"));
+    sub.close().await;
+    stack.configure().await;
 }
 
 fn observation_id(at: &str) -> String {
@@ -296,11 +355,28 @@ async fn scenario(stack: Stack) {
     worked_example_becomes_the_observation(&stack).await;
     identical_message_writes_nothing(&stack).await;
     poison_messages_are_dead_lettered(&stack).await;
+    a_type_without_fhir_template_is_dead_lettered(&stack).await;
     nothing_is_committed_while_fhir_is_down(stack).await;
 }
 
 mod embedded {
     use super::*;
+
+    /// With authentication on (as `hds up --auth`), the pipeline signs its own token for
+    /// fhir-svc: without one, fhir-svc answers 401 and the message would be dead-lettered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn with_auth_on_the_pipeline_writes_with_a_token() {
+        let stack = Stack::embedded_with_auth().await;
+        let anonymous = reqwest::get(stack.fhir_url(&format!("/Observation/{OBSERVATION_ID}")))
+            .await
+            .unwrap();
+        assert_eq!(anonymous.status(), 401, "fhir-svc requires a token");
+        stack.provision().await;
+        stack.configure().await;
+        worked_example_becomes_the_observation(&stack).await;
+        assert_eq!(stack.metric("medtech_dead_letter_total", &[]).await, 0.0);
+        stack.stop().await;
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn device_messages_to_observations_none_lost_none_duplicated() {

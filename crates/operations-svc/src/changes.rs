@@ -323,8 +323,11 @@ async fn check_fhir_service_reference(
     }
 }
 
-/// What a MedTech instance is told: the connector's properties and, under
-/// `fhirDestinations`, each live destination's properties by name.
+/// What a MedTech instance is told: the connector's properties, merged with the properties
+/// of its first live destination (`resourceIdentityResolutionType`, `fhirServiceResourceId`,
+/// `fhirMapping`: medtech-svc reads them there, `medtech_svc::config::arm`; an instance writes
+/// to one FHIR service), and, under `fhirDestinations`, each live destination's properties by
+/// name.
 async fn connector_properties(
     tx: &mut Transaction<'_, Any>,
     connector: &Resource,
@@ -334,6 +337,13 @@ async fn connector_properties(
     let mut destinations = Map::new();
     for d in resources::list_all(&mut **tx, ResourceType::FhirDestination, &prefix).await? {
         if d.state != ProvisioningState::Deleting {
+            if destinations.is_empty() {
+                for (k, v) in &d.properties {
+                    if k != "provisioningState" {
+                        props.insert(k.clone(), v.clone());
+                    }
+                }
+            }
             destinations.insert(d.name().to_owned(), Value::Object(d.properties.clone()));
         }
     }

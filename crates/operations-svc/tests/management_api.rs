@@ -73,6 +73,16 @@ async fn instances(base: &str) -> Vec<String> {
         .collect()
 }
 
+/// A MedTech instance's configuration as medtech-svc holds it (`destination`,
+/// `mappings/device`, `mappings/fhir`).
+async fn medtech_config(base: &str, instance: &str, part: &str) -> (u16, Value) {
+    let r = reqwest::get(format!("{base}/{instance}/{part}"))
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
 async fn every_resource_kind_is_created_listed_changed_and_deleted(backend: Backend) {
     let stack = Stack::with_data_plane(backend).await;
     let ws = stack.workspace_url("ws1");
@@ -187,6 +197,15 @@ async fn every_resource_kind_is_created_listed_changed_and_deleted(backend: Back
         text.contains("fhirDestinations") && text.contains("dest1"),
         "{text}"
     );
+    // ... and medtech-svc applies it: the instance's destination and FHIR mapping are set,
+    // without which its pipeline never starts.
+    let (status, applied) = medtech_config(&medtech_base, "ws1-iot1", "destination").await;
+    assert_eq!(status, 200, "{applied}");
+    assert_eq!(applied["fhirService"], "ws1-fhir1", "{applied}");
+    assert_eq!(applied["resolutionType"], "Create", "{applied}");
+    let (status, applied) = medtech_config(&medtech_base, "ws1-iot1", "mappings/fhir").await;
+    assert_eq!(status, 200, "{applied}");
+    assert_eq!(applied["template"][0]["template"]["typeName"], "heartrate");
 
     // Lists.
     for (url, names) in [
@@ -529,6 +548,64 @@ async fn bad_requests_get_arm_errors(backend: Backend) {
     );
 }
 
+/// The data plane refuses a change (medtech-svc finds the device mapping invalid): the
+/// operation ends `Failed` with medtech-svc's reason, the resource shows
+/// `provisioningState: Failed`, nothing serves; a corrected PUT succeeds, and a failed
+/// resource can be deleted.
+async fn a_data_plane_failure_fails_the_operation_and_the_resource(backend: Backend) {
+    let stack = Stack::with_data_plane(backend).await;
+    let ws = stack.workspace_url("ws4");
+    create(&stack, &ws, &json!({"location": "westus"})).await;
+    let iot = format!("{ws}/iotconnectors/iot4");
+    let bad = json!({"location": "westus", "properties": {"deviceMapping": {"content": {
+        "templateType": "CollectionContent",
+        "template": [{"templateType": "NoSuchTemplate", "template": {}}]
+    }}}});
+    let res = stack.send(Method::PUT, &iot, Some(&bad)).await;
+    assert_eq!(res.status(), 201);
+    let operation = header(&res, "azure-asyncoperation");
+    let done = stack.wait(&operation).await;
+    assert_eq!(done["status"], "Failed", "{done}");
+    assert_eq!(done["error"]["code"], "InvalidMapping", "{done}");
+    let message = done["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("$.deviceMapping.content.template[0]"),
+        "the reason names the problem: {message}"
+    );
+    assert!(done["endTime"].is_string());
+    let (status, got) = stack.json(Method::GET, &iot, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(got["properties"]["provisioningState"], "Failed", "{got}");
+    let medtech = stack.medtech.clone().unwrap();
+    assert!(
+        !instances(&medtech).await.contains(&"ws4-iot4".to_owned()),
+        "a failed provisioning leaves no instance"
+    );
+    let r = reqwest::get(format!("{medtech}/ws4-iot4/mappings/device"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // The failure ended the operation: the resource takes a corrected PUT (200: it exists).
+    let good = json!({"location": "westus", "properties": {"deviceMapping": {"content": device_mapping()}}});
+    let res = stack.send(Method::PUT, &iot, Some(&good)).await;
+    assert_eq!(res.status(), 200);
+    let done = stack.wait(&header(&res, "azure-asyncoperation")).await;
+    assert_eq!(done["status"], "Succeeded", "{done}");
+    let (_, got) = stack.json(Method::GET, &iot, None).await;
+    assert_eq!(got["properties"]["provisioningState"], "Succeeded", "{got}");
+    assert!(instances(&medtech).await.contains(&"ws4-iot4".to_owned()));
+
+    // A resource that failed and was never fixed can still be deleted.
+    let other = format!("{ws}/iotconnectors/iot5");
+    let res = stack.send(Method::PUT, &other, Some(&bad)).await;
+    let done = stack.wait(&header(&res, "azure-asyncoperation")).await;
+    assert_eq!(done["status"], "Failed", "{done}");
+    delete(&stack, &other).await;
+    delete(&stack, &iot).await;
+    delete(&stack, &ws).await;
+}
+
 macro_rules! suite {
     ($backend:ident, $variant:expr) => {
         mod $backend {
@@ -539,6 +616,10 @@ macro_rules! suite {
             #[tokio::test]
             async fn changes_wait_for_the_running_operation_and_honour_etags() {
                 super::changes_wait_for_the_running_operation_and_honour_etags($variant).await
+            }
+            #[tokio::test]
+            async fn a_data_plane_failure_fails_the_operation_and_the_resource() {
+                super::a_data_plane_failure_fails_the_operation_and_the_resource($variant).await
             }
             #[tokio::test]
             async fn bad_requests_get_arm_errors() {

@@ -49,10 +49,14 @@ impl Client {
         url: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<Answer> {
-        let mut req = self
-            .http
-            .request(method.clone(), url)
-            .query(&[("api-version", API_VERSION)]);
+        let mut req = self.http.request(method.clone(), url);
+        // Operation URLs (`Azure-AsyncOperation`) come with their api-version already.
+        let versioned = reqwest::Url::parse(url)
+            .map(|u| u.query_pairs().any(|(k, _)| k == "api-version"))
+            .unwrap_or(false);
+        if !versioned {
+            req = req.query(&[("api-version", API_VERSION)]);
+        }
         if let Some(token) = &self.target.token {
             req = req.bearer_auth(token);
         }

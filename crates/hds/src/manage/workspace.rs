@@ -9,8 +9,6 @@ use super::Target;
 
 #[derive(clap::Args)]
 pub struct WorkspaceArgs {
-    #[command(flatten)]
-    target: Target,
     #[command(subcommand)]
     command: WorkspaceCommand,
 }
@@ -19,21 +17,34 @@ pub struct WorkspaceArgs {
 enum WorkspaceCommand {
     /// Create (or update) a workspace.
     Create {
+        #[command(flatten)]
+        target: Target,
         name: String,
         #[arg(long, short = 'l', default_value = "local")]
         location: String,
     },
     /// List the workspaces of the resource group.
-    List,
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Delete a workspace (it must have no services left).
-    Delete { name: String },
+    Delete {
+        #[command(flatten)]
+        target: Target,
+        name: String,
+    },
 }
 
 pub fn run(args: WorkspaceArgs) -> std::process::ExitCode {
     super::run("workspace", async move {
-        let client = Client::new(args.target);
         match args.command {
-            WorkspaceCommand::Create { name, location } => {
+            WorkspaceCommand::Create {
+                target,
+                name,
+                location,
+            } => {
+                let client = Client::new(target);
                 let url = client.group_url(&format!("workspaces/{name}"));
                 let answer = client
                     .call(Method::PUT, &url, Some(&json!({ "location": location })))
@@ -41,19 +52,22 @@ pub fn run(args: WorkspaceArgs) -> std::process::ExitCode {
                 client.follow(&answer, &format!("workspace {name}")).await?;
                 println!("{}", answer.body["id"].as_str().unwrap_or(&name));
             }
-            WorkspaceCommand::List => {
+            WorkspaceCommand::List { target } => {
+                let client = Client::new(target);
                 let answer = client
                     .call(Method::GET, &client.group_url("workspaces"), None)
                     .await?;
                 print_list(&answer.body);
             }
-            WorkspaceCommand::Delete { name } => {
+            WorkspaceCommand::Delete { target, name } => {
+                let client = Client::new(target);
                 let url = client.group_url(&format!("workspaces/{name}"));
                 let answer = client.call(Method::DELETE, &url, None).await?;
                 if answer.status == reqwest::StatusCode::NO_CONTENT {
                     println!("workspace {name} does not exist");
                 } else {
                     client.follow(&answer, &format!("workspace {name}")).await?;
+                    println!("workspace {name} deleted");
                 }
             }
         }

@@ -61,6 +61,7 @@ pub fn parts_from_properties(properties: &Value) -> Result<Vec<(Part, String)>, 
         for (from, to) in [
             ("fhirBaseUrl", "fhirBaseUrl"),
             ("deviceIdentifierSystem", "deviceIdentifierSystem"),
+            ("fhirAudience", "fhirAudience"),
         ] {
             if let Some(v) = properties.get(from) {
                 doc[to] = v.clone();

@@ -2,13 +2,15 @@
 //!
 //! Its JSON form (`PUT /{instance}/destination`):
 //! `{"resolutionType": "Create", "fhirService": "ws1-fhir", "fhirBaseUrl": "http://fhir:8081",
-//!   "deviceIdentifierSystem": "urn:example"}`; `fhirBaseUrl` and `deviceIdentifierSystem`
-//! are optional (the service's `medtech.fhir_base_url` and no system by default).
+//!   "deviceIdentifierSystem": "urn:example", "fhirAudience": "https://fhir.example.org"}`;
+//! `fhirBaseUrl`, `deviceIdentifierSystem` and `fhirAudience` are optional (the service's
+//! `medtech.fhir_base_url`, no system, and the service's `auth.audience` by default).
 
 use hds_core::names::InstanceName;
 use serde::{Deserialize, Serialize};
 
 use crate::mapping_doc::{Doc, InvalidMapping, Loc};
+use crate::pipeline::fhir_client::Endpoint;
 
 /// Azure's `resourceIdentityResolutionType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -49,6 +51,10 @@ pub struct Destination {
     /// Azure's default device identifier system, used to find and create Devices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_identifier_system: Option<String>,
+    /// The audience the FHIR service expects in tokens (its `authenticationConfiguration`
+    /// audience), when authentication is on and it is not the service's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fhir_audience: Option<String>,
 }
 
 impl Destination {
@@ -96,6 +102,10 @@ impl Destination {
             .string(&mut obj, "deviceIdentifierSystem", false)
             .map(|(s, _)| s)
             .filter(|s| !s.trim().is_empty());
+        let audience = doc
+            .string(&mut obj, "fhirAudience", false)
+            .map(|(s, _)| s)
+            .filter(|s| !s.trim().is_empty());
         doc.unknown_members(&obj, "Destination", &[]);
         let made = match (resolution, service) {
             (Some(resolution_type), Some(fhir_service)) => Some(Destination {
@@ -103,6 +113,7 @@ impl Destination {
                 fhir_service,
                 fhir_base_url: base,
                 device_identifier_system: system,
+                fhir_audience: audience,
             }),
             _ => None,
         };
@@ -113,6 +124,14 @@ impl Destination {
     pub fn fhir_url(&self, default_base: &str) -> String {
         let base = self.fhir_base_url.as_deref().unwrap_or(default_base);
         format!("{}/{}", base.trim_end_matches('/'), self.fhir_service)
+    }
+
+    /// Where and as whom the pipeline writes: the base URL and the token audience.
+    pub fn endpoint(&self, default_base: &str) -> Endpoint {
+        Endpoint {
+            url: self.fhir_url(default_base),
+            audience: self.fhir_audience.clone(),
+        }
     }
 }
 

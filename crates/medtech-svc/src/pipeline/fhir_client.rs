@@ -3,16 +3,28 @@
 //! 5xx, 429, 408 and network failures are transient; 409 and 412 are a lost race (re-read and
 //! retry); any other 4xx is the FHIR service rejecting the data, which waiting cannot cure.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::Value;
 
 use super::failure::{error_type, Failure, Stage};
+use super::fhir_token::FhirTokens;
 
 #[derive(Clone)]
 pub struct FhirClient {
     http: reqwest::Client,
+    /// Signs a bearer token for each call when authentication is on.
+    tokens: Option<Arc<FhirTokens>>,
+}
+
+/// A FHIR service instance the pipeline writes to: its base URL (`{base}/{instance}`) and the
+/// audience its tokens must carry (`None`: the service's own `auth.audience`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub url: String,
+    pub audience: Option<String>,
 }
 
 /// How a call failed.
@@ -36,24 +48,45 @@ pub struct Written {
 }
 
 impl FhirClient {
-    pub fn new(timeout: Duration) -> Self {
+    pub fn new(timeout: Duration, tokens: Option<Arc<FhirTokens>>) -> Self {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        Self { http }
+        Self { http, tokens }
+    }
+
+    /// A request to `{endpoint}/{path}`, with a bearer token when authentication is on.
+    fn request(
+        &self,
+        method: Method,
+        endpoint: &Endpoint,
+        path: &str,
+    ) -> Result<RequestBuilder, Failure> {
+        let req = self
+            .http
+            .request(method, format!("{}/{path}", endpoint.url));
+        match &self.tokens {
+            None => Ok(req),
+            Some(tokens) => {
+                // Our own configuration, not the message's fault: retried, not dead-lettered.
+                let token = tokens
+                    .bearer(endpoint.audience.as_deref())
+                    .map_err(|e| Failure::transient("FhirTokenUnavailable", e.to_string()))?;
+                Ok(req.bearer_auth(token))
+            }
+        }
     }
 
     /// The current version of a resource and its version ETag, if it exists.
     pub async fn read(
         &self,
-        base: &str,
+        endpoint: &Endpoint,
         resource_type: &str,
         id: &str,
     ) -> Result<Option<(Value, Option<String>)>, Failure> {
         let res = self
-            .http
-            .get(format!("{base}/{resource_type}/{id}"))
+            .request(Method::GET, endpoint, &format!("{resource_type}/{id}"))?
             .header("Accept", "application/fhir+json")
             .send()
             .await
@@ -77,13 +110,12 @@ impl FhirClient {
     /// The resources whose identifier matches `identifier` (`value` or `system|value`).
     pub async fn find_by_identifier(
         &self,
-        base: &str,
+        endpoint: &Endpoint,
         resource_type: &str,
         identifier: &str,
     ) -> Result<Vec<Value>, Failure> {
         let res = self
-            .http
-            .get(format!("{base}/{resource_type}"))
+            .request(Method::GET, endpoint, resource_type)?
             .query(&[("identifier", identifier), ("_count", "2")])
             .header("Accept", "application/fhir+json")
             .send()
@@ -106,10 +138,10 @@ impl FhirClient {
             .unwrap_or_default())
     }
 
-    /// `PUT {base}/{type}/{id}`, conditional on the version ETag when `if_match` is given.
+    /// `PUT {endpoint}/{type}/{id}`, conditional on the version ETag when `if_match` is given.
     pub async fn put(
         &self,
-        base: &str,
+        endpoint: &Endpoint,
         resource: &Value,
         if_match: Option<&str>,
     ) -> Result<Written, CallError> {
@@ -122,8 +154,7 @@ impl FhirClient {
             .and_then(Value::as_str)
             .unwrap_or_default();
         let mut req = self
-            .http
-            .put(format!("{base}/{resource_type}/{id}"))
+            .request(Method::PUT, endpoint, &format!("{resource_type}/{id}"))?
             .header("Content-Type", "application/fhir+json")
             .header("Prefer", "return=minimal")
             .json(resource);

@@ -7,8 +7,11 @@
 //! the rest goes on; transient ones (FHIR unreachable, 5xx, 429) leave their groups pending,
 //! retried with backoff, with the configuration as it is at each attempt, until they succeed
 //! or the service shuts down (then nothing is committed, and the window is read again).
+//!
+//! The window's dead letters are collected as it goes and published as one batch at its end,
+//! before the window counts as done: one round trip per window instead of one per letter.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,19 +22,17 @@ use hds_core::names::InstanceName;
 use hds_core::CancellationToken;
 use tokio::sync::watch;
 
+use super::deadletter::DeadLetters;
 use super::failure::{error_type, Failure, Stage};
 use super::upsert::{self, Saved};
-use super::{deadletter, event, Context};
+use super::{event, Context};
 use crate::config::LoadedConfig;
-use crate::grouping::{group_measurements, observation_groups, GroupKey, MeasurementGroup};
+use crate::grouping::{group_with_sources, observation_groups, MeasurementGroup};
 use crate::measurement::Measurement;
 
 /// The window could not be finished before shutdown: commit nothing.
 #[derive(Debug)]
 pub struct Interrupted;
-
-/// Observation writes of one window in flight at once.
-const CONCURRENT_GROUPS: usize = 8;
 
 struct Pending {
     group: MeasurementGroup,
@@ -72,8 +73,10 @@ impl Window<'_> {
         m.device_events
             .with_label_values(&[&label])
             .inc_by(deliveries.len() as u64);
+        let started = std::time::Instant::now();
         let config = self.config.borrow().clone();
         let mut dead: BTreeSet<usize> = BTreeSet::new();
+        let mut letters = DeadLetters::default();
         let mut measurements: Vec<(usize, Measurement)> = Vec::new();
         let now_ms = Utc::now().timestamp_millis();
         for (i, d) in deliveries.iter().enumerate() {
@@ -93,30 +96,25 @@ impl Window<'_> {
                     measurements.extend(made.into_iter().map(|x| (i, x)));
                 }
                 Err(failure) => {
-                    self.dead_letter(d, &failure).await?;
+                    self.dead_letter(&mut letters, d, &failure);
                     dead.insert(i);
                 }
             }
         }
 
-        let mut sources: HashMap<GroupKey, BTreeSet<usize>> = HashMap::new();
-        for (i, x) in &measurements {
-            sources.entry(GroupKey::of(x)).or_default().insert(*i);
-        }
         m.measurements
             .with_label_values(&[&label])
             .inc_by(measurements.len() as u64);
-        let mut pending: Vec<Pending> =
-            group_measurements(measurements.into_iter().map(|(_, x)| x))
-                .into_iter()
-                .map(|group| Pending {
-                    sources: sources.remove(&group.key).unwrap_or_default(),
-                    group,
-                })
-                .collect();
+        let mut pending: Vec<Pending> = group_with_sources(measurements)
+            .into_iter()
+            .map(|(group, sources)| Pending { group, sources })
+            .collect();
         m.measurement_groups
             .with_label_values(&[&label])
             .inc_by(pending.len() as u64);
+        m.normalization_seconds
+            .with_label_values(&[&label])
+            .inc_by(started.elapsed().as_secs_f64());
 
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -132,7 +130,7 @@ impl Window<'_> {
                         (p, r)
                     }
                 })
-                .buffer_unordered(CONCURRENT_GROUPS)
+                .buffer_unordered(self.ctx.settings.concurrent_writes.max(1))
                 .collect()
                 .await;
             pending = Vec::new();
@@ -147,14 +145,14 @@ impl Window<'_> {
                     Err(f) => {
                         for i in &p.sources {
                             if dead.insert(*i) {
-                                self.dead_letter(&deliveries[*i], &f).await?;
+                                self.dead_letter(&mut letters, &deliveries[*i], &f);
                             }
                         }
                     }
                 }
             }
             if pending.is_empty() {
-                return Ok(());
+                return self.publish(&letters).await;
             }
             self.pause(backoff).await?;
             backoff = (backoff * 2).min(Duration::from_millis(
@@ -193,18 +191,18 @@ impl Window<'_> {
             )
             .with_template(type_name.clone())
         })?;
-        let fhir_url = config
+        let fhir = config
             .destination
-            .fhir_url(&self.ctx.settings.fhir_base_url);
+            .endpoint(&self.ctx.settings.fhir_base_url);
         let ids = self
             .ctx
             .resolver
-            .resolve(&config.destination, &fhir_url, &group.key)
+            .resolve(&config.destination, &fhir, &group.key)
             .await
             .map_err(|f| f.with_template(type_name.clone()))?;
         let label = self.label();
         for og in &windows {
-            let saved = upsert::save(&self.ctx.fhir, &fhir_url, template, og, &ids).await?;
+            let saved = upsert::save(&self.ctx.fhir, &fhir, template, og, &ids).await?;
             self.ctx
                 .metrics
                 .resources_saved
@@ -227,23 +225,28 @@ impl Window<'_> {
         Ok(())
     }
 
-    /// Publishes a dead letter, retrying while the bus is unreachable.
-    async fn dead_letter(&self, delivery: &Delivery, failure: &Failure) -> Result<(), Interrupted> {
+    /// Adds a message to the window's dead letters (published by [`Self::publish`]).
+    fn dead_letter(&self, letters: &mut DeadLetters, delivery: &Delivery, failure: &Failure) {
         self.count_error(failure);
         tracing::warn!(instance = %self.instance, partition = delivery.partition, offset = delivery.offset, error = %failure, "device message dead-lettered");
+        letters.push(self.instance, delivery, failure);
+    }
+
+    /// Publishes the window's dead letters, retrying while the bus is unreachable.
+    async fn publish(&self, letters: &DeadLetters) -> Result<(), Interrupted> {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match deadletter::publish(&self.ctx.bus, self.instance, delivery, failure).await {
+            match letters.publish(&self.ctx.bus).await {
                 Ok(()) => {
                     self.ctx
                         .metrics
                         .dead_letters
                         .with_label_values(&[&self.label()])
-                        .inc();
+                        .inc_by(letters.len() as u64);
                     return Ok(());
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "publishing a dead letter failed; retrying");
+                    tracing::warn!(error = %e, letters = letters.len(), "publishing dead letters failed; retrying");
                     self.pause(backoff).await?;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }

@@ -11,7 +11,9 @@ pub mod deadletter;
 pub mod event;
 pub mod failure;
 pub mod fhir_client;
+pub mod fhir_token;
 pub mod flush;
+pub mod intake;
 pub mod resolve;
 pub mod upsert;
 pub mod worker;
@@ -41,8 +43,17 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(bus: SharedBus, metrics: PipelineMetrics, settings: MedtechSettings) -> Self {
-        let fhir = fhir_client::FhirClient::new(Duration::from_millis(settings.fhir_timeout_ms));
+    /// `tokens`: how calls to fhir-svc authenticate (`None`: without a token).
+    pub fn new(
+        bus: SharedBus,
+        metrics: PipelineMetrics,
+        settings: MedtechSettings,
+        tokens: Option<fhir_token::FhirTokens>,
+    ) -> Self {
+        let fhir = fhir_client::FhirClient::new(
+            Duration::from_millis(settings.fhir_timeout_ms),
+            tokens.map(Arc::new),
+        );
         Self {
             bus,
             resolver: resolve::Resolver::new(

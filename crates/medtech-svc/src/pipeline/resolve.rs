@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::failure::{error_type, Failure, Stage};
-use super::fhir_client::{CallError, FhirClient};
+use super::fhir_client::{CallError, Endpoint, FhirClient};
 use crate::config::{Destination, ResolutionType};
 use crate::grouping::GroupKey;
 use crate::identity::{created_device, created_patient, Identifier, ResolvedIds, ResourceId};
@@ -56,11 +56,11 @@ impl Resolver {
     pub async fn resolve(
         &self,
         destination: &Destination,
-        fhir_url: &str,
+        fhir: &Endpoint,
         key: &GroupKey,
     ) -> Result<ResolvedIds, Failure> {
         let cache_key = CacheKey {
-            fhir_url: fhir_url.to_owned(),
+            fhir_url: fhir.url.clone(),
             resolution: destination.resolution_type,
             system: destination.device_identifier_system.clone(),
             device: key.device_id.clone(),
@@ -72,7 +72,7 @@ impl Resolver {
                 return Ok(ids);
             }
         }
-        let ids = self.resolve_uncached(destination, fhir_url, key).await?;
+        let ids = self.resolve_uncached(destination, fhir, key).await?;
         if let Ok(mut cache) = self.cache.lock() {
             // Bounded: a flood of distinct devices must not grow memory without end.
             if cache.len() > 100_000 {
@@ -90,13 +90,13 @@ impl Resolver {
     async fn resolve_uncached(
         &self,
         destination: &Destination,
-        fhir_url: &str,
+        fhir: &Endpoint,
         key: &GroupKey,
     ) -> Result<ResolvedIds, Failure> {
         let system = destination.device_identifier_system.as_deref();
         let device_identifier = Identifier::new(system, &key.device_id);
         let device = self
-            .find_one(fhir_url, "Device", &search_value(&device_identifier))
+            .find_one(fhir, "Device", &search_value(&device_identifier))
             .await?;
         match destination.resolution_type {
             ResolutionType::Lookup | ResolutionType::LookupWithEncounter => {
@@ -118,7 +118,7 @@ impl Resolver {
                 })?;
                 let encounter =
                     if destination.resolution_type == ResolutionType::LookupWithEncounter {
-                        Some(self.encounter(fhir_url, key).await?)
+                        Some(self.encounter(fhir, key).await?)
                     } else {
                         None
                     };
@@ -128,18 +128,18 @@ impl Resolver {
                     encounter,
                 })
             }
-            ResolutionType::Create => self.create(fhir_url, key, system, device).await,
+            ResolutionType::Create => self.create(fhir, key, system, device).await,
         }
     }
 
-    async fn encounter(&self, fhir_url: &str, key: &GroupKey) -> Result<ResourceId, Failure> {
+    async fn encounter(&self, fhir: &Endpoint, key: &GroupKey) -> Result<ResourceId, Failure> {
         let encounter_id = key.encounter_id.as_deref().ok_or_else(|| {
             resource_error(
                 "EncounterIdentityNotDefined",
                 "LookupWithEncounter resolution needs an encounter id, and the measurement has none".into(),
             )
         })?;
-        let found = self.find_one(fhir_url, "Encounter", encounter_id).await?;
+        let found = self.find_one(fhir, "Encounter", encounter_id).await?;
         let encounter = found.ok_or_else(|| {
             resource_error(
                 "EncounterNotFound",
@@ -151,7 +151,7 @@ impl Resolver {
 
     async fn create(
         &self,
-        fhir_url: &str,
+        fhir: &Endpoint,
         key: &GroupKey,
         system: Option<&str>,
         device: Option<Value>,
@@ -174,11 +174,11 @@ impl Resolver {
                 ),
             )
         })?;
-        let patient = match self.find_one(fhir_url, "Patient", patient_id).await? {
+        let patient = match self.find_one(fhir, "Patient", patient_id).await? {
             Some(p) => id_of(&p, "Patient")?,
             None => {
                 let made = created_patient(patient_id);
-                self.put_new(fhir_url, &made).await?;
+                self.put_new(fhir, &made).await?;
                 id_of(&made, "Patient")?
             }
         };
@@ -188,12 +188,12 @@ impl Resolver {
                 let id = id_of(&existing, "Device")?;
                 existing["patient"] =
                     serde_json::json!({"reference": format!("Patient/{patient}")});
-                self.put_new(fhir_url, &existing).await?;
+                self.put_new(fhir, &existing).await?;
                 id
             }
             None => {
                 let made = created_device(&key.device_id, system, &patient);
-                self.put_new(fhir_url, &made).await?;
+                self.put_new(fhir, &made).await?;
                 id_of(&made, "Device")?
             }
         };
@@ -207,8 +207,8 @@ impl Resolver {
     /// Writes a resource that was not found. Its id is a hash of its identifier, so a
     /// concurrent writer of the same resource writes the same thing: a lost race (409) is
     /// as good as a success.
-    async fn put_new(&self, fhir_url: &str, resource: &Value) -> Result<(), Failure> {
-        match self.client.put(fhir_url, resource, None).await {
+    async fn put_new(&self, fhir: &Endpoint, resource: &Value) -> Result<(), Failure> {
+        match self.client.put(fhir, resource, None).await {
             Ok(_) | Err(CallError::Conflict) => Ok(()),
             Err(CallError::Failed(f)) => Err(f),
         }
@@ -217,13 +217,13 @@ impl Resolver {
     /// The one resource with the identifier; several are an error, as in iomt-fhir.
     async fn find_one(
         &self,
-        fhir_url: &str,
+        fhir: &Endpoint,
         resource_type: &str,
         identifier: &str,
     ) -> Result<Option<Value>, Failure> {
         let mut found = self
             .client
-            .find_by_identifier(fhir_url, resource_type, identifier)
+            .find_by_identifier(fhir, resource_type, identifier)
             .await?;
         match found.len() {
             0 => Ok(None),

@@ -7,7 +7,7 @@ use chrono::Utc;
 use serde_json::Value;
 
 use super::failure::{error_type, Failure, Stage};
-use super::fhir_client::{CallError, FhirClient};
+use super::fhir_client::{CallError, Endpoint, FhirClient};
 use crate::fhir_mapping::CodeValueTemplate;
 use crate::grouping::ObservationGroup;
 use crate::identity::ResolvedIds;
@@ -46,7 +46,7 @@ fn conversion(template: &CodeValueTemplate, e: observation::ObservationError) ->
 
 pub async fn save(
     client: &FhirClient,
-    fhir_url: &str,
+    fhir: &Endpoint,
     template: &CodeValueTemplate,
     group: &ObservationGroup,
     ids: &ResolvedIds,
@@ -59,11 +59,8 @@ pub async fn save(
         .unwrap_or_default()
         .to_owned();
     for _ in 0..RACE_ATTEMPTS {
-        let outcome = match client.read(fhir_url, "Observation", &id).await? {
-            None => client
-                .put(fhir_url, &fresh, None)
-                .await
-                .map(|_| Saved::Created),
+        let outcome = match client.read(fhir, "Observation", &id).await? {
+            None => client.put(fhir, &fresh, None).await.map(|_| Saved::Created),
             Some((existing, etag)) => {
                 match observation::merge(template, group, &existing)
                     .map_err(|e| conversion(template, e))?
@@ -72,7 +69,7 @@ pub async fn save(
                     MergeOutcome::Amended(merged) => {
                         let etag = etag.or_else(|| version_etag(&existing));
                         client
-                            .put(fhir_url, &merged, etag.as_deref())
+                            .put(fhir, &merged, etag.as_deref())
                             .await
                             .map(|_| Saved::Updated)
                     }

@@ -4,8 +4,10 @@
 //! partition, the last offset of the window. Nothing is committed before the whole window is
 //! in FHIR or the dead-letter topic, so a crash or shutdown reads it again (and writing it
 //! again changes nothing: merging the same data is a no-op).
+//!
+//! The subscription itself lives in the [`intake`](super::intake) task, which keeps polling
+//! (and reading ahead) while a window is written, and commits when the worker asks.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +19,9 @@ use hds_core::CancellationToken;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::failure::{error_type, Stage};
 use super::flush::Window;
+use super::intake::{Intake, Read, ReadAhead};
 use super::Context;
 use crate::config::LoadedConfig;
 use crate::instances::consumer_group;
@@ -31,47 +35,52 @@ pub struct Worker {
 
 impl Worker {
     pub async fn run(self) {
-        let Some(mut subscription) = self.subscribe().await else {
+        let Some(subscription) = self.subscribe().await else {
             return;
         };
         tracing::info!(instance = %self.instance, "device pipeline started");
-        let interval = Duration::from_millis(self.ctx.settings.flush_interval_ms.max(1));
-        let max = self.ctx.settings.flush_messages.max(1);
+        let settings = &self.ctx.settings;
+        let mut intake = Intake::spawn(
+            subscription,
+            ReadAhead {
+                messages: settings.read_ahead_messages,
+                keepalive: Duration::from_millis(settings.poll_keepalive_ms.max(1)),
+            },
+            self.shutdown.clone(),
+        );
+        let interval = Duration::from_millis(settings.flush_interval_ms.max(1));
+        let max = settings.flush_messages.max(1);
         let mut window: Vec<Delivery> = Vec::new();
         let mut deadline: Option<Instant> = None;
-        let mut idle_backoff = Duration::from_millis(100);
         loop {
             if window.len() < max {
-                // Both bus implementations' `next` may be dropped without losing a message.
+                // `Intake::next` is cancel-safe: nothing is lost when the deadline wins.
                 let next = match deadline {
                     None => tokio::select! {
                         _ = self.shutdown.cancelled() => break,
-                        n = subscription.next() => Some(n),
+                        n = intake.next() => n,
                     },
                     Some(at) => tokio::select! {
                         _ = self.shutdown.cancelled() => break,
                         _ = tokio::time::sleep_until(at) => None,
-                        n = subscription.next() => Some(n),
+                        n = intake.next() => match n {
+                            None => break,
+                            n => n,
+                        },
                     },
                 };
                 match next {
-                    Some(Ok(d)) => {
-                        idle_backoff = Duration::from_millis(100);
+                    Some(Read::Delivery(d)) => {
                         deadline.get_or_insert_with(|| Instant::now() + interval);
                         window.push(d);
                         continue;
                     }
-                    Some(Err(e)) => {
+                    Some(Read::Failed(e)) => {
+                        self.count_read_failure();
                         tracing::warn!(instance = %self.instance, error = %e, "reading the device topic failed; retrying");
-                        tokio::select! {
-                            _ = self.shutdown.cancelled() => break,
-                            _ = tokio::time::sleep(idle_backoff) => {}
-                        }
-                        idle_backoff = (idle_backoff * 2).min(Duration::from_secs(30));
-                        if window.is_empty() {
-                            continue;
-                        }
+                        continue;
                     }
+                    None if deadline.is_none() => break,
                     None => {}
                 }
             }
@@ -86,12 +95,27 @@ impl Worker {
             if processed.is_err() {
                 break;
             }
-            commit(subscription.as_mut(), &window).await;
+            intake.commit(&window).await;
             window.clear();
             deadline = None;
         }
-        subscription.close().await;
+        intake.close().await;
         tracing::info!(instance = %self.instance, "device pipeline stopped");
+    }
+
+    /// Azure counts failures to read the event hub as `EventHubError`s.
+    fn count_read_failure(&self) {
+        self.ctx
+            .metrics
+            .errors
+            .with_label_values(&[
+                &self.instance.to_string(),
+                Stage::Normalization.as_str(),
+                error_type::EVENT_HUB,
+                "Critical",
+                "ConsumeFailed",
+            ])
+            .inc();
     }
 
     /// Joins the consumer group, waiting for the bus as long as it takes.
@@ -115,24 +139,6 @@ impl Worker {
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
             }
-        }
-    }
-}
-
-/// Commits the last delivery of each partition of the window.
-async fn commit(subscription: &mut dyn Subscription, window: &[Delivery]) {
-    let mut last: BTreeMap<(&str, i32), &Delivery> = BTreeMap::new();
-    for d in window {
-        let entry = last.entry((d.topic.as_str(), d.partition)).or_insert(d);
-        if d.offset > entry.offset {
-            *entry = d;
-        }
-    }
-    for d in last.into_values() {
-        if let Err(e) = subscription.commit(d).await {
-            // The window is written; at worst it is read again after a restart, and writing
-            // it again changes nothing.
-            tracing::warn!(partition = d.partition, offset = d.offset, error = %e, "commit failed");
         }
     }
 }

@@ -7,8 +7,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hds_core::auth::{AuthSettings, LocalKey, LOCAL_ISSUER};
 use hds_core::bus::embedded::{EmbeddedBus, EmbeddedBusSettings};
-use hds_core::bus::kafka::KafkaBus;
+use hds_core::bus::kafka::{KafkaBus, KafkaSettings};
 use hds_core::bus::{OutgoingMessage, SharedBus};
 use hds_core::db::{Database, DatabaseSettings};
 use hds_core::events::v1::{OperationCommand, OperationKind, OperationState, OperationStatus};
@@ -104,8 +105,30 @@ fn listener(addr: SocketAddr) -> TcpListener {
     }
 }
 
+/// How a stack's services are set up beyond the defaults.
+#[derive(Clone)]
+pub struct Options {
+    /// Both services' `[auth]`; the stack's HTTP client then sends a token of its own.
+    pub auth: AuthSettings,
+    /// Adjusts medtech-svc's `[medtech]` settings at each start.
+    pub medtech: fn(&mut medtech_svc::MedtechSettings),
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            auth: AuthSettings::default(),
+            medtech: |_| {},
+        }
+    }
+}
+
+/// The audience of the stack's tokens, as `hds up --auth` has it.
+pub const AUDIENCE: &str = "hds";
+
 pub struct Stack {
     pub bus: SharedBus,
+    options: Options,
     pub fhir: Service,
     pub medtech: Service,
     /// Each start connects anew: a PostgreSQL connection opened while serving a request
@@ -119,7 +142,36 @@ pub struct Stack {
 
 impl Stack {
     pub async fn embedded() -> Self {
+        Self::embedded_with(Options::default()).await
+    }
+
+    /// On the embedded bus, with authentication on in both services as `hds up --auth` sets
+    /// it: a local signing key, whose public half both services trust.
+    pub async fn embedded_with_auth() -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let key = LocalKey::load_or_create(&dir.path().join("auth")).unwrap();
+        let auth = AuthSettings {
+            enabled: true,
+            issuer: Some(LOCAL_ISSUER.into()),
+            audience: Some(AUDIENCE.into()),
+            public_key_file: Some(key.public_key_file),
+            ..AuthSettings::default()
+        };
+        Self::embedded_in(
+            dir,
+            Options {
+                auth,
+                ..Options::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn embedded_with(options: Options) -> Self {
+        Self::embedded_in(tempfile::tempdir().unwrap(), options).await
+    }
+
+    async fn embedded_in(dir: tempfile::TempDir, options: Options) -> Self {
         let bus_db = hds_testkit::sqlite_database(dir.path(), "bus").await;
         let bus: SharedBus = Arc::new(
             EmbeddedBus::open(bus_db, EmbeddedBusSettings::new("unused"))
@@ -132,19 +184,25 @@ impl Stack {
             ))
         };
         let (fhir_db, medtech_db) = (sqlite("fhir"), sqlite("medtech"));
-        Self::start(bus, fhir_db, medtech_db, None, dir).await
+        Self::start(bus, fhir_db, medtech_db, None, dir, options).await
     }
 
     pub async fn kafka() -> Self {
+        Self::kafka_with(|_| {}, Options::default()).await
+    }
+
+    /// On tansu, with the bus' consumer settings adjusted by `kafka`.
+    pub async fn kafka_with(kafka: impl FnOnce(&mut KafkaSettings), options: Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let tansu = Tansu::start().await;
         let mut settings = tansu.settings();
         // tansu 0.6's DeleteTopics deletes every topic (see `KafkaSettings::delete_topics`).
         settings.delete_topics = false;
+        kafka(&mut settings);
         let bus: SharedBus = Arc::new(KafkaBus::new(&settings).unwrap());
         let fhir_db = hds_testkit::pg_settings("fhir");
         let medtech_db = hds_testkit::pg_settings("medtech");
-        Self::start(bus, fhir_db, medtech_db, Some(tansu), dir).await
+        Self::start(bus, fhir_db, medtech_db, Some(tansu), dir, options).await
     }
 
     async fn start(
@@ -153,9 +211,30 @@ impl Stack {
         medtech_db: DatabaseSettings,
         tansu: Option<Tansu>,
         dir: tempfile::TempDir,
+        options: Options,
     ) -> Self {
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let http = if options.auth.enabled {
+            // The test's own calls: configure (Owner), read FHIR (FHIR Data Contributor).
+            let key = LocalKey::load_or_create(&dir.path().join("auth")).unwrap();
+            let roles = ["FHIR Data Contributor".to_owned(), "Owner".to_owned()];
+            let token = key
+                .mint("test", AUDIENCE, &roles, Duration::from_secs(3600))
+                .unwrap();
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {token}").parse().unwrap(),
+            );
+            reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .unwrap()
+        } else {
+            reqwest::Client::new()
+        };
         let mut stack = Stack {
+            options,
             fhir: Service {
                 addr: any,
                 shutdown: CancellationToken::new(),
@@ -169,7 +248,7 @@ impl Stack {
             bus,
             fhir_db,
             medtech_db,
-            http: reqwest::Client::new(),
+            http,
             _tansu: tansu,
             dir,
         };
@@ -181,7 +260,8 @@ impl Stack {
     /// Starts fhir-svc (again), on its previous address if it had one.
     pub async fn start_fhir(&mut self) {
         let l = listener(self.fhir.addr);
-        let settings = fhir_svc::Settings::local_defaults(self.dir.path());
+        let mut settings = fhir_svc::Settings::local_defaults(self.dir.path());
+        settings.auth = self.options.auth.clone();
         let shutdown = CancellationToken::new();
         let deps = fhir_svc::Deps {
             db: Database::connect(&self.fhir_db).await.unwrap(),
@@ -204,6 +284,8 @@ impl Stack {
         settings.medtech.fhir_base_url = self.fhir.base();
         settings.medtech.flush_interval_ms = 100;
         settings.medtech.max_retry_ms = 500;
+        settings.auth = self.options.auth.clone();
+        (self.options.medtech)(&mut settings.medtech);
         let shutdown = CancellationToken::new();
         let deps = medtech_svc::Deps {
             db: Database::connect(&self.medtech_db).await.unwrap(),
