@@ -39,6 +39,9 @@ pub enum DicomError {
     Blob(#[from] hds_core::blob::BlobError),
     #[error("outbox: {0}")]
     Outbox(#[from] hds_core::outbox::OutboxError),
+    /// A dependency failed for another request of the same group commit (`group_commit`).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -62,9 +65,10 @@ impl ResponseError for DicomError {
             DicomError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             DicomError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             DicomError::PartTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            DicomError::Storage(_) | DicomError::Blob(_) | DicomError::Outbox(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            DicomError::Storage(_)
+            | DicomError::Blob(_)
+            | DicomError::Outbox(_)
+            | DicomError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             DicomError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -85,7 +89,10 @@ impl ResponseError for DicomError {
             }));
         }
         let message = match self {
-            DicomError::Storage(_) | DicomError::Blob(_) | DicomError::Outbox(_) => {
+            DicomError::Storage(_)
+            | DicomError::Blob(_)
+            | DicomError::Outbox(_)
+            | DicomError::Unavailable(_) => {
                 tracing::error!(error = %self, "storage failure");
                 "The server is currently unable to receive requests. Please retry your request."
                     .to_owned()

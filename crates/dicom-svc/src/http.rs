@@ -18,6 +18,8 @@ pub type DicomCaller = Caller<DicomError>;
 #[derive(Clone)]
 pub struct DicomState {
     pub store: Store,
+    /// Where STOW-RS requests are indexed, together with concurrent ones.
+    pub index: crate::group_commit::GroupCommit,
     /// The largest DICOM part (instance) a STOW-RS request may carry; parts are held in memory.
     pub max_part_bytes: usize,
     pub public_base_url: Option<String>,

@@ -15,10 +15,12 @@ pub mod delete;
 pub mod dicomweb;
 pub mod domain;
 pub mod error;
+pub mod group_commit;
 pub mod http;
 pub mod instances;
 pub mod person_name;
 pub mod qido;
+pub mod relay_wake;
 pub mod routes;
 pub mod store;
 pub mod stow;
@@ -157,8 +159,10 @@ pub async fn start_with(
     dataplane::start::<DicomError, _, _>(
         spec,
         move |handles| {
+            let store = store::Store::new(db, blobs, Some(handles.relay.clone()));
             let state = web::Data::new(http::DicomState {
-                store: store::Store::new(db, blobs, Some(handles.relay.clone())),
+                index: group_commit::GroupCommit::start(store.clone(), handles.metrics.registry()),
+                store,
                 max_part_bytes,
                 public_base_url,
             });

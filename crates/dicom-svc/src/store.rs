@@ -17,6 +17,7 @@ use sqlx::{Any, Row, Transaction};
 
 use crate::domain::{InstanceRef, Scope};
 use crate::error::DicomError;
+use crate::relay_wake::CoalescingWaker;
 
 /// Azure's name for the data partition when partitions are off (events carry it).
 pub const DEFAULT_PARTITION: &str = "Microsoft.Default";
@@ -94,7 +95,7 @@ pub struct Metadata {
 pub struct Store {
     db: Database,
     pub blobs: SharedBlobStore,
-    relay: Option<RelayWaker>,
+    relay: Option<CoalescingWaker>,
 }
 
 /// `WHERE` over a scope, with its parameters from `$2` on (`$1` is the instance).
@@ -262,9 +263,185 @@ async fn record_changes(
     Ok(())
 }
 
+/// Why [`Store::index_group`] failed: a statement (the transaction was rolled back, nothing
+/// of it is stored, so its requests can be tried again apart), or beginning or committing
+/// (whether a failed commit took effect is unknown: nothing may be tried again).
+#[derive(Debug)]
+pub enum IndexFailure {
+    Statement(DicomError),
+    Commit(DicomError),
+}
+
+impl IndexFailure {
+    pub fn into_error(self) -> DicomError {
+        match self {
+            IndexFailure::Statement(e) | IndexFailure::Commit(e) => e,
+        }
+    }
+}
+
+/// The statements of [`Store::index_group`], in `tx`.
+async fn index_in(
+    tx: &mut Transaction<'static, Any>,
+    new: &[(&InstanceName, &NewInstance)],
+) -> Result<Vec<Option<i64>>, DicomError> {
+    let at = now_unix_ms();
+    let mut out: Vec<Option<i64>> = vec![None; new.len()];
+    // Instance rows, a statement per MAX_ROWS; the rows that come back are the ones inserted,
+    // matched back by blob key (unique per upload, so exact even when two requests of a group
+    // carry the same UIDs: the first row is inserted, the other conflicts).
+    let position: std::collections::HashMap<&str, usize> = new
+        .iter()
+        .enumerate()
+        .map(|(i, (_, n))| (n.blob_key.as_str(), i))
+        .collect();
+    for (_, chunk) in chunks(new) {
+        let sql = values_statement(
+            "INSERT INTO dicom_instances (instance, study_uid, series_uid, sop_uid, \
+             sop_class_uid, transfer_syntax_uid, blob_key, size_bytes, attributes, metadata, \
+             created_ms) VALUES ",
+            11,
+            chunk.len(),
+            " ON CONFLICT (instance, study_uid, series_uid, sop_uid) DO NOTHING \
+             RETURNING watermark, blob_key",
+        );
+        let mut q = sqlx::query(&sql);
+        for &(name, n) in chunk {
+            q = q
+                .bind(name.to_string())
+                .bind(n.id.study.as_str())
+                .bind(n.id.series.as_str())
+                .bind(n.id.sop.as_str())
+                .bind(&n.sop_class_uid)
+                .bind(&n.transfer_syntax_uid)
+                .bind(n.blob_key.as_str())
+                .bind(i64::try_from(n.size_bytes).unwrap_or(i64::MAX))
+                .bind(&n.attributes)
+                .bind(&n.metadata)
+                .bind(at);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            let key: String = row.try_get("blob_key")?;
+            let i = position.get(key.as_str()).copied().ok_or_else(|| {
+                DicomError::Internal(format!("an inserted instance's blob {key} was not sent"))
+            })?;
+            out[i] = Some(row.try_get("watermark")?);
+        }
+    }
+    // Study and series rows take the latest stored instance's values: per study (series),
+    // the last stored instance of the group, whose watermark is the highest. One row per
+    // key and statement (PostgreSQL updates a row at most once per statement), in key order
+    // so that concurrent transactions lock rows in the same order.
+    let mut studies: std::collections::BTreeMap<(&str, &str), (usize, i64)> = Default::default();
+    let mut series: std::collections::BTreeMap<(&str, &str, &str), (usize, i64)> =
+        Default::default();
+    let names: Vec<String> = new.iter().map(|(name, _)| name.to_string()).collect();
+    for (i, ((_, n), w)) in new.iter().zip(&out).enumerate() {
+        let Some(w) = *w else { continue };
+        let name = names[i].as_str();
+        studies.insert((name, n.id.study.as_str()), (i, w));
+        series.insert((name, n.id.study.as_str(), n.id.series.as_str()), (i, w));
+    }
+    let studies: Vec<(usize, i64)> = studies.into_values().collect();
+    let series: Vec<(usize, i64)> = series.into_values().collect();
+    for (_, chunk) in chunks(&studies) {
+        let sql = values_statement(
+            "INSERT INTO dicom_studies (instance, study_uid, patient_id, patient_name, \
+             patient_birth_date, accession_number, referring_physician_name, study_date, \
+             study_description, attributes, updated_watermark, patient_name_folded, \
+             patient_name_words, referring_physician_name_folded, \
+             referring_physician_name_words) VALUES ",
+            15,
+            chunk.len(),
+            " ON CONFLICT (instance, study_uid) DO UPDATE SET \
+             patient_id = excluded.patient_id, patient_name = excluded.patient_name, \
+             patient_birth_date = excluded.patient_birth_date, \
+             accession_number = excluded.accession_number, \
+             referring_physician_name = excluded.referring_physician_name, \
+             study_date = excluded.study_date, study_description = excluded.study_description, \
+             attributes = excluded.attributes, updated_watermark = excluded.updated_watermark, \
+             patient_name_folded = excluded.patient_name_folded, \
+             patient_name_words = excluded.patient_name_words, \
+             referring_physician_name_folded = excluded.referring_physician_name_folded, \
+             referring_physician_name_words = excluded.referring_physician_name_words",
+        );
+        let mut q = sqlx::query(&sql);
+        for &(i, watermark) in chunk {
+            let (n, s) = (new[i].1, &new[i].1.study);
+            q = q
+                .bind(names[i].as_str())
+                .bind(n.id.study.as_str())
+                .bind(&s.patient_id)
+                .bind(&s.patient_name)
+                .bind(&s.patient_birth_date)
+                .bind(&s.accession_number)
+                .bind(&s.referring_physician_name)
+                .bind(&s.study_date)
+                .bind(&s.study_description)
+                .bind(&s.attributes)
+                .bind(watermark)
+                .bind(&s.patient_name_folded)
+                .bind(&s.patient_name_words)
+                .bind(&s.referring_physician_name_folded)
+                .bind(&s.referring_physician_name_words);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    for (_, chunk) in chunks(&series) {
+        let sql = values_statement(
+            "INSERT INTO dicom_series (instance, study_uid, series_uid, modality, \
+             performed_procedure_step_start_date, manufacturer_model_name, attributes, \
+             updated_watermark) VALUES ",
+            8,
+            chunk.len(),
+            " ON CONFLICT (instance, study_uid, series_uid) DO UPDATE SET \
+             modality = excluded.modality, \
+             performed_procedure_step_start_date = excluded.performed_procedure_step_start_date, \
+             manufacturer_model_name = excluded.manufacturer_model_name, \
+             attributes = excluded.attributes, updated_watermark = excluded.updated_watermark",
+        );
+        let mut q = sqlx::query(&sql);
+        for &(i, watermark) in chunk {
+            let (n, se) = (new[i].1, &new[i].1.series);
+            q = q
+                .bind(names[i].as_str())
+                .bind(n.id.study.as_str())
+                .bind(n.id.series.as_str())
+                .bind(&se.modality)
+                .bind(&se.performed_procedure_step_start_date)
+                .bind(&se.manufacturer_model_name)
+                .bind(&se.attributes)
+                .bind(watermark);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    // The change feed of each service instance, in name order (the counter rows are locked
+    // in that order, so two groups never wait on each other crosswise).
+    let mut changes: std::collections::BTreeMap<&InstanceName, Vec<Change>> = Default::default();
+    for ((name, n), w) in new.iter().zip(&out) {
+        if let Some(watermark) = *w {
+            changes.entry(*name).or_default().push(Change {
+                id: n.id.clone(),
+                action: DicomInstanceAction::Created,
+                watermark,
+            });
+        }
+    }
+    let mut events = outbox::Batch::default();
+    for (name, changes) in &changes {
+        record_changes(tx, name, changes, at, &mut events).await?;
+    }
+    events.insert(tx).await?;
+    Ok(out)
+}
+
 impl Store {
     pub fn new(db: Database, blobs: SharedBlobStore, relay: Option<RelayWaker>) -> Self {
-        Self { db, blobs, relay }
+        Self {
+            db,
+            blobs,
+            relay: relay.map(CoalescingWaker::new),
+        }
     }
 
     /// The index database, for the read-only queries of search and the change feed.
@@ -285,188 +462,28 @@ impl Store {
         ))?)
     }
 
-    /// Indexes `new` in one transaction: instance rows, study and series rows (latest
-    /// instance wins), change-feed rows and `instance created` events. Returns, per instance,
-    /// its watermark, or `None` when an instance with its UIDs was already stored.
-    pub async fn index<T>(
+    /// Indexes `rows` (of one or several requests, of any service instances) in one
+    /// transaction: instance rows, study and series rows (latest instance wins), change-feed
+    /// rows and `instance created` events. Returns, per row, its watermark, or `None` when an
+    /// instance with its UIDs was already stored (earlier, or by an earlier row of `rows`).
+    pub async fn index_group(
         &self,
-        instance: &InstanceName,
-        items: &[T],
-        record: impl Fn(&T) -> &NewInstance,
-    ) -> Result<Vec<Option<i64>>, DicomError> {
-        let new: Vec<&NewInstance> = items.iter().map(record).collect();
-        let new = new.as_slice();
-        if new.is_empty() {
+        rows: &[(&InstanceName, &NewInstance)],
+    ) -> Result<Vec<Option<i64>>, IndexFailure> {
+        if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.db.begin().await?;
-        let at = now_unix_ms();
-        let name = instance.to_string();
-        let mut out: Vec<Option<i64>> = vec![None; new.len()];
-        // Instance rows, a statement per MAX_ROWS; the rows that come back are the ones
-        // inserted (a request holds each UID triple once: STOW drops repeats before this).
-        let position: std::collections::HashMap<(&str, &str, &str), usize> = new
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                (
-                    (n.id.study.as_str(), n.id.series.as_str(), n.id.sop.as_str()),
-                    i,
-                )
-            })
-            .collect();
-        for (_, chunk) in chunks(new) {
-            let sql = values_statement(
-                "INSERT INTO dicom_instances (instance, study_uid, series_uid, sop_uid, \
-                 sop_class_uid, transfer_syntax_uid, blob_key, size_bytes, attributes, metadata, \
-                 created_ms) VALUES ",
-                11,
-                chunk.len(),
-                " ON CONFLICT (instance, study_uid, series_uid, sop_uid) DO NOTHING \
-                 RETURNING watermark, study_uid, series_uid, sop_uid",
-            );
-            let mut q = sqlx::query(&sql);
-            for &n in chunk {
-                q = q
-                    .bind(name.clone())
-                    .bind(n.id.study.as_str())
-                    .bind(n.id.series.as_str())
-                    .bind(n.id.sop.as_str())
-                    .bind(&n.sop_class_uid)
-                    .bind(&n.transfer_syntax_uid)
-                    .bind(n.blob_key.as_str())
-                    .bind(i64::try_from(n.size_bytes).unwrap_or(i64::MAX))
-                    .bind(&n.attributes)
-                    .bind(&n.metadata)
-                    .bind(at);
-            }
-            for row in q.fetch_all(&mut *tx).await? {
-                let (study, series, sop): (String, String, String) = (
-                    row.try_get("study_uid")?,
-                    row.try_get("series_uid")?,
-                    row.try_get("sop_uid")?,
-                );
-                let i = position
-                    .get(&(study.as_str(), series.as_str(), sop.as_str()))
-                    .copied()
-                    .ok_or_else(|| {
-                        DicomError::Internal(format!("an inserted instance {sop} was not sent"))
-                    })?;
-                out[i] = Some(row.try_get("watermark")?);
-            }
-        }
-        // Study and series rows take the latest stored instance's values: per study (series),
-        // the last stored instance of the request, whose watermark is the highest. One row per
-        // key and statement (PostgreSQL updates a row at most once per statement).
-        let mut studies: Vec<(usize, i64)> = Vec::new();
-        let mut series: Vec<(usize, i64)> = Vec::new();
-        {
-            let mut study_at = std::collections::HashMap::new();
-            let mut series_at = std::collections::HashMap::new();
-            for (i, (n, w)) in new.iter().zip(&out).enumerate() {
-                let Some(w) = *w else { continue };
-                match study_at.entry(n.id.study.as_str()) {
-                    std::collections::hash_map::Entry::Occupied(e) => studies[*e.get()] = (i, w),
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert(studies.len());
-                        studies.push((i, w));
-                    }
-                }
-                match series_at.entry((n.id.study.as_str(), n.id.series.as_str())) {
-                    std::collections::hash_map::Entry::Occupied(e) => series[*e.get()] = (i, w),
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert(series.len());
-                        series.push((i, w));
-                    }
-                }
-            }
-        }
-        for (_, chunk) in chunks(&studies) {
-            let sql = values_statement(
-                "INSERT INTO dicom_studies (instance, study_uid, patient_id, patient_name, \
-                 patient_birth_date, accession_number, referring_physician_name, study_date, \
-                 study_description, attributes, updated_watermark, patient_name_folded, \
-                 patient_name_words, referring_physician_name_folded, \
-                 referring_physician_name_words) VALUES ",
-                15,
-                chunk.len(),
-                " ON CONFLICT (instance, study_uid) DO UPDATE SET \
-                 patient_id = excluded.patient_id, patient_name = excluded.patient_name, \
-                 patient_birth_date = excluded.patient_birth_date, \
-                 accession_number = excluded.accession_number, \
-                 referring_physician_name = excluded.referring_physician_name, \
-                 study_date = excluded.study_date, study_description = excluded.study_description, \
-                 attributes = excluded.attributes, updated_watermark = excluded.updated_watermark, \
-                 patient_name_folded = excluded.patient_name_folded, \
-                 patient_name_words = excluded.patient_name_words, \
-                 referring_physician_name_folded = excluded.referring_physician_name_folded, \
-                 referring_physician_name_words = excluded.referring_physician_name_words",
-            );
-            let mut q = sqlx::query(&sql);
-            for &(i, watermark) in chunk {
-                let (n, s) = (new[i], &new[i].study);
-                q = q
-                    .bind(name.clone())
-                    .bind(n.id.study.as_str())
-                    .bind(&s.patient_id)
-                    .bind(&s.patient_name)
-                    .bind(&s.patient_birth_date)
-                    .bind(&s.accession_number)
-                    .bind(&s.referring_physician_name)
-                    .bind(&s.study_date)
-                    .bind(&s.study_description)
-                    .bind(&s.attributes)
-                    .bind(watermark)
-                    .bind(&s.patient_name_folded)
-                    .bind(&s.patient_name_words)
-                    .bind(&s.referring_physician_name_folded)
-                    .bind(&s.referring_physician_name_words);
-            }
-            q.execute(&mut *tx).await?;
-        }
-        for (_, chunk) in chunks(&series) {
-            let sql = values_statement(
-                "INSERT INTO dicom_series (instance, study_uid, series_uid, modality, \
-                 performed_procedure_step_start_date, manufacturer_model_name, attributes, \
-                 updated_watermark) VALUES ",
-                8,
-                chunk.len(),
-                " ON CONFLICT (instance, study_uid, series_uid) DO UPDATE SET \
-                 modality = excluded.modality, \
-                 performed_procedure_step_start_date = excluded.performed_procedure_step_start_date, \
-                 manufacturer_model_name = excluded.manufacturer_model_name, \
-                 attributes = excluded.attributes, updated_watermark = excluded.updated_watermark",
-            );
-            let mut q = sqlx::query(&sql);
-            for &(i, watermark) in chunk {
-                let (n, se) = (new[i], &new[i].series);
-                q = q
-                    .bind(name.clone())
-                    .bind(n.id.study.as_str())
-                    .bind(n.id.series.as_str())
-                    .bind(&se.modality)
-                    .bind(&se.performed_procedure_step_start_date)
-                    .bind(&se.manufacturer_model_name)
-                    .bind(&se.attributes)
-                    .bind(watermark);
-            }
-            q.execute(&mut *tx).await?;
-        }
-        let changes: Vec<Change> = new
-            .iter()
-            .zip(&out)
-            .filter_map(|(n, w)| {
-                w.map(|watermark| Change {
-                    id: n.id.clone(),
-                    action: DicomInstanceAction::Created,
-                    watermark,
-                })
-            })
-            .collect();
-        let mut events = outbox::Batch::default();
-        record_changes(&mut tx, instance, &changes, at, &mut events).await?;
-        events.insert(&mut tx).await?;
-        tx.commit().await?;
+        let mut tx = self
+            .db
+            .begin()
+            .await
+            .map_err(|e| IndexFailure::Commit(e.into()))?;
+        let out = index_in(&mut tx, rows)
+            .await
+            .map_err(IndexFailure::Statement)?;
+        tx.commit()
+            .await
+            .map_err(|e| IndexFailure::Commit(e.into()))?;
         self.wake_relay();
         Ok(out)
     }

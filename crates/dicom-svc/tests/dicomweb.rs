@@ -1308,6 +1308,170 @@ async fn frames_and_rendered(env: Env) {
     env.stop().await;
 }
 
+/// A value of the service's Prometheus metrics (0 if it has none yet).
+async fn metric(env: &Env, name: &str) -> f64 {
+    let text = reqwest::get(env.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.split(['{', ' ']).next() == Some(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+/// Holds the index's write path from outside until dropped or rolled back: on PostgreSQL the
+/// change-feed counters (the last statement before a group commits), on SQLite the write lock.
+async fn block_index_writes(env: &Env) -> sqlx::Transaction<'static, sqlx::Any> {
+    match env.db.backend() {
+        hds_core::db::Backend::Postgres => {
+            let mut tx = env.db.begin().await.unwrap();
+            sqlx::query("LOCK TABLE dicom_changefeed_counters IN EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx
+        }
+        hds_core::db::Backend::Sqlite => {
+            let outside = hds_testkit::sqlite_database(env._dir.path(), "dicom").await;
+            outside.begin().await.unwrap()
+        }
+    }
+}
+
+/// Until the committer holds `committing` requests and `waiting` more queue behind them (a
+/// condition, not a delay).
+async fn until_queued(env: &Env, committing: f64, waiting: f64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let c = metric(env, "dicom_group_requests_committing").await;
+        let w = metric(env, "dicom_group_requests_waiting").await;
+        if c == committing && w == waiting {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never {committing} committing and {waiting} waiting (got {c} and {w})"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+fn stow_task(dicom: &std::sync::Arc<Dicom>, g: Generated) -> tokio::task::JoinHandle<Answer> {
+    let dicom = dicom.clone();
+    tokio::spawn(async move { dicom.stow("/v2/studies", &[&g.bytes]).await })
+}
+
+/// Store requests that arrive while a group is being indexed wait, then share one
+/// transaction: the first request is held in its group by a lock taken from outside, the
+/// other 11 queue behind it, and all 12 are stored with 2 commits, each with its change-feed
+/// entry and blob.
+async fn concurrent_stores_share_a_commit(env: Env) {
+    let dicom = std::sync::Arc::new(Dicom::on(&env).await);
+    let commits_before = metric(&env, "dicom_group_commits_total").await;
+    let lock = block_index_writes(&env).await;
+    let first = stow_task(&dicom, Generated::new(&new_uid()));
+    until_queued(&env, 1.0, 0.0).await;
+    let rest: Vec<_> = (0..11)
+        .map(|_| stow_task(&dicom, Generated::new(&new_uid())))
+        .collect();
+    until_queued(&env, 1.0, 11.0).await;
+    lock.rollback().await.unwrap();
+    for t in std::iter::once(first).chain(rest) {
+        let answer = t.await.unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    assert_eq!(
+        metric(&env, "dicom_group_commits_total").await - commits_before,
+        2.0
+    );
+    assert_eq!(env.rows("dicom_instances", INSTANCE).await, 12);
+    assert_eq!(env.rows("dicom_changefeed", INSTANCE).await, 12);
+    assert_eq!(env.blob_keys(&format!("{INSTANCE}/")).await.len(), 12);
+    let feed = dicom
+        .get("/v2/changefeed?limit=100", "application/json")
+        .await;
+    let mut sequences: Vec<i64> = feed
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["sequence"].as_i64().unwrap())
+        .collect();
+    sequences.sort();
+    assert_eq!(sequences, (1..=12).collect::<Vec<i64>>());
+    assert_eq!(events(&env, 12).await.len(), 12);
+    env.stop().await;
+}
+
+/// A request whose indexing fails in a shared transaction fails alone: the group is rolled
+/// back and its requests indexed one by one, so the other request of the group is stored and
+/// the failing one leaves no row and no blob. (A trigger makes the index refuse one patient.)
+async fn a_failing_request_fails_alone_in_its_group(env: Env) {
+    let dicom = std::sync::Arc::new(Dicom::on(&env).await);
+    let trigger: &[&str] = match env.db.backend() {
+        hds_core::db::Backend::Postgres => &[
+            "CREATE FUNCTION refuse_marked() RETURNS trigger AS $$ BEGIN \
+             IF NEW.patient_id = 'REFUSED' THEN RAISE EXCEPTION 'refused'; END IF; \
+             RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_marked BEFORE INSERT ON dicom_studies \
+             FOR EACH ROW EXECUTE FUNCTION refuse_marked()",
+        ],
+        hds_core::db::Backend::Sqlite => &["CREATE TRIGGER refuse_marked BEFORE INSERT ON \
+             dicom_studies WHEN NEW.patient_id = 'REFUSED' \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END"],
+    };
+    for sql in trigger {
+        sqlx::query(sql).execute(env.db.pool()).await.unwrap();
+    }
+    let patient = |id: &'static str| {
+        move |o: &mut dicom_object::InMemDicomObject| {
+            let _ = o.put(DataElement::new(
+                tags::PATIENT_ID,
+                VR::LO,
+                PrimitiveValue::from(id),
+            ));
+        }
+    };
+    let (a, refused, c) = (
+        Generated::new(&new_uid()),
+        Generated::with(&new_uid(), patient("REFUSED")),
+        Generated::new(&new_uid()),
+    );
+    let (a_path, refused_sop, c_path) = (a.path(), refused.sop.clone(), c.path());
+    let lock = block_index_writes(&env).await;
+    let first = stow_task(&dicom, a);
+    until_queued(&env, 1.0, 0.0).await;
+    let refused = stow_task(&dicom, refused);
+    let third = stow_task(&dicom, c);
+    // Both in the next group.
+    until_queued(&env, 1.0, 2.0).await;
+    lock.rollback().await.unwrap();
+    assert_eq!(first.await.unwrap().status, 200);
+    assert_eq!(refused.await.unwrap().status, 503);
+    let third = third.await.unwrap();
+    assert_eq!(third.status, 200, "{}", third.text());
+    for path in [a_path, c_path] {
+        let got = dicom
+            .get(
+                &format!("/v2{path}"),
+                "application/dicom; transfer-syntax=*",
+            )
+            .await;
+        assert_eq!(got.status, 200, "{path}");
+    }
+    let found = dicom
+        .search(&format!("/v2/instances?SOPInstanceUID={refused_sop}"))
+        .await;
+    assert_eq!(found.status, 204);
+    assert_eq!(env.rows("dicom_instances", INSTANCE).await, 2);
+    assert_eq!(env.rows("dicom_changefeed", INSTANCE).await, 2);
+    assert_eq!(env.blob_keys(&format!("{INSTANCE}/")).await.len(), 2);
+    env.stop().await;
+}
+
 macro_rules! suite {
     ($backend:ident) => {
         mod $backend {
@@ -1343,6 +1507,14 @@ macro_rules! suite {
             #[tokio::test]
             async fn frames_and_rendered() {
                 super::frames_and_rendered(Env::$backend().await).await
+            }
+            #[tokio::test]
+            async fn concurrent_stores_share_a_commit() {
+                super::concurrent_stores_share_a_commit(Env::$backend().await).await
+            }
+            #[tokio::test]
+            async fn a_failing_request_fails_alone_in_its_group() {
+                super::a_failing_request_fails_alone_in_its_group(Env::$backend().await).await
             }
             #[tokio::test]
             async fn delete_leaves_nothing() {

@@ -86,7 +86,15 @@ pub fn init(service: &str, settings: &TelemetrySettings) -> Result<TelemetryGuar
     };
     let installed = tracing_subscriber::registry()
         .with(fmt.with_filter(filter))
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        // Spans at info and above: the services' own spans (requests, bus messages) are all
+        // there. Without a filter every debug and trace span and event of the libraries below
+        // (sqlx per statement, the AWS SDK per request) was built and recorded whether or not
+        // anything exported it: a quarter of dicom-svc's CPU.
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+        )
         .try_init()
         .is_ok();
     if installed && exporting {
