@@ -2399,21 +2399,7 @@ async fn index_is_rebuilt_for_resources_without_keys(mut env: Env) {
         .execute(&pool)
         .await
         .unwrap();
-    for table in [
-        "tokens",
-        "strings",
-        "references",
-        "dates",
-        "numbers",
-        "quantities",
-        "uris",
-        "composites",
-    ] {
-        sqlx::query(&format!("DELETE FROM fhir_index_{table}"))
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
+    wipe_index(&pool).await;
     let chained = "/Observation?subject:Patient.name=backfill&code=urn:c|bf";
     assert_eq!(ids_of(&fhir.get(chained).await.body), Vec::<String>::new());
 
@@ -2498,21 +2484,7 @@ async fn reindex_rebuilds_the_index_and_reports_progress(env: Env) {
         .await;
     assert_eq!(deleted.status, 204);
     // An index missing its rows, as after a change of the definitions.
-    for table in [
-        "tokens",
-        "strings",
-        "references",
-        "dates",
-        "numbers",
-        "quantities",
-        "uris",
-        "composites",
-    ] {
-        sqlx::query(&format!("DELETE FROM fhir_index_{table}"))
-            .execute(env.deps.db.pool())
-            .await
-            .unwrap();
-    }
+    wipe_index(env.deps.db.pool()).await;
     assert_eq!(
         ids_of(&fhir.get("/Patient?name=reindexme").await.body),
         Vec::<String>::new()
@@ -2534,40 +2506,18 @@ async fn reindex_rebuilds_the_index_and_reports_progress(env: Env) {
         .to_owned();
     let job = location.rsplit('/').next().unwrap().to_owned();
     assert_eq!(started.body["id"], job.as_str());
-    let param = |body: &Value, name: &str| {
-        body["parameter"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == name)
-            .cloned()
-            .unwrap_or(Value::Null)
-    };
-    let status_path = format!("/_operations/reindex/{job}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let done = loop {
-        let answer = fhir.get(&status_path).await;
-        assert_eq!(answer.status, 200, "{}", answer.body);
-        match param(&answer.body, "status")["valueString"].as_str() {
-            Some("Completed") => break answer.body,
-            Some("Queued" | "Running") => {}
-            other => panic!("status {other:?}: {}", answer.body),
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still {}",
-            answer.body
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let done = reindex_completed(&fhir, &job).await;
     // The deleted one is not reindexed.
-    assert_eq!(param(&done, "totalResourcesToReindex")["valueDecimal"], 5);
     assert_eq!(
-        param(&done, "resourcesSuccessfullyReindexed")["valueDecimal"],
+        parameter(&done, "totalResourcesToReindex")["valueDecimal"],
         5
     );
-    assert_eq!(param(&done, "progress")["valueDecimal"], 100.0);
-    assert!(param(&done, "endTime")["valueDateTime"].is_string());
+    assert_eq!(
+        parameter(&done, "resourcesSuccessfullyReindexed")["valueDecimal"],
+        5
+    );
+    assert_eq!(parameter(&done, "progress")["valueDecimal"], 100.0);
+    assert!(parameter(&done, "endTime")["valueDateTime"].is_string());
     assert_eq!(ids_of(&fhir.get("/Patient?name=reindexme").await.body), ids);
 
     assert_eq!(
@@ -2590,21 +2540,7 @@ async fn reindex_resumes_after_its_last_batch(mut env: Env) {
         assert_eq!(created.status, 201);
     }
     let pool = env.deps.db.pool().clone();
-    for table in [
-        "tokens",
-        "strings",
-        "references",
-        "dates",
-        "numbers",
-        "quantities",
-        "uris",
-        "composites",
-    ] {
-        sqlx::query(&format!("DELETE FROM fhir_index_{table}"))
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
+    wipe_index(&pool).await;
     let keyed: Vec<(i64, String)> = sqlx::query_as(
         "SELECT rkey, id FROM fhir_current WHERE instance = 'ws1-fhir' ORDER BY rkey",
     )
@@ -2628,32 +2564,11 @@ async fn reindex_resumes_after_its_last_batch(mut env: Env) {
         client: Client::new(),
         base: env.url("/ws1-fhir"),
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let done = loop {
-        let answer = fhir.get("/_operations/reindex/resumed").await;
-        let status = answer.body["parameter"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == "status")
-            .map(|p| p["valueString"].clone());
-        if status == Some(json!("Completed")) {
-            break answer.body;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still {}",
-            answer.body
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let reindexed = done["parameter"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "resourcesSuccessfullyReindexed")
-        .map(|p| p["valueDecimal"].clone());
-    assert_eq!(reindexed, Some(json!(5)));
+    let done = reindex_completed(&fhir, "resumed").await;
+    assert_eq!(
+        parameter(&done, "resourcesSuccessfullyReindexed")["valueDecimal"],
+        5
+    );
     // Only the two after the cursor were redone; the first three were "done" before.
     let mut expected: Vec<String> = keyed[3..].iter().map(|(_, id)| id.clone()).collect();
     expected.sort();
@@ -2746,4 +2661,54 @@ async fn malformed_search_input_is_a_clear_error(env: Env) {
         ids_of(&found.body),
         vec![created.body["id"].as_str().unwrap().to_owned()]
     );
+}
+
+/// Deletes every index row, as an index missing rows (older definitions) would be.
+async fn wipe_index(pool: &sqlx::AnyPool) {
+    for table in [
+        "tokens",
+        "strings",
+        "references",
+        "dates",
+        "numbers",
+        "quantities",
+        "uris",
+        "composites",
+    ] {
+        sqlx::query(&format!("DELETE FROM fhir_index_{table}"))
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+}
+
+/// A parameter of a Parameters resource, by name.
+fn parameter(parameters: &Value, name: &str) -> Value {
+    parameters["parameter"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Polls reindex job `job` until it is Completed (within a minute); its last report.
+async fn reindex_completed(fhir: &Fhir, job: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = fhir.get(&format!("/_operations/reindex/{job}")).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        match parameter(&answer.body, "status")["valueString"].as_str() {
+            Some("Completed") => return answer.body,
+            Some("Queued" | "Running") => {}
+            other => panic!("status {other:?}: {}", answer.body),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {}",
+            answer.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
