@@ -459,23 +459,40 @@ impl LocalKey {
         roles: &[String],
         ttl: Duration,
     ) -> Result<String, AuthError> {
-        let now = chrono::Utc::now().timestamp();
-        let claims = serde_json::json!({
-            "iss": LOCAL_ISSUER,
-            "sub": subject,
-            "aud": audience,
-            "iat": now,
-            "nbf": now,
-            "exp": now + ttl.as_secs() as i64,
-            "roles": roles,
-        });
         let key = EncodingKey::from_rsa_pem(self.private_pem.as_bytes())
             .map_err(|e| AuthError::Config(format!("signing key: {e}")))?;
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some("hds-local".into());
-        jsonwebtoken::encode(&header, &claims, &key)
+        let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+        sign_token(&key, LOCAL_ISSUER, subject, audience, &roles, ttl)
+            .map(|(token, _)| token)
             .map_err(|e| AuthError::Config(format!("signing token: {e}")))
     }
+}
+
+/// A token (RS256, key id `hds-local`) from `issuer` to `audience` for `roles`, valid for `ttl`
+/// from now; with its expiry (Unix seconds). `hds token` and medtech-svc's calls to fhir-svc
+/// sign theirs here.
+pub fn sign_token(
+    key: &EncodingKey,
+    issuer: &str,
+    subject: &str,
+    audience: &str,
+    roles: &[&str],
+    ttl: Duration,
+) -> Result<(String, i64), jsonwebtoken::errors::Error> {
+    let now = chrono::Utc::now().timestamp();
+    let exp = now + ttl.as_secs() as i64;
+    let claims = serde_json::json!({
+        "iss": issuer,
+        "sub": subject,
+        "aud": audience,
+        "iat": now,
+        "nbf": now,
+        "exp": exp,
+        "roles": roles,
+    });
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("hds-local".into());
+    Ok((jsonwebtoken::encode(&header, &claims, key)?, exp))
 }
 
 #[cfg(unix)]

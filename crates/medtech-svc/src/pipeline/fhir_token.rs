@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use hds_core::auth::AuthSettings;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::EncodingKey;
 
 /// The role the tokens carry.
 pub const ROLE: &str = "FHIR Data Writer";
@@ -22,8 +22,6 @@ pub const SUBJECT: &str = "medtech-svc";
 const TTL: Duration = Duration::from_secs(3600);
 /// A cached token is replaced when less than this is left of it.
 const RENEW_BEFORE: Duration = Duration::from_secs(300);
-/// The key id `hds token` signs with; JWKS-less verifiers ignore it.
-const KEY_ID: &str = "hds-local";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -109,19 +107,8 @@ impl FhirTokens {
                 return Ok(token.clone());
             }
         }
-        let exp = now + TTL.as_secs() as i64;
-        let claims = serde_json::json!({
-            "iss": self.issuer,
-            "sub": SUBJECT,
-            "aud": audience,
-            "iat": now,
-            "nbf": now,
-            "exp": exp,
-            "roles": [ROLE],
-        });
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(KEY_ID.into());
-        let token = jsonwebtoken::encode(&header, &claims, &self.key)?;
+        let (token, exp) =
+            hds_core::auth::sign_token(&self.key, &self.issuer, SUBJECT, audience, &[ROLE], TTL)?;
         cache.insert(audience.to_owned(), (token.clone(), exp));
         Ok(token)
     }
