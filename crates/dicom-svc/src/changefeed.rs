@@ -6,6 +6,8 @@
 //! - v2: entries with `startTime <= timestamp < endTime`, in sequence order, skipping
 //!   `offset` of them and returning at most `limit` (1..200, default 100).
 //! - `includemetadata` (default true) adds the instance's DICOM JSON while it is current.
+//! - With data partitions on, the feed stays at the base URL and spans every partition; each
+//!   entry's `partitionName` says where the instance is (`partitions`).
 //!
 //! The JSON is what Azure's System.Text.Json settings write for its `ChangeFeedEntry`:
 //! camelCase names, camelCase enum strings, null members left out, the timestamp as a
@@ -50,6 +52,8 @@ pub enum State {
 #[serde(rename_all = "camelCase")]
 pub struct Entry {
     pub sequence: i64,
+    /// Azure's entries always name their partition (`Microsoft.Default` without partitions).
+    pub partition_name: String,
     pub study_instance_uid: String,
     pub series_instance_uid: String,
     pub sop_instance_uid: String,
@@ -155,7 +159,7 @@ fn parse(version: ApiVersion, pairs: &[(String, String)]) -> Result<FeedQuery, D
 }
 
 /// `DateTimeOffset` as System.Text.Json writes it: fraction digits only as needed.
-fn timestamp(ms: i64) -> String {
+pub(crate) fn timestamp(ms: i64) -> String {
     let t = Utc
         .timestamp_millis_opt(ms)
         .single()
@@ -166,9 +170,15 @@ fn timestamp(ms: i64) -> String {
     format!("{s}+00:00")
 }
 
-const SELECT: &str = "SELECT c.sequence, c.study_uid, c.series_uid, c.sop_uid, c.action, \
-     c.watermark, c.timestamp_ms, i.watermark AS current_watermark, {metadata} AS metadata \
-     FROM dicom_changefeed c LEFT JOIN dicom_instances i ON i.instance = c.instance \
+/// The feed spans the instance's partitions: each entry's instance row is looked up under its
+/// partition's index key (`partitions::DataPartition::index_key`: the bare instance name for
+/// the default partition).
+const SELECT: &str = "SELECT c.sequence, c.partition_name, c.study_uid, c.series_uid, \
+     c.sop_uid, c.action, c.watermark, c.timestamp_ms, i.watermark AS current_watermark, \
+     {metadata} AS metadata \
+     FROM dicom_changefeed c LEFT JOIN dicom_instances i ON i.instance = \
+     (CASE WHEN c.partition_name = 'Microsoft.Default' THEN c.instance \
+     ELSE c.instance || '/' || c.partition_name END) \
      AND i.study_uid = c.study_uid AND i.series_uid = c.series_uid AND i.sop_uid = c.sop_uid \
      WHERE c.instance = $1";
 
@@ -195,6 +205,7 @@ fn entry(row: &sqlx::any::AnyRow) -> Result<Entry, DicomError> {
     let metadata: Option<String> = row.try_get("metadata")?;
     Ok(Entry {
         sequence: row.try_get("sequence")?,
+        partition_name: row.try_get("partition_name")?,
         study_instance_uid: row.try_get("study_uid")?,
         series_instance_uid: row.try_get("series_uid")?,
         sop_instance_uid: row.try_get("sop_uid")?,

@@ -6,17 +6,18 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use hds_core::auth::Permission;
 
 use crate::error::DicomError;
-use crate::http::{scope, DicomCaller, DicomState, Instance};
+use crate::http::{scope, DicomCaller, DicomState};
+use crate::partitions::Partitioned;
 
 pub async fn delete(
     req: HttpRequest,
     caller: DicomCaller,
-    Instance(instance): Instance,
     _version: crate::http::Version,
+    Partitioned(partition): Partitioned,
     state: web::Data<DicomState>,
 ) -> Result<HttpResponse, DicomError> {
     caller.require(Permission::Delete)?;
     let scope = scope(&req)?;
-    state.store.delete(&instance, &scope).await?;
+    state.store.delete(&partition, &scope).await?;
     Ok(HttpResponse::NoContent().finish())
 }

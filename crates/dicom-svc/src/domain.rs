@@ -1,5 +1,6 @@
-//! The DICOM service's vocabulary: UIDs that are valid by construction, the three levels of the
-//! DICOM information model, and the API versions Azure serves.
+//! The DICOM service's vocabulary: UIDs and data partition names that are valid by
+//! construction, the three levels of the DICOM information model, and the API versions Azure
+//! serves.
 
 use std::fmt;
 
@@ -78,6 +79,50 @@ pub struct InstanceRef {
     pub study: StudyUid,
     pub series: SeriesUid,
     pub sop: SopInstanceUid,
+}
+
+/// The name of a data partition, as Azure validates it (`PartitionNameValidator`): 1 to 64
+/// characters of ASCII letters, digits, `.`, `-` and `_`, so that DICOM UIDs, GUIDs and
+/// readable names all fit. Neither `/` nor anything else that could splice two names together
+/// can occur, which the storage key of a partition relies on (`partitions::DataPartition`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartitionName(String);
+
+impl PartitionName {
+    /// The partition that always exists: where an instance's data lives when partitions are
+    /// off, and where data stored before they were turned on is found.
+    pub const DEFAULT: &'static str = "Microsoft.Default";
+
+    pub fn parse(raw: &str) -> Result<Self, DicomError> {
+        let ok = !raw.is_empty()
+            && raw.len() <= 64
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+        if ok {
+            Ok(PartitionName(raw.to_owned()))
+        } else {
+            Err(DicomError::InvalidPartitionName)
+        }
+    }
+
+    pub fn default_partition() -> Self {
+        PartitionName(Self::DEFAULT.to_owned())
+    }
+
+    pub fn is_default(&self) -> bool {
+        self.0 == Self::DEFAULT
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PartitionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// What a WADO-RS or delete request addresses: a study, a series or one instance.
@@ -164,6 +209,23 @@ mod tests {
         for bad in ["", "abc.123", "11|", "1.2.", &"1".repeat(65), "1 .2"] {
             assert!(Uid::parse(bad).is_none(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn partition_names_follow_azure_rules() {
+        for good in [
+            "Microsoft.Default",
+            "myPartition-1",
+            "a_b",
+            "2.25.1",
+            &"x".repeat(64),
+        ] {
+            assert_eq!(PartitionName::parse(good).unwrap().as_str(), good);
+        }
+        for bad in ["", " ", "a b", "a/b", "caf\u{e9}", "a%2Fb", &"x".repeat(65)] {
+            assert!(PartitionName::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(PartitionName::default_partition().is_default());
     }
 
     #[test]

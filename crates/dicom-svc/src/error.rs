@@ -27,6 +27,17 @@ pub enum DicomError {
     InvalidIdentifier(String),
     #[error("{0}")]
     BadRequest(String),
+    /// A `/partitions/...` path on an instance without `enableDataPartitions`.
+    #[error("Data partitions feature is disabled.")]
+    DataPartitionsFeatureDisabled,
+    /// A DICOMweb path without `/partitions/{name}` on an instance with partitions.
+    #[error("PartitionName value is missing in the route segment.")]
+    DataPartitionsMissingPartition,
+    #[error("The specified PartitionName is invalid.")]
+    InvalidPartitionName,
+    /// Only STOW-RS creates partitions; other requests must name an existing one.
+    #[error("Specified PartitionName does not exist.")]
+    DataPartitionNotFound,
     #[error("The specified content type '{0}' is not supported.")]
     UnsupportedMediaType(String),
     #[error("The request headers are not acceptable")]
@@ -61,7 +72,13 @@ impl ResponseError for DicomError {
             DicomError::UnknownInstance(_) | DicomError::NotFound(_) => StatusCode::NOT_FOUND,
             DicomError::UnsupportedApiVersion { .. }
             | DicomError::InvalidIdentifier(_)
-            | DicomError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            | DicomError::BadRequest(_)
+            // Azure answers every partition mistake 400, a missing partition included
+            // (`DataPartitionsNotFoundException` is a `BadRequestException`).
+            | DicomError::DataPartitionsFeatureDisabled
+            | DicomError::DataPartitionsMissingPartition
+            | DicomError::InvalidPartitionName
+            | DicomError::DataPartitionNotFound => StatusCode::BAD_REQUEST,
             DicomError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             DicomError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             DicomError::PartTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

@@ -12,11 +12,11 @@
 //! commit itself fails, whether it took effect is unknown, and every request of the group gets
 //! the error (as a lone request would).
 
-use hds_core::names::InstanceName;
 use prometheus::{IntCounter, IntGauge, Registry};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::DicomError;
+use crate::partitions::DataPartition;
 use crate::store::{IndexFailure, NewInstance, Store};
 
 /// Most instances one group takes (a request is never split: a larger one goes alone).
@@ -29,7 +29,7 @@ const QUEUE: usize = 1024;
 pub type Indexed = (Vec<NewInstance>, Result<Vec<Option<i64>>, DicomError>);
 
 struct Job {
-    instance: InstanceName,
+    partition: DataPartition,
     records: Vec<NewInstance>,
     reply: oneshot::Sender<Indexed>,
 }
@@ -95,14 +95,14 @@ impl GroupCommit {
     }
 
     /// Indexes one request's instances in the next group; answers once it is committed.
-    pub async fn index(&self, instance: InstanceName, records: Vec<NewInstance>) -> Indexed {
+    pub async fn index(&self, partition: DataPartition, records: Vec<NewInstance>) -> Indexed {
         if records.is_empty() {
             return (records, Ok(Vec::new()));
         }
         let (reply, answer) = oneshot::channel();
         self.counters.waiting.inc();
         let job = Job {
-            instance,
+            partition,
             records,
             reply,
         };
@@ -146,9 +146,9 @@ async fn committer(store: Store, mut rx: mpsc::Receiver<Job>, counters: Counters
 /// Indexes `jobs` in one transaction and answers each.
 async fn commit_group(store: &Store, jobs: Vec<Job>, counters: &Counters) {
     let result = {
-        let rows: Vec<(&InstanceName, &NewInstance)> = jobs
+        let rows: Vec<(&DataPartition, &NewInstance)> = jobs
             .iter()
-            .flat_map(|j| j.records.iter().map(move |r| (&j.instance, r)))
+            .flat_map(|j| j.records.iter().map(move |r| (&j.partition, r)))
             .collect();
         store.index_group(&rows).await
     };
@@ -167,8 +167,8 @@ async fn commit_group(store: &Store, jobs: Vec<Job>, counters: &Counters) {
             // Rolled back: nothing of the group is stored. Each request again, alone.
             tracing::warn!(error = %e, requests = jobs.len(), "a grouped index transaction failed; indexing its requests one by one");
             for job in jobs {
-                let rows: Vec<(&InstanceName, &NewInstance)> =
-                    job.records.iter().map(|r| (&job.instance, r)).collect();
+                let rows: Vec<(&DataPartition, &NewInstance)> =
+                    job.records.iter().map(|r| (&job.partition, r)).collect();
                 let alone = store.index_group(&rows).await;
                 drop(rows);
                 if alone.is_ok() {

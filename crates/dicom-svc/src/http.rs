@@ -6,7 +6,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 use futures::future::LocalBoxFuture;
 use hds_core::names::InstanceName;
 use hds_core::ops::Caller;
-use hds_core::provisioning::InstanceRegistry;
+use hds_core::provisioning::{Instance as RegisteredInstance, InstanceRegistry};
 
 use crate::domain::{ApiVersion, Scope, SeriesUid, SopInstanceUid, StudyUid};
 use crate::error::DicomError;
@@ -34,23 +34,26 @@ impl FromRequest for Instance {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
-        Box::pin(async move {
-            let raw = req.match_info().get("instance").unwrap_or_default();
-            let name: InstanceName = raw.parse().map_err(|_| {
-                DicomError::NotFound(format!(
-                    "The requested resource '{} {}' was not found.",
-                    req.method(),
-                    req.path()
-                ))
-            })?;
-            let registry = req
-                .app_data::<web::Data<InstanceRegistry>>()
-                .ok_or_else(|| DicomError::Internal("no instance registry".into()))?;
-            match registry.get(&name).await? {
-                Some(_) => Ok(Instance(name)),
-                None => Err(DicomError::UnknownInstance(name.to_string())),
-            }
-        })
+        Box::pin(async move { resolve(&req).await.map(|(name, _)| Instance(name)) })
+    }
+}
+
+/// The instance the path names and its registry entry (its ARM properties), or why not.
+pub async fn resolve(req: &HttpRequest) -> Result<(InstanceName, RegisteredInstance), DicomError> {
+    let raw = req.match_info().get("instance").unwrap_or_default();
+    let name: InstanceName = raw.parse().map_err(|_| {
+        DicomError::NotFound(format!(
+            "The requested resource '{} {}' was not found.",
+            req.method(),
+            req.path()
+        ))
+    })?;
+    let registry = req
+        .app_data::<web::Data<InstanceRegistry>>()
+        .ok_or_else(|| DicomError::Internal("no instance registry".into()))?;
+    match registry.get(&name).await? {
+        Some(found) => Ok((name, found)),
+        None => Err(DicomError::UnknownInstance(name.to_string())),
     }
 }
 
@@ -93,7 +96,8 @@ pub fn scope(req: &HttpRequest) -> Result<Scope, DicomError> {
     ))
 }
 
-/// The base URL of the versioned API, for RetrieveURLs: `{root}/{instance}/v{n}`.
+/// The base URL of the versioned API, for RetrieveURLs: `{root}/{instance}/v{n}`, with
+/// `/partitions/{name}` when the request named a partition (Azure's retrieve URLs keep it).
 pub fn api_base(req: &HttpRequest, state: &DicomState, instance: &InstanceName) -> String {
     let root = match &state.public_base_url {
         Some(u) => u.trim_end_matches('/').to_owned(),
@@ -103,5 +107,8 @@ pub fn api_base(req: &HttpRequest, state: &DicomState, instance: &InstanceName) 
         }
     };
     let version = req.match_info().get("version").unwrap_or("v1");
-    format!("{root}/{instance}/{version}")
+    match req.match_info().get("partition") {
+        Some(partition) => format!("{root}/{instance}/{version}/partitions/{partition}"),
+        None => format!("{root}/{instance}/{version}"),
+    }
 }

@@ -1,6 +1,11 @@
-//! What a DICOM service instance is made of: index rows keyed by instance, and the blobs
-//! under `{instance}/` in the blob store. Deleting an instance removes both: the rows in the
-//! provisioning transaction, the blobs before it commits.
+//! What a DICOM service instance is made of: index rows keyed by instance (or by one of its
+//! data partitions, `partitions`), and the blobs under `{instance}/` in the blob store.
+//! Deleting an instance removes both, for every partition: the rows in the provisioning
+//! transaction, the blobs before it commits.
+//!
+//! `enableDataPartitions` is read per request from the instance's properties; turning it off
+//! once partitions other than `Microsoft.Default` exist is refused, as Azure refuses it
+//! (`DataPartitionsFeatureCannotBeDisabledException`): their data would become unreachable.
 
 use async_trait::async_trait;
 use hds_core::blob::SharedBlobStore;
@@ -21,10 +26,27 @@ pub fn blob_prefix(instance: &InstanceName) -> String {
 impl InstanceLifecycle for DicomInstances {
     async fn provision(
         &self,
-        _tx: &mut Transaction<'_, Any>,
-        _instance: &InstanceName,
-        _properties: &serde_json::Value,
+        tx: &mut Transaction<'_, Any>,
+        instance: &InstanceName,
+        properties: &serde_json::Value,
     ) -> Result<(), LifecycleError> {
+        if crate::partitions::enabled(properties) {
+            return Ok(());
+        }
+        let partitioned = crate::partitions::has_created(tx, instance)
+            .await
+            .map_err(|e| LifecycleError {
+                code: "StorageFailed".into(),
+                message: e.to_string(),
+            })?;
+        if partitioned {
+            return Err(LifecycleError {
+                code: "DataPartitionsFeatureCannotBeDisabled".into(),
+                message: "Data partitions feature cannot be disabled while existing data has \
+                          already been partitioned."
+                    .into(),
+            });
+        }
         Ok(())
     }
 

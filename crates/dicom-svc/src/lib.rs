@@ -5,7 +5,7 @@
 //! A library first: [`start`] wires dependencies from [`Settings`]; [`start_with`] takes them
 //! ready-made (`hds up` passes the embedded ones, tests their own). The folder reads like
 //! PS3.18: `stow/` stores, `wado/` retrieves, `qido/` searches, `delete` deletes,
-//! `changefeed` is Azure's change feed, `dicomweb/` holds the wire
+//! `changefeed` is Azure's change feed, `partitions` its data partitions, `dicomweb/` holds the wire
 //! formats, `store` the index and blobs, `routes` is where URLs meet handlers.
 
 pub mod attributes;
@@ -18,6 +18,7 @@ pub mod error;
 pub mod group_commit;
 pub mod http;
 pub mod instances;
+pub mod partitions;
 pub mod person_name;
 pub mod qido;
 pub mod relay_wake;

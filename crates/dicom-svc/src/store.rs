@@ -1,5 +1,7 @@
 //! The index of stored instances (studies, series, instances, the change feed) and the blob
 //! store that holds their bytes. One implementation for PostgreSQL and SQLite (`Any` pool).
+//! Rows are keyed by the data partition's index key (`partitions::DataPartition::index_key`:
+//! the instance name for `Microsoft.Default`), the change feed by the instance itself.
 //!
 //! A store request indexes all its instances in one transaction, after their blobs were
 //! written: a blob that is never indexed is deleted by the caller, so a failed instance leaves
@@ -15,12 +17,10 @@ use hds_core::names::InstanceName;
 use hds_core::outbox::{self, RelayWaker};
 use sqlx::{Any, Row, Transaction};
 
-use crate::domain::{InstanceRef, Scope};
+use crate::domain::{InstanceRef, PartitionName, Scope};
 use crate::error::DicomError;
+use crate::partitions::DataPartition;
 use crate::relay_wake::CoalescingWaker;
-
-/// Azure's name for the data partition when partitions are off (events carry it).
-pub const DEFAULT_PARTITION: &str = "Microsoft.Default";
 
 pub fn migrations() -> Migrations {
     Migrations {
@@ -126,18 +126,13 @@ fn instance_ref(row: &sqlx::any::AnyRow) -> Result<InstanceRef, DicomError> {
     })
 }
 
-fn event(
-    instance: &InstanceName,
-    id: &InstanceRef,
-    action: DicomInstanceAction,
-    sequence: i64,
-    at: i64,
-) -> DicomInstanceEvent {
+fn event(instance: &InstanceName, change: &Change, sequence: i64, at: i64) -> DicomInstanceEvent {
+    let id = &change.id;
     DicomInstanceEvent {
         event_id: new_event_id(),
         instance: instance.to_string(),
-        action: action as i32,
-        partition_name: DEFAULT_PARTITION.into(),
+        action: change.action as i32,
+        partition_name: change.partition.to_string(),
         study_instance_uid: id.study.to_string(),
         series_instance_uid: id.series.to_string(),
         sop_instance_uid: id.sop.to_string(),
@@ -152,6 +147,7 @@ fn event_key(instance: &InstanceName, id: &InstanceRef) -> String {
 
 /// A change-feed row to be written by the transaction that makes the change.
 struct Change {
+    partition: PartitionName,
     id: InstanceRef,
     action: DicomInstanceAction,
     watermark: i64,
@@ -229,9 +225,9 @@ async fn record_changes(
     for (start, chunk) in chunks(changes) {
         let sql = values_statement(
             "INSERT INTO dicom_changefeed \
-             (instance, sequence, study_uid, series_uid, sop_uid, action, watermark, timestamp_ms) \
-             VALUES ",
-            8,
+             (instance, sequence, study_uid, series_uid, sop_uid, action, watermark, \
+             timestamp_ms, partition_name) VALUES ",
+            9,
             chunk.len(),
             "",
         );
@@ -249,7 +245,8 @@ async fn record_changes(
                 .bind(c.id.sop.as_str())
                 .bind(action)
                 .bind(c.watermark)
-                .bind(at);
+                .bind(at)
+                .bind(c.partition.as_str());
         }
         q.execute(&mut **tx).await?;
     }
@@ -257,7 +254,7 @@ async fn record_changes(
         events.push_event(
             topics::DICOM_INSTANCES,
             event_key(instance, &c.id),
-            &event(instance, &c.id, c.action, first + i as i64, at),
+            &event(instance, c, first + i as i64, at),
         )?;
     }
     Ok(())
@@ -283,7 +280,7 @@ impl IndexFailure {
 /// The statements of [`Store::index_group`], in `tx`.
 async fn index_in(
     tx: &mut Transaction<'static, Any>,
-    new: &[(&InstanceName, &NewInstance)],
+    new: &[(&DataPartition, &NewInstance)],
 ) -> Result<Vec<Option<i64>>, DicomError> {
     let at = now_unix_ms();
     let mut out: Vec<Option<i64>> = vec![None; new.len()];
@@ -306,9 +303,9 @@ async fn index_in(
              RETURNING watermark, blob_key",
         );
         let mut q = sqlx::query(&sql);
-        for &(name, n) in chunk {
+        for &(partition, n) in chunk {
             q = q
-                .bind(name.to_string())
+                .bind(partition.index_key())
                 .bind(n.id.study.as_str())
                 .bind(n.id.series.as_str())
                 .bind(n.id.sop.as_str())
@@ -335,7 +332,7 @@ async fn index_in(
     let mut studies: std::collections::BTreeMap<(&str, &str), (usize, i64)> = Default::default();
     let mut series: std::collections::BTreeMap<(&str, &str, &str), (usize, i64)> =
         Default::default();
-    let names: Vec<String> = new.iter().map(|(name, _)| name.to_string()).collect();
+    let names: Vec<String> = new.iter().map(|(p, _)| p.index_key()).collect();
     for (i, ((_, n), w)) in new.iter().zip(&out).enumerate() {
         let Some(w) = *w else { continue };
         let name = names[i].as_str();
@@ -415,16 +412,21 @@ async fn index_in(
         }
         q.execute(&mut **tx).await?;
     }
-    // The change feed of each service instance, in name order (the counter rows are locked
-    // in that order, so two groups never wait on each other crosswise).
+    // The change feed of each service instance (all its partitions), in name order (the
+    // counter rows are locked in that order, so two groups never wait on each other
+    // crosswise).
     let mut changes: std::collections::BTreeMap<&InstanceName, Vec<Change>> = Default::default();
-    for ((name, n), w) in new.iter().zip(&out) {
+    for ((partition, n), w) in new.iter().zip(&out) {
         if let Some(watermark) = *w {
-            changes.entry(*name).or_default().push(Change {
-                id: n.id.clone(),
-                action: DicomInstanceAction::Created,
-                watermark,
-            });
+            changes
+                .entry(&partition.instance)
+                .or_default()
+                .push(Change {
+                    partition: partition.name.clone(),
+                    id: n.id.clone(),
+                    action: DicomInstanceAction::Created,
+                    watermark,
+                });
         }
     }
     let mut events = outbox::Batch::default();
@@ -462,13 +464,13 @@ impl Store {
         ))?)
     }
 
-    /// Indexes `rows` (of one or several requests, of any service instances) in one
+    /// Indexes `rows` (of one or several requests, of any partitions of any service instances) in one
     /// transaction: instance rows, study and series rows (latest instance wins), change-feed
     /// rows and `instance created` events. Returns, per row, its watermark, or `None` when an
     /// instance with its UIDs was already stored (earlier, or by an earlier row of `rows`).
     pub async fn index_group(
         &self,
-        rows: &[(&InstanceName, &NewInstance)],
+        rows: &[(&DataPartition, &NewInstance)],
     ) -> Result<Vec<Option<i64>>, IndexFailure> {
         if rows.is_empty() {
             return Ok(Vec::new());
@@ -497,7 +499,7 @@ impl Store {
     /// The instances of a scope, in series then storage order.
     pub async fn instances(
         &self,
-        instance: &InstanceName,
+        partition: &DataPartition,
         scope: &Scope,
     ) -> Result<Vec<StoredInstance>, DicomError> {
         let (filter, params) = scope_filter(scope);
@@ -506,7 +508,7 @@ impl Store {
              size_bytes FROM dicom_instances WHERE instance = $1 AND {filter} \
              ORDER BY series_uid, watermark"
         );
-        let mut q = sqlx::query(&sql).bind(instance.to_string());
+        let mut q = sqlx::query(&sql).bind(partition.index_key());
         for p in &params {
             q = q.bind(p);
         }
@@ -528,7 +530,7 @@ impl Store {
     /// The metadata of a scope's instances, or `None` if it has none.
     pub async fn metadata(
         &self,
-        instance: &InstanceName,
+        partition: &DataPartition,
         scope: &Scope,
     ) -> Result<Option<Metadata>, DicomError> {
         let (filter, params) = scope_filter(scope);
@@ -536,7 +538,7 @@ impl Store {
             "SELECT watermark, metadata FROM dicom_instances WHERE instance = $1 AND {filter} \
              ORDER BY series_uid, watermark"
         );
-        let mut q = sqlx::query(&sql).bind(instance.to_string());
+        let mut q = sqlx::query(&sql).bind(partition.index_key());
         for p in &params {
             q = q.bind(p);
         }
@@ -560,14 +562,14 @@ impl Store {
 
     /// Removes a scope's instances from the index in one transaction (with change-feed rows
     /// and `instance deleted` events), then their blobs. `NotFound` when there are none.
-    pub async fn delete(&self, instance: &InstanceName, scope: &Scope) -> Result<(), DicomError> {
+    pub async fn delete(&self, partition: &DataPartition, scope: &Scope) -> Result<(), DicomError> {
         let (filter, params) = scope_filter(scope);
         let mut tx = self.db.begin().await?;
         let sql = format!(
             "DELETE FROM dicom_instances WHERE instance = $1 AND {filter} \
              RETURNING watermark, study_uid, series_uid, sop_uid, blob_key"
         );
-        let mut q = sqlx::query(&sql).bind(instance.to_string());
+        let mut q = sqlx::query(&sql).bind(partition.index_key());
         for p in &params {
             q = q.bind(p);
         }
@@ -581,7 +583,7 @@ impl Store {
              (SELECT 1 FROM dicom_instances i WHERE i.instance = dicom_series.instance \
              AND i.study_uid = dicom_series.study_uid AND i.series_uid = dicom_series.series_uid)",
         )
-        .bind(instance.to_string())
+        .bind(partition.index_key())
         .bind(scope.study().as_str())
         .execute(&mut *tx)
         .await?;
@@ -590,7 +592,7 @@ impl Store {
              (SELECT 1 FROM dicom_instances i WHERE i.instance = dicom_studies.instance \
              AND i.study_uid = dicom_studies.study_uid)",
         )
-        .bind(instance.to_string())
+        .bind(partition.index_key())
         .bind(scope.study().as_str())
         .execute(&mut *tx)
         .await?;
@@ -600,13 +602,14 @@ impl Store {
         let mut changes = Vec::with_capacity(rows.len());
         for row in &rows {
             changes.push(Change {
+                partition: partition.name.clone(),
                 id: instance_ref(row)?,
                 action: DicomInstanceAction::Deleted,
                 watermark: row.try_get("watermark")?,
             });
             blobs.push(row.try_get::<String, _>("blob_key")?);
         }
-        record_changes(&mut tx, instance, &changes, at, &mut events).await?;
+        record_changes(&mut tx, &partition.instance, &changes, at, &mut events).await?;
         events.insert(&mut tx).await?;
         tx.commit().await?;
         self.wake_relay();
@@ -629,17 +632,26 @@ impl Store {
         }
     }
 
-    /// Removes every row of `instance` (deprovisioning), in the caller's transaction.
+    /// Removes every row of `instance`, in every partition (deprovisioning), in the caller's
+    /// transaction.
     pub async fn delete_instance_rows(
         tx: &mut Transaction<'_, Any>,
         instance: &InstanceName,
     ) -> Result<(), sqlx::Error> {
+        // The index tables hold other partitions under `{instance}/{partition}`.
+        for table in ["dicom_instances", "dicom_series", "dicom_studies"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE instance = $1 OR instance LIKE $2"
+            ))
+            .bind(instance.to_string())
+            .bind(DataPartition::other_keys_pattern(instance))
+            .execute(&mut **tx)
+            .await?;
+        }
         for table in [
-            "dicom_instances",
-            "dicom_series",
-            "dicom_studies",
             "dicom_changefeed",
             "dicom_changefeed_counters",
+            "dicom_partitions",
         ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE instance = $1"))
                 .bind(instance.to_string())

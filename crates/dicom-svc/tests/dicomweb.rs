@@ -1041,6 +1041,7 @@ async fn change_feed_in_order(env: Env) {
         vec![
             "action",
             "metadata",
+            "partitionName",
             "sequence",
             "seriesInstanceUid",
             "sopInstanceUid",
@@ -1054,6 +1055,7 @@ async fn change_feed_in_order(env: Env) {
         "a replaced entry has no metadata"
     );
     assert_eq!(first["studyInstanceUid"], Value::from(study.clone()));
+    assert_eq!(first["partitionName"], Value::from("Microsoft.Default"));
     assert_eq!(first["sopInstanceUid"], Value::from(a.sop.clone()));
     assert_eq!(
         all.iter()

@@ -9,6 +9,8 @@
 //! together. PostgreSQL does not need it: concurrent transactions commit in parallel and
 //! its WAL writer flushes the commit records of all of them in one sync.
 
+use std::sync::Arc;
+
 use hds_core::names::InstanceName;
 use hds_core::outbox::RelayWaker;
 use prometheus::{IntCounter, IntGauge, Registry};
@@ -17,7 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::{ResourceId, ResourceType};
 use crate::error::FhirError;
-use crate::store::{self, Method, Version, Written};
+use crate::search::custom::CustomParams;
+use crate::store::{self, History, Method, Version, Written};
 
 /// Most writes one commit takes.
 const MAX_GROUP: usize = 256;
@@ -33,12 +36,14 @@ pub(crate) enum Work {
         resource: Value,
         method: Method,
         expected: Option<i64>,
+        history: History,
     },
     Delete {
         instance: InstanceName,
         rt: ResourceType,
         id: ResourceId,
         hard: bool,
+        history: History,
     },
 }
 
@@ -112,10 +117,11 @@ impl GroupCommit {
         db: hds_core::db::Database,
         relay: Option<RelayWaker>,
         registry: &Registry,
+        custom: Arc<CustomParams>,
     ) -> Self {
         let (jobs, rx) = mpsc::channel(QUEUE);
         let counters = Counters::new(registry);
-        tokio::spawn(committer(db, rx, relay, counters.clone()));
+        tokio::spawn(committer(db, rx, relay, counters.clone(), custom));
         Self { jobs, counters }
     }
 
@@ -138,6 +144,7 @@ async fn committer(
     mut rx: mpsc::Receiver<Job>,
     relay: Option<RelayWaker>,
     counters: Counters,
+    custom: Arc<CustomParams>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut group = vec![first];
@@ -150,7 +157,7 @@ async fn committer(
         counters.waiting.sub(group.len() as i64);
         counters.committing.set(group.len() as i64);
         let size = group.len() as u64;
-        let committed = commit_group(&db, group).await;
+        let committed = commit_group(&db, group, &custom).await;
         counters.committing.set(0);
         if committed {
             counters.commits.inc();
@@ -163,8 +170,12 @@ async fn committer(
 }
 
 /// Runs and commits one group; says whether it committed.
-async fn commit_group(db: &hds_core::db::Database, group: Vec<Job>) -> bool {
-    let mut tx = match store::WriteTx::begin(db).await {
+async fn commit_group(
+    db: &hds_core::db::Database,
+    group: Vec<Job>,
+    custom: &Arc<CustomParams>,
+) -> bool {
+    let mut tx = match store::WriteTx::begin(db, custom.clone()).await {
         Ok(tx) => tx,
         Err(e) => {
             tracing::error!(error = %e, "group commit: cannot begin");
@@ -209,7 +220,8 @@ async fn run(tx: &mut store::WriteTx, work: Work) -> Result<Done, FhirError> {
             resource,
             method,
             expected,
-        } => store::write_in(tx, &instance, &rt, &id, resource, method, expected)
+            history,
+        } => store::write_in(tx, &instance, &rt, &id, resource, method, expected, history)
             .await
             .map(Done::Written),
         Work::Delete {
@@ -217,7 +229,8 @@ async fn run(tx: &mut store::WriteTx, work: Work) -> Result<Done, FhirError> {
             rt,
             id,
             hard,
-        } => store::delete_in(tx, &instance, &rt, &id, hard)
+            history,
+        } => store::delete_in(tx, &instance, &rt, &id, hard, history)
             .await
             .map(Done::Deleted),
     }

@@ -28,8 +28,7 @@ pub enum VersionPolicy {
     /// Every version is kept, and an update of an existing resource must say which version
     /// it replaces (`If-Match`).
     VersionedUpdate,
-    /// Only the current version is kept. Recorded, not enforced yet: the store keeps every
-    /// version whatever the policy.
+    /// Only the current version is kept (see [`crate::versioning::history`]).
     NoVersion,
 }
 

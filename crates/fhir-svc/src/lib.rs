@@ -159,7 +159,9 @@ pub async fn start_with(
     let max_search_count = settings.fhir.max_search_count;
     let public_base_url = settings.http.public_base_url.clone();
     let db = deps.db;
-    let reindexer = reindex::Reindexer::new(db.clone());
+    // One copy of the instances' custom search parameters for the writers and the reindexer.
+    let custom = std::sync::Arc::<search::custom::CustomParams>::default();
+    let reindexer = reindex::Reindexer::new(db.clone(), custom.clone());
     tokio::spawn(reindexer.clone().run(shutdown.clone()));
     dataplane::start::<FhirError, _, _>(
         spec,
@@ -169,6 +171,7 @@ pub async fn start_with(
                     db,
                     Some(handles.relay.clone()),
                     handles.metrics.registry(),
+                    custom,
                 ),
                 reindexer: reindexer.clone(),
                 max_body_bytes,

@@ -7,6 +7,11 @@
 //! and `after_rkey` move in the same transaction. So a job stopped anywhere (a crash, a
 //! restart) resumes exactly after its last batch, and replicas running the same job take
 //! turns on its row instead of repeating work.
+//!
+//! Custom search parameters (see [`crate::search::custom`]) are indexed by every batch; a
+//! completed job enables those defined at least [`custom::FRESH_FOR`] before it started. A
+//! job starts no sooner than that after the newest definition: by then every replica
+//! indexes new writes with it, so none is left behind the job.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +25,7 @@ use sqlx::{Any, Row, Transaction};
 use tokio::sync::Notify;
 
 use crate::error::FhirError;
+use crate::search::custom::{self, CustomParams};
 use crate::search::index::{self, IndexRows};
 
 /// Resources per transaction.
@@ -87,13 +93,16 @@ impl Job {
 pub struct Reindexer {
     db: Database,
     wake: Arc<Notify>,
+    custom: Arc<CustomParams>,
 }
 
 impl Reindexer {
-    pub fn new(db: Database) -> Self {
+    /// `custom`: the store's copy of the instances' custom parameters.
+    pub fn new(db: Database, custom: Arc<CustomParams>) -> Self {
         Self {
             db,
             wake: Arc::new(Notify::new()),
+            custom,
         }
     }
 
@@ -170,10 +179,15 @@ impl Reindexer {
     }
 
     async fn run_job(&self, id: &str, shutdown: &CancellationToken) -> Result<(), FhirError> {
+        self.settle_definitions(id, shutdown).await?;
+        let instance = self.instance_of(id).await?.unwrap_or_default();
         while !shutdown.is_cancelled() {
             let mut tx = self.db.begin().await?;
-            match batch(&mut tx, id).await {
+            match batch(&mut tx, id, &self.custom).await {
                 Ok(more) => {
+                    // The last batch enables parameters: this replica reads them again once
+                    // it committed.
+                    let _change = (!more).then(|| self.custom.changing(&instance));
                     tx.commit().await?;
                     if !more {
                         return Ok(());
@@ -200,6 +214,45 @@ impl Reindexer {
     }
 }
 
+impl Reindexer {
+    async fn instance_of(&self, id: &str) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT instance FROM fhir_reindex_jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await
+    }
+
+    /// Before a job's first batch: waits until the instance's newest custom definition is
+    /// [`custom::FRESH_FOR`] old, so every replica indexes new writes with it.
+    async fn settle_definitions(
+        &self,
+        id: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<(), FhirError> {
+        let job = sqlx::query("SELECT instance, started_ms FROM fhir_reindex_jobs WHERE id = $1")
+            .bind(id)
+            .fetch_one(self.db.pool())
+            .await?;
+        if job.try_get::<Option<i64>, _>("started_ms")?.is_some() {
+            return Ok(());
+        }
+        let instance: String = job.try_get("instance")?;
+        let params = self.custom.load(self.db.pool(), &instance).await?;
+        let Some(newest) = params.newest_supported_ms() else {
+            return Ok(());
+        };
+        let settled = newest + custom::FRESH_FOR.as_millis() as i64;
+        let wait = settled - Utc::now().timestamp_millis();
+        if wait > 0 {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Why a batch did not go through.
 enum Failure {
     /// The database: the job stays open and is tried again.
@@ -215,7 +268,11 @@ impl From<sqlx::Error> for Failure {
 }
 
 /// Reindexes the job's next batch in `tx`; false once the job is complete.
-async fn batch(tx: &mut Transaction<'static, Any>, id: &str) -> Result<bool, Failure> {
+async fn batch(
+    tx: &mut Transaction<'static, Any>,
+    id: &str,
+    custom: &CustomParams,
+) -> Result<bool, Failure> {
     // Taking the job's row first orders replicas working on it (a row lock on PostgreSQL,
     // the write lock on SQLite); its cursor is read under that lock.
     let now = Utc::now().timestamp_millis();
@@ -227,12 +284,14 @@ async fn batch(tx: &mut Transaction<'static, Any>, id: &str) -> Result<bool, Fai
     .bind(now)
     .execute(&mut **tx)
     .await?;
-    let job = sqlx::query("SELECT instance, after_rkey FROM fhir_reindex_jobs WHERE id = $1")
-        .bind(id)
-        .fetch_one(&mut **tx)
-        .await?;
+    let job =
+        sqlx::query("SELECT instance, after_rkey, started_ms FROM fhir_reindex_jobs WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut **tx)
+            .await?;
     let instance: String = job.try_get("instance")?;
     let after: Option<i64> = job.try_get("after_rkey")?;
+    let started: i64 = job.try_get::<Option<i64>, _>("started_ms")?.unwrap_or(now);
     let rows = sqlx::query(
         "SELECT c.resource_type, c.rkey, v.body FROM fhir_current c \
          JOIN fhir_versions v ON v.instance = c.instance AND v.resource_type = c.resource_type \
@@ -252,7 +311,12 @@ async fn batch(tx: &mut Transaction<'static, Any>, id: &str) -> Result<bool, Fai
         .bind(now)
         .execute(&mut **tx)
         .await?;
+        custom::enable_covered(tx, &instance, started).await?;
         return Ok(false);
+    };
+    let params = match custom.cached(&instance) {
+        Some(p) => p,
+        None => custom.load(&mut **tx, &instance).await?,
     };
     let last: i64 = last.try_get("rkey")?;
     let mut keys = Vec::with_capacity(rows.len());
@@ -263,7 +327,7 @@ async fn batch(tx: &mut Transaction<'static, Any>, id: &str) -> Result<bool, Fai
         let body: String = row.try_get("body")?;
         let resource: Value = serde_json::from_str(&body)
             .map_err(|e| Failure::Job(format!("{rt} with key {rkey} is not JSON: {e}")))?;
-        fresh.add(&instance, &rt, rkey, &resource);
+        fresh.add(&instance, &rt, rkey, &resource, params.indexed(&rt));
         keys.push(rkey);
     }
     index::remove_all(tx, &keys).await?;

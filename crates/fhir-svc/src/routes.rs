@@ -4,7 +4,7 @@ use actix_web::web;
 
 use crate::handlers::{
     bundle, capabilities, create, delete, history, patch, purge_history, read, reindex, search,
-    update, validate, vread,
+    search_parameter_status, update, validate, vread,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -32,6 +32,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/{instance}", web::get().to(search::search_system))
         .route("/{instance}/", web::get().to(search::search_system))
         // Operations before the interactions whose `{id}` they would otherwise fill.
+        .route(
+            "/{instance}/SearchParameter/$status",
+            web::get().to(search_parameter_status::status),
+        )
         .route(
             "/{instance}/{type}/$validate",
             web::post().to(validate::validate_type),

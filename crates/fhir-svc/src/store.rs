@@ -6,6 +6,8 @@
 //! the version: `If-Match` is a `WHERE version = n` on that update, so of concurrent writers
 //! with the same expectation exactly one succeeds.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, TimeZone, Utc};
 use hds_core::db::{Backend, Cell, Database, Migrations, Rows};
 use hds_core::events::v1::{FhirResourceAction, FhirResourceEvent};
@@ -19,6 +21,7 @@ use tokio::task::JoinHandle;
 use crate::domain::{instant, ResourceId, ResourceType};
 use crate::error::FhirError;
 use crate::group_commit::{Done, GroupCommit, Work};
+use crate::search::custom::{self, Catalog, CustomParams, InstanceParams};
 use crate::search::index::IndexRows;
 use crate::search::keys;
 
@@ -103,6 +106,10 @@ pub struct WriteTx {
     queued: Queued,
     /// Rows sent ahead while the writer goes on: the task gives the transaction back.
     inflight: Option<SendingAhead>,
+    /// The instances' custom search parameters, which writes index too.
+    custom: Arc<CustomParams>,
+    /// Held while this transaction changes instances' SearchParameters, dropped after it.
+    changing_definitions: Vec<custom::Change>,
 }
 
 /// A task inserting rows in the transaction; it ends with the transaction and the outcome.
@@ -180,16 +187,45 @@ impl Queued {
 }
 
 impl WriteTx {
-    pub(crate) async fn begin(db: &Database) -> Result<Self, FhirError> {
-        Ok(Self::new(db.begin().await?))
+    pub(crate) async fn begin(db: &Database, custom: Arc<CustomParams>) -> Result<Self, FhirError> {
+        Ok(Self::new(db.begin().await?, custom))
     }
 
-    fn new(tx: Transaction<'static, Any>) -> Self {
+    fn new(tx: Transaction<'static, Any>, custom: Arc<CustomParams>) -> Self {
         Self {
             tx: Some(tx),
             queued: Queued::default(),
             inflight: None,
+            custom,
+            changing_definitions: Vec::new(),
         }
+    }
+
+    /// The custom search parameters of `instance` (read in this transaction when this replica
+    /// has no fresh copy).
+    pub async fn custom_params(
+        &mut self,
+        instance: &InstanceName,
+    ) -> Result<Arc<InstanceParams>, FhirError> {
+        let inst = instance.to_string();
+        if let Some(p) = self.custom.cached(&inst) {
+            return Ok(p);
+        }
+        let custom = self.custom.clone();
+        Ok(custom.load(&mut **self.conn().await?, &inst).await?)
+    }
+
+    /// Records what a SearchParameter resource now defines (`None`: nothing).
+    async fn record_definition(
+        &mut self,
+        instance: &str,
+        id: &ResourceId,
+        definition: Option<&custom::Definition>,
+    ) -> Result<(), FhirError> {
+        self.changing_definitions
+            .push(self.custom.changing(instance));
+        custom::record(self.conn().await?, instance, id, definition).await?;
+        Ok(())
     }
 
     /// The transaction, with every queued row sent: for reads and in-place changes.
@@ -261,7 +297,12 @@ impl WriteTx {
     pub(crate) async fn commit(mut self) -> Result<(), FhirError> {
         self.conn().await?;
         match self.tx.take() {
-            Some(tx) => Ok(tx.commit().await?),
+            Some(tx) => {
+                tx.commit().await?;
+                // Once committed, this replica reads the definitions again.
+                self.changing_definitions.clear();
+                Ok(())
+            }
             None => Err(FhirError::Internal("the transaction was lost".into())),
         }
     }
@@ -306,6 +347,7 @@ pub enum HistoryScope {
 pub struct Store {
     db: Database,
     relay: Option<hds_core::outbox::RelayWaker>,
+    custom: Arc<CustomParams>,
     /// Single-resource writes go through group commit (on SQLite; see `group_commit`).
     group: Option<GroupCommit>,
 }
@@ -368,20 +410,38 @@ impl Store {
         Self {
             db,
             relay,
+            custom: Arc::default(),
             group: None,
         }
     }
 
     /// A store whose single-resource writes share commits when the database needs it to
-    /// (SQLite); its counters go to `registry`.
+    /// (SQLite); its counters go to `registry`. `custom`: this replica's copy of the
+    /// instances' custom search parameters (the reindexer shares it).
     pub fn with_group_commit(
         db: Database,
         relay: Option<hds_core::outbox::RelayWaker>,
         registry: &prometheus::Registry,
+        custom: Arc<CustomParams>,
     ) -> Self {
         let group = (db.backend() == Backend::Sqlite)
-            .then(|| GroupCommit::start(db.clone(), relay.clone(), registry));
-        Self { db, relay, group }
+            .then(|| GroupCommit::start(db.clone(), relay.clone(), registry, custom.clone()));
+        Self {
+            db,
+            relay,
+            custom,
+            group,
+        }
+    }
+
+    /// The search parameters requests of `instance` may name.
+    pub async fn catalog(&self, instance: &InstanceName) -> Result<Catalog, FhirError> {
+        let inst = instance.to_string();
+        let params = match self.custom.cached(&inst) {
+            Some(p) => p,
+            None => self.custom.load(self.db.pool(), &inst).await?,
+        };
+        Ok(Catalog::new(params))
     }
 
     /// The current version (possibly a deletion), if the resource ever existed.
@@ -539,7 +599,7 @@ impl Store {
     /// A transaction for several operations (a transaction bundle); finish it with
     /// [`Store::commit`].
     pub async fn begin(&self) -> Result<WriteTx, FhirError> {
-        Ok(WriteTx::new(self.db.begin().await?))
+        Ok(WriteTx::new(self.db.begin().await?, self.custom.clone()))
     }
 
     pub async fn commit(&self, tx: WriteTx) -> Result<(), FhirError> {
@@ -550,6 +610,7 @@ impl Store {
 
     /// Writes a new version of `resource` (create, update or patch). `expected` is the
     /// `If-Match` version: the write happens only if it is the current one.
+    #[allow(clippy::too_many_arguments)]
     pub async fn write(
         &self,
         instance: &InstanceName,
@@ -558,6 +619,7 @@ impl Store {
         resource: Value,
         method: Method,
         expected: Option<i64>,
+        history: History,
     ) -> Result<Written, FhirError> {
         if let Some(group) = &self.group {
             let work = Work::Write {
@@ -567,6 +629,7 @@ impl Store {
                 resource,
                 method,
                 expected,
+                history,
             };
             return match group.submit(work).await? {
                 Done::Written(w) => Ok(w),
@@ -574,7 +637,10 @@ impl Store {
             };
         }
         let mut tx = self.begin().await?;
-        let written = write_in(&mut tx, instance, rt, id, resource, method, expected).await?;
+        let written = write_in(
+            &mut tx, instance, rt, id, resource, method, expected, history,
+        )
+        .await?;
         self.commit(tx).await?;
         Ok(written)
     }
@@ -587,6 +653,7 @@ impl Store {
         rt: &ResourceType,
         id: &ResourceId,
         hard: bool,
+        history: History,
     ) -> Result<Option<Version>, FhirError> {
         if let Some(group) = &self.group {
             let work = Work::Delete {
@@ -594,6 +661,7 @@ impl Store {
                 rt: rt.clone(),
                 id: id.clone(),
                 hard,
+                history,
             };
             return match group.submit(work).await? {
                 Done::Deleted(v) => Ok(v),
@@ -601,7 +669,7 @@ impl Store {
             };
         }
         let mut tx = self.begin().await?;
-        let deleted = delete_in(&mut tx, instance, rt, id, hard).await?;
+        let deleted = delete_in(&mut tx, instance, rt, id, hard, history).await?;
         self.commit(tx).await?;
         Ok(deleted)
     }
@@ -683,7 +751,7 @@ impl Store {
         instance: &InstanceName,
     ) -> Result<(), sqlx::Error> {
         crate::search::index::delete_instance(tx, instance).await?;
-        for table in ["fhir_current", "fhir_versions"] {
+        for table in ["fhir_current", "fhir_versions", "fhir_search_params"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE instance = $1"))
                 .bind(instance.to_string())
                 .execute(&mut **tx)
@@ -736,9 +804,10 @@ pub async fn backfill_index(db: &Database) -> Result<u64, hds_core::db::DbError>
             .bind(rkey)
             .execute(&mut *tx)
             .await?;
-            // A deleted resource (no body) has a key and no index rows.
+            // A deleted resource (no body) has a key and no index rows. (Databases this old
+            // had no custom parameters: R4's are all there is to index.)
             if let Some(resource) = body.and_then(|b| serde_json::from_str::<Value>(&b).ok()) {
-                index.add(&inst, &rt, rkey, &resource);
+                index.add(&inst, &rt, rkey, &resource, &[]);
             }
         }
         index.insert(&mut tx).await?;
@@ -880,12 +949,15 @@ pub struct NewResource {
     /// The resource as stored.
     text: String,
     index: IndexRows,
+    /// What it defines, if it is a SearchParameter.
+    definition: Option<custom::Definition>,
 }
 
 impl NewResource {
     /// Stamps version 1 on `resource`, validates it as it will be stored and extracts its
-    /// index rows; CPU work only. Unless `keep`, the parsed resource is dropped here: its
-    /// stored text is all a bundle's response needs.
+    /// index rows (R4's parameters and the instance's `custom` ones); CPU work only. Unless
+    /// `keep`, the parsed resource is dropped here: its stored text is all a bundle's
+    /// response needs.
     pub fn prepare(
         instance: &InstanceName,
         rt: &ResourceType,
@@ -893,14 +965,23 @@ impl NewResource {
         mut resource: Value,
         at: DateTime<Utc>,
         keep: bool,
+        custom: &InstanceParams,
     ) -> Result<Self, FhirError> {
         stamp(&mut resource, id, 1, at);
         crate::validation::check(&resource)?;
+        let definition = definition_of(rt, &resource)?;
         let inst = instance.to_string();
         let rkey = keys::resource(&inst, rt.as_str(), id.as_str());
         let mut index = IndexRows::default();
-        index.add(&inst, rt.as_str(), rkey, &resource);
+        index.add(
+            &inst,
+            rt.as_str(),
+            rkey,
+            &resource,
+            custom.indexed(rt.as_str()),
+        );
         Ok(Self {
+            definition,
             resource_type: rt.clone(),
             id: id.clone(),
             rkey,
@@ -909,6 +990,18 @@ impl NewResource {
             resource: keep.then_some(resource),
             index,
         })
+    }
+}
+
+/// What a resource defines as a custom search parameter, if it is a SearchParameter.
+fn definition_of(
+    rt: &ResourceType,
+    resource: &Value,
+) -> Result<Option<custom::Definition>, FhirError> {
+    if rt.as_str() == custom::SEARCH_PARAMETER {
+        custom::Definition::of(resource)
+    } else {
+        Ok(None)
     }
 }
 
@@ -921,6 +1014,9 @@ pub async fn create_in(
 ) -> Result<(Written, String), FhirError> {
     let inst = instance.to_string();
     let (rt, id) = (&new.resource_type, &new.id);
+    if let Some(definition) = &new.definition {
+        tx.record_definition(&inst, id, Some(definition)).await?;
+    }
     let at_ms = new.at.timestamp_millis();
     tx.queued.current.push([
         Cell::from(inst.as_str()),
@@ -958,6 +1054,17 @@ pub async fn create_in(
     Ok((written, new.text))
 }
 
+/// What becomes of the versions a write replaces: kept for history and vread (`versioned`,
+/// `versioned-update`), or dropped in the same transaction (`no-version`: Azure keeps no
+/// history, but `meta.versionId` still counts up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum History {
+    #[default]
+    Keep,
+    Discard,
+}
+
+#[allow(clippy::too_many_arguments)]
 pub async fn write_in(
     tx: &mut WriteTx,
     instance: &InstanceName,
@@ -966,11 +1073,14 @@ pub async fn write_in(
     mut resource: Value,
     method: Method,
     expected: Option<i64>,
+    history: History,
 ) -> Result<Written, FhirError> {
     let now = Utc::now();
+    let custom = tx.custom_params(instance).await?;
     // A server-assigned id is new: nothing to read, so its rows just join the queue.
     if method == Method::Post && expected.is_none() {
-        let new = NewResource::prepare(instance, rt, id, resource, now, true)?;
+        // (A new resource has no earlier versions for `history` to drop.)
+        let new = NewResource::prepare(instance, rt, id, resource, now, true, &custom)?;
         return Ok(create_in(tx, instance, new).await?.0);
     }
     let now_ms = now.timestamp_millis();
@@ -981,8 +1091,15 @@ pub async fn write_in(
     stamp(&mut resource, id, version, now);
     // Checked as it will be stored (with the id and meta set here): nothing invalid is kept.
     crate::validation::check(&resource)?;
+    if rt.as_str() == custom::SEARCH_PARAMETER {
+        let definition = definition_of(rt, &resource)?;
+        tx.record_definition(&inst, id, definition.as_ref()).await?;
+    }
     if version > 1 {
         crate::search::index::remove(tx.conn().await?, rkey).await?;
+        if history == History::Discard {
+            discard_versions_before(tx.conn().await?, &inst, rt, id, version).await?;
+        }
     }
     tx.queued.types.insert(rt.to_string());
     tx.queued.versions.push([
@@ -994,7 +1111,13 @@ pub async fn write_in(
         Cell::from(method.as_str()),
         Cell::Text(resource.to_string()),
     ]);
-    tx.queued.index.add(&inst, rt.as_str(), rkey, &resource);
+    tx.queued.index.add(
+        &inst,
+        rt.as_str(),
+        rkey,
+        &resource,
+        custom.indexed(rt.as_str()),
+    );
     let action = if created {
         FhirResourceAction::Created
     } else {
@@ -1120,9 +1243,14 @@ pub async fn delete_in(
     rt: &ResourceType,
     id: &ResourceId,
     hard: bool,
+    history: History,
 ) -> Result<Option<Version>, FhirError> {
     let inst = instance.to_string();
     let now = Utc::now();
+    if rt.as_str() == custom::SEARCH_PARAMETER {
+        // A deleted SearchParameter defines nothing (a no-op when there is none to delete).
+        tx.record_definition(&inst, id, None).await?;
+    }
     if hard {
         let conn = tx.conn().await?;
         let gone = sqlx::query(
@@ -1164,6 +1292,9 @@ pub async fn delete_in(
     };
     let version: i64 = row.try_get("version")?;
     crate::search::index::remove(conn, keys::resource(&inst, rt.as_str(), id.as_str())).await?;
+    if history == History::Discard {
+        discard_versions_before(conn, &inst, rt, id, version).await?;
+    }
     tx.queued.types.insert(rt.to_string());
     tx.queued.versions.push([
         Cell::from(inst.as_str()),
@@ -1183,6 +1314,28 @@ pub async fn delete_in(
         method: Method::Delete,
         body: None,
     }))
+}
+
+/// Removes the versions of a resource older than `version` (the one being written; it is
+/// queued, not stored yet, so it is never among them).
+async fn discard_versions_before(
+    tx: &mut Transaction<'static, Any>,
+    inst: &str,
+    rt: &ResourceType,
+    id: &ResourceId,
+    version: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM fhir_versions WHERE instance = $1 AND resource_type = $2 AND id = $3 \
+         AND version < $4",
+    )
+    .bind(inst)
+    .bind(rt.as_str())
+    .bind(id.as_str())
+    .bind(version)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Azure's FHIR event data: resource type, service, id, version.

@@ -4,11 +4,14 @@
 //! `IfMatchHeaderRequiredForResource`). Creating a resource (update-as-create, or a resource
 //! whose current version is a deletion) needs no version.
 //!
-//! `no-version` is accepted and recorded but not enforced: every version is still kept.
+//! Under `no-version` a write keeps only the version it makes: the ones it replaces are
+//! dropped in its transaction (history and vread no longer find them), while
+//! `meta.versionId` still counts up, as Azure documents.
 
 use crate::domain::ResourceType;
 use crate::error::FhirError;
 use crate::instance_config::{InstanceConfig, VersionPolicy};
+use crate::store::History;
 
 /// Refuses an update of an existing resource of type `rt` without `If-Match` where the
 /// instance's policy asks for one. `exists`: the resource has a current, undeleted version.
@@ -29,6 +32,14 @@ pub fn check_update(
 /// Whether writes of `rt` must carry `If-Match` whenever the resource exists.
 pub fn requires_if_match(config: &InstanceConfig, rt: &ResourceType) -> bool {
     config.versions.of(rt) == VersionPolicy::VersionedUpdate
+}
+
+/// Whether a write of `rt` keeps the versions it replaces.
+pub fn history(config: &InstanceConfig, rt: &ResourceType) -> History {
+    match config.versions.of(rt) {
+        VersionPolicy::NoVersion => History::Discard,
+        VersionPolicy::Versioned | VersionPolicy::VersionedUpdate => History::Keep,
+    }
 }
 
 #[cfg(test)]

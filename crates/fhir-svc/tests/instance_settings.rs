@@ -413,3 +413,114 @@ async fn versioned_update_requires_if_match_on_existing_resources() {
     assert_eq!(header(&res, "etag").as_deref(), Some("W/\"5\""));
     env.stop().await;
 }
+
+/// The versions of a resource its `_history` lists, newest first.
+async fn history_versions(env: &Env, path: &str) -> Vec<String> {
+    let bundle: Value = reqwest::get(env.url(&format!("{path}/_history")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    bundle["entry"]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|e| {
+                    let request = &e["request"]["method"];
+                    let version = e["response"]["etag"].as_str().unwrap_or_default();
+                    format!("{} {version}", request.as_str().unwrap_or_default())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn status_of(env: &Env, path: &str) -> StatusCode {
+    reqwest::get(env.url(path)).await.unwrap().status()
+}
+
+#[tokio::test]
+async fn no_version_keeps_only_the_current_version() {
+    let env = Env::kafka().await;
+    provision(
+        &env,
+        "ws1-nover",
+        json!({"resourceVersionPolicyConfiguration": {
+            "default": "versioned",
+            "resourceTypeOverrides": {"Patient": "no-version"}
+        }}),
+    )
+    .await;
+    let patient = json!({"resourceType": "Patient", "id": "p1", "active": true});
+    let obs = json!({"resourceType": "Observation", "id": "o1", "status": "final",
+        "code": {"text": "x"}});
+    for _ in 0..2 {
+        put(&env, "/ws1-nover/Patient/p1", &patient, None).await;
+        put(&env, "/ws1-nover/Observation/o1", &obs, None).await;
+    }
+
+    // The version still counts up, but the replaced one is gone.
+    assert_eq!(
+        history_versions(&env, "/ws1-nover/Patient/p1").await,
+        ["PUT W/\"2\""]
+    );
+    assert_eq!(
+        status_of(&env, "/ws1-nover/Patient/p1/_history/1").await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        status_of(&env, "/ws1-nover/Patient/p1/_history/2").await,
+        StatusCode::OK
+    );
+    // Other types keep their history.
+    assert_eq!(
+        history_versions(&env, "/ws1-nover/Observation/o1").await,
+        ["PUT W/\"2\"", "PUT W/\"1\""]
+    );
+
+    // Patch, a transaction entry and delete drop what they replace as well.
+    assert_eq!(
+        json_patch(&env, "/ws1-nover/Patient/p1", None)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        history_versions(&env, "/ws1-nover/Patient/p1").await,
+        ["PATCH W/\"3\""]
+    );
+    let transaction = reqwest::Client::new()
+        .post(env.url("/ws1-nover"))
+        .header("content-type", "application/fhir+json")
+        .body(
+            json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+                {"resource": patient, "request": {"method": "PUT", "url": "Patient/p1"}}
+            ]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(transaction.status(), StatusCode::OK);
+    assert_eq!(
+        history_versions(&env, "/ws1-nover/Patient/p1").await,
+        ["PUT W/\"4\""]
+    );
+    let deleted = reqwest::Client::new()
+        .delete(env.url("/ws1-nover/Patient/p1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        history_versions(&env, "/ws1-nover/Patient/p1").await,
+        ["DELETE W/\"5\""]
+    );
+    assert_eq!(
+        status_of(&env, "/ws1-nover/Patient/p1").await,
+        StatusCode::GONE
+    );
+    env.stop().await;
+}

@@ -1181,6 +1181,11 @@ macro_rules! rest_suite {
                 super::reindex_resumes_after_its_last_batch(Env::$backend().await).await
             }
             #[tokio::test]
+            async fn custom_search_parameter_is_searchable_after_reindex() {
+                super::custom_search_parameter_is_searchable_after_reindex(Env::$backend().await)
+                    .await
+            }
+            #[tokio::test]
             async fn malformed_search_input_is_a_clear_error() {
                 super::malformed_search_input_is_a_clear_error(Env::$backend().await).await
             }
@@ -2691,6 +2696,172 @@ fn parameter(parameters: &Value, name: &str) -> Value {
         .find(|p| p["name"] == name)
         .cloned()
         .unwrap_or(Value::Null)
+}
+
+/// The status `$status` reports for the custom parameter `code` (`None`: not listed).
+async fn custom_status(fhir: &Fhir, code: &str) -> Option<String> {
+    let answer = fhir.get("/SearchParameter/$status").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let part = |p: &Value, name: &str| -> Value {
+        parameter(&json!({"parameter": p["part"]}), name)["valueString"].clone()
+    };
+    answer.body["parameter"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| part(p, "code") == code)
+        .map(|p| part(p, "status").as_str().unwrap().to_owned())
+}
+
+/// A SearchParameter resource defines a parameter: indexed on write at once (searchable
+/// with `x-ms-use-partial-indices`), searchable everywhere once `$reindex` has covered the
+/// resources stored before it, gone when the SearchParameter is deleted.
+async fn custom_search_parameter_is_searchable_after_reindex(env: Env) {
+    let fhir = Fhir::on(&env, "ws1-fhir").await;
+    let patient = |id: &str, colour: &str| {
+        json!({"resourceType": "Patient", "id": id, "extension": [
+            {"url": "http://example.org/eye-colour", "valueCode": colour}]})
+    };
+    for (id, colour) in [("p1-old-blue", "blue"), ("p2-old-brown", "brown")] {
+        assert_eq!(
+            fhir.put(&format!("/Patient/{id}"), patient(id, colour))
+                .await
+                .status,
+            201
+        );
+    }
+    let definition = json!({"resourceType": "SearchParameter", "id": "eye-colour",
+        "url": "http://example.org/SearchParameter/eye-colour", "name": "EyeColour",
+        "status": "active", "description": "A patient's eye colour", "code": "eye-colour",
+        "base": ["Patient"], "type": "token",
+        "expression": "Patient.extension('http://example.org/eye-colour').value"});
+    let created = fhir
+        .put("/SearchParameter/eye-colour", definition.clone())
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(
+        fhir.put("/Patient/p3-new-blue", patient("p3-new-blue", "blue"))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        custom_status(&fhir, "eye-colour").await.as_deref(),
+        Some("Supported")
+    );
+
+    // Before a reindex: ignored with a warning (all three match), refused when strict...
+    let lenient = fhir.get("/Patient?eye-colour=blue").await;
+    assert_eq!(ids_of(&lenient.body).len(), 3, "{}", lenient.body);
+    assert!(lenient.body.to_string().contains("eye-colour"));
+    let strict = fhir
+        .call(
+            Method::GET,
+            "/Patient?eye-colour=blue",
+            None,
+            &[("prefer", "handling=strict")],
+        )
+        .await;
+    assert_eq!(strict.status, 400);
+    // ...and with partial indices, only what was written since matches.
+    let partial = fhir
+        .call(
+            Method::GET,
+            "/Patient?eye-colour=blue",
+            None,
+            &[("x-ms-use-partial-indices", "true")],
+        )
+        .await;
+    assert_eq!(ids_of(&partial.body), ["p3-new-blue"]);
+
+    let started = fhir
+        .call(
+            Method::POST,
+            "/$reindex",
+            Some(json!({"resourceType": "Parameters"})),
+            &[],
+        )
+        .await;
+    assert_eq!(started.status, 201, "{}", started.body);
+    reindex_completed(&fhir, started.body["id"].as_str().unwrap()).await;
+    assert_eq!(
+        custom_status(&fhir, "eye-colour").await.as_deref(),
+        Some("Enabled")
+    );
+
+    // Searchable as any parameter: values, :not, chains, conditional create, sort.
+    assert_eq!(
+        ids_of(&fhir.get("/Patient?eye-colour=blue").await.body),
+        ["p1-old-blue", "p3-new-blue"]
+    );
+    assert_eq!(
+        ids_of(&fhir.get("/Patient?eye-colour:not=blue").await.body),
+        ["p2-old-brown"]
+    );
+    let obs = fhir
+        .post(
+            "/Observation",
+            json!({"resourceType": "Observation", "status": "final",
+            "code": {"text": "eyes"}, "subject": {"reference": "Patient/p2-old-brown"}}),
+        )
+        .await;
+    assert_eq!(obs.status, 201);
+    assert_eq!(
+        ids_of(
+            &fhir
+                .get("/Observation?subject:Patient.eye-colour=brown")
+                .await
+                .body
+        ),
+        [obs.body["id"].as_str().unwrap()]
+    );
+    let exists = fhir
+        .call(
+            Method::POST,
+            "/Patient",
+            Some(patient("ignored", "brown")),
+            &[("if-none-exist", "eye-colour=brown")],
+        )
+        .await;
+    assert_eq!(exists.status, 200, "{}", exists.body);
+    assert_eq!(exists.body["id"], "p2-old-brown");
+    assert_eq!(
+        ids_of(&fhir.get("/Patient?_sort=eye-colour").await.body),
+        ["p1-old-blue", "p3-new-blue", "p2-old-brown"]
+    );
+
+    // Definitions that cannot work are refused and leave nothing behind.
+    for bad in [
+        json!({"resourceType": "SearchParameter", "url": "http://example.org/sp/x", "name": "X",
+            "status": "active", "description": "x", "code": "broken", "base": ["Patient"],
+            "type": "token", "expression": "Patient.("}),
+        json!({"resourceType": "SearchParameter", "url": "http://example.org/sp/y", "name": "Y",
+            "status": "active", "description": "y", "code": "eye-colour", "base": ["Patient"],
+            "type": "string", "expression": "Patient.gender"}),
+    ] {
+        let refused = fhir.post("/SearchParameter", bad).await;
+        assert_eq!(refused.status, 400, "{}", refused.body);
+        assert!(refused.is_outcome());
+    }
+    assert_eq!(custom_status(&fhir, "broken").await, None);
+    let listed = fhir.get("/SearchParameter?_summary=count").await;
+    assert_eq!(listed.body["total"], 1, "{}", listed.body);
+
+    // Deleted, it defines nothing: ignored again.
+    let deleted = fhir
+        .call(Method::DELETE, "/SearchParameter/eye-colour", None, &[])
+        .await;
+    assert_eq!(deleted.status, 204);
+    assert_eq!(custom_status(&fhir, "eye-colour").await, None);
+    let strict = fhir
+        .call(
+            Method::GET,
+            "/Patient?eye-colour=blue",
+            None,
+            &[("prefer", "handling=strict")],
+        )
+        .await;
+    assert_eq!(strict.status, 400);
 }
 
 /// Polls reindex job `job` until it is Completed (within a minute); its last report.

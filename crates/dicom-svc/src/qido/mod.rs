@@ -18,19 +18,20 @@ use hds_core::auth::Permission;
 use crate::dicomweb::media::{self, DICOM_JSON};
 use crate::domain::{SeriesUid, StudyUid};
 use crate::error::DicomError;
-use crate::http::{DicomCaller, DicomState, Instance, Version};
+use crate::http::{DicomCaller, DicomState, Version};
+use crate::partitions::Partitioned;
 use attributes::Level;
 use query::{Query, Target};
 
 async fn search(
     req: HttpRequest,
     caller: DicomCaller,
-    instance: Instance,
+    partition: Partitioned,
     state: web::Data<DicomState>,
     level: Level,
 ) -> Result<HttpResponse, DicomError> {
     caller.require(Permission::Read)?;
-    let Instance(instance) = instance;
+    let Partitioned(partition) = partition;
     media::require_dicom_json(&req)?;
     let info = req.match_info();
     let target = Target {
@@ -44,12 +45,12 @@ async fn search(
         .into_inner();
     let query = Query::parse(target, &pairs)?;
     let db = state.store.db();
-    let hits = search::page(db, &instance, &query).await?;
+    let hits = search::page(db, &partition, &query).await?;
     if hits.is_empty() {
         return Ok(HttpResponse::NoContent().finish());
     }
     let wanted = |tag| response::wants_computed(&query, tag);
-    let computed = search::computed(db, &instance, level, &hits, &wanted).await?;
+    let computed = search::computed(db, &partition, level, &hits, &wanted).await?;
     let body = response::write(&query, &hits, &computed);
     Ok(HttpResponse::Ok().content_type(DICOM_JSON).body(body))
 }
@@ -57,29 +58,29 @@ async fn search(
 pub async fn studies(
     req: HttpRequest,
     caller: DicomCaller,
-    instance: Instance,
     _version: Version,
+    partition: Partitioned,
     state: web::Data<DicomState>,
 ) -> Result<HttpResponse, DicomError> {
-    search(req, caller, instance, state, Level::Study).await
+    search(req, caller, partition, state, Level::Study).await
 }
 
 pub async fn series(
     req: HttpRequest,
     caller: DicomCaller,
-    instance: Instance,
     _version: Version,
+    partition: Partitioned,
     state: web::Data<DicomState>,
 ) -> Result<HttpResponse, DicomError> {
-    search(req, caller, instance, state, Level::Series).await
+    search(req, caller, partition, state, Level::Series).await
 }
 
 pub async fn instances(
     req: HttpRequest,
     caller: DicomCaller,
-    instance: Instance,
     _version: Version,
+    partition: Partitioned,
     state: web::Data<DicomState>,
 ) -> Result<HttpResponse, DicomError> {
-    search(req, caller, instance, state, Level::Instance).await
+    search(req, caller, partition, state, Level::Instance).await
 }

@@ -11,12 +11,12 @@
 use std::collections::{BTreeSet, HashMap};
 
 use hds_core::db::Database;
-use hds_core::names::InstanceName;
 use sqlx::Row;
 
 use super::attributes::{Kind, Level};
 use super::query::{escape_like, Matcher, Query};
 use crate::error::DicomError;
+use crate::partitions::DataPartition;
 
 /// One result row: its UIDs and the stored attributes of each returned level.
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ pub struct Computed {
     pub series_instances: HashMap<(String, String), i64>,
 }
 
-/// SQL text with its parameters (`$1` is always the service instance).
+/// SQL text with its parameters (`$1` is always the data partition's index key).
 struct Sql {
     text: String,
     params: Vec<String>,
@@ -59,11 +59,11 @@ fn alias(level: Level) -> &'static str {
     }
 }
 
-fn page_sql(instance: &InstanceName, q: &Query) -> Sql {
+fn page_sql(partition: &DataPartition, q: &Query) -> Sql {
     let levels = q.target.levels();
     let mut sql = Sql {
         text: String::new(),
-        params: vec![instance.to_string()],
+        params: vec![partition.index_key()],
     };
     let top = q.target.level;
     let base = alias(top);
@@ -184,10 +184,10 @@ fn page_sql(instance: &InstanceName, q: &Query) -> Sql {
 /// The page of results of `q`, newest first.
 pub async fn page(
     db: &Database,
-    instance: &InstanceName,
+    partition: &DataPartition,
     q: &Query,
 ) -> Result<Vec<Hit>, DicomError> {
-    let sql = page_sql(instance, q);
+    let sql = page_sql(partition, q);
     let mut query = sqlx::query(&sql.text);
     for p in &sql.params {
         query = query.bind(p);
@@ -224,13 +224,13 @@ pub async fn page(
 /// Rows of `sql` over the page's study UIDs (`$2...`).
 async fn over_studies(
     db: &Database,
-    instance: &InstanceName,
+    partition: &DataPartition,
     sql: &str,
     studies: &[&str],
 ) -> Result<Vec<sqlx::any::AnyRow>, DicomError> {
     let list: Vec<String> = (0..studies.len()).map(|i| format!("${}", i + 2)).collect();
     let text = sql.replace("{studies}", &list.join(", "));
-    let mut q = sqlx::query(&text).bind(instance.to_string());
+    let mut q = sqlx::query(&text).bind(partition.index_key());
     for s in studies {
         q = q.bind(*s);
     }
@@ -240,7 +240,7 @@ async fn over_studies(
 /// The computed attributes `wanted` for the hits of a page.
 pub async fn computed(
     db: &Database,
-    instance: &InstanceName,
+    partition: &DataPartition,
     level: Level,
     hits: &[Hit],
     wanted: &dyn Fn(dicom_core::Tag) -> bool,
@@ -259,7 +259,7 @@ pub async fn computed(
     if level == Level::Study && wanted(tags::MODALITIES_IN_STUDY) {
         let rows = over_studies(
             db,
-            instance,
+            partition,
             "SELECT study_uid, modality FROM dicom_series WHERE instance = $1 \
              AND study_uid IN ({studies}) AND modality IS NOT NULL",
             &studies,
@@ -275,7 +275,7 @@ pub async fn computed(
     if level == Level::Study && wanted(tags::NUMBER_OF_STUDY_RELATED_SERIES) {
         let rows = over_studies(
             db,
-            instance,
+            partition,
             "SELECT study_uid, COUNT(*) AS n FROM dicom_series WHERE instance = $1 \
              AND study_uid IN ({studies}) GROUP BY study_uid",
             &studies,
@@ -289,7 +289,7 @@ pub async fn computed(
     if level == Level::Study && wanted(tags::NUMBER_OF_STUDY_RELATED_INSTANCES) {
         let rows = over_studies(
             db,
-            instance,
+            partition,
             "SELECT study_uid, COUNT(*) AS n FROM dicom_instances WHERE instance = $1 \
              AND study_uid IN ({studies}) GROUP BY study_uid",
             &studies,
@@ -303,7 +303,7 @@ pub async fn computed(
     if level == Level::Series && wanted(tags::NUMBER_OF_SERIES_RELATED_INSTANCES) {
         let rows = over_studies(
             db,
-            instance,
+            partition,
             "SELECT study_uid, series_uid, COUNT(*) AS n FROM dicom_instances \
              WHERE instance = $1 AND study_uid IN ({studies}) GROUP BY study_uid, series_uid",
             &studies,

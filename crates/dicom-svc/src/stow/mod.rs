@@ -27,7 +27,8 @@ use crate::dicomweb::media;
 use crate::dicomweb::multipart::{DicomParts, Part};
 use crate::domain::{ApiVersion, InstanceRef, StudyUid};
 use crate::error::DicomError;
-use crate::http::{api_base, DicomCaller, DicomState, Instance, Version};
+use crate::http::{api_base, DicomCaller, DicomState, Version};
+use crate::partitions::{self, Partitioned};
 use crate::store::{NewInstance, SeriesColumns, Store, StudyColumns};
 use dicom_dictionary_std::tags;
 use response::{FailureReason, StoreResponse, WarningReason};
@@ -42,8 +43,8 @@ struct Written {
 pub async fn store(
     req: HttpRequest,
     caller: DicomCaller,
-    Instance(instance): Instance,
     Version(version): Version,
+    Partitioned(partition): Partitioned,
     state: web::Data<DicomState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, DicomError> {
@@ -56,7 +57,11 @@ pub async fn store(
     media::require_dicom_json(&req)?;
     let content_type = media::content_type(&req)?;
     let mut parts = DicomParts::new(&content_type, payload, state.max_part_bytes)?;
-    let base = api_base(&req, &state, &instance);
+    // A store is how a partition comes to exist (Azure's implicit creation), once the caller
+    // may write and the request is one a store could accept.
+    partitions::ensure(state.store.db(), &partition).await?;
+    let instance = &partition.instance;
+    let base = api_base(&req, &state, instance);
     let mut response = StoreResponse::new(
         version,
         required_study
@@ -68,7 +73,7 @@ pub async fn store(
     let read = receive_all(
         &mut parts,
         &state.store,
-        &instance,
+        instance,
         version,
         required_study.as_ref(),
         &mut response,
@@ -102,7 +107,7 @@ pub async fn store(
             )
         })
         .unzip();
-    let (records, indexed) = state.index.index(instance.clone(), records).await;
+    let (records, indexed) = state.index.index(partition.clone(), records).await;
     let indexed = match indexed {
         Ok(indexed) => indexed,
         Err(e) => {

@@ -13,7 +13,8 @@ use hds_core::auth::Permission;
 use crate::dicomweb::media::{self, EXPLICIT_VR_LITTLE_ENDIAN, MULTIPART_RELATED};
 use crate::dicomweb::multipart::MultipartWriter;
 use crate::error::DicomError;
-use crate::http::{scope, DicomCaller, DicomState, Instance, Version};
+use crate::http::{scope, DicomCaller, DicomState, Version};
+use crate::partitions::Partitioned;
 
 pub const OCTET_STREAM: &str = "application/octet-stream";
 
@@ -111,15 +112,15 @@ fn representation(req: &HttpRequest, count: usize) -> Result<bool, DicomError> {
 pub async fn frames(
     req: HttpRequest,
     caller: DicomCaller,
-    Instance(instance): Instance,
     _version: Version,
+    Partitioned(partition): Partitioned,
     state: web::Data<DicomState>,
 ) -> Result<HttpResponse, DicomError> {
     caller.require(Permission::Read)?;
     let scope = scope(&req)?;
     let list = FrameNumber::parse_list(req.match_info().get("frames").unwrap_or_default())?;
     let multipart = representation(&req, list.len())?;
-    let bytes = super::read_one(&state, &instance, &scope).await?.1;
+    let bytes = super::read_one(&state, &partition, &scope).await?.1;
     let parts = tokio::task::spawn_blocking(move || cut(bytes, &list))
         .await
         .map_err(|e| DicomError::Internal(format!("frames task: {e}")))??;

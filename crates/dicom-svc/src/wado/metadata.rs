@@ -8,19 +8,20 @@ use hds_core::auth::Permission;
 
 use crate::dicomweb::media::{self, DICOM_JSON};
 use crate::error::DicomError;
-use crate::http::{scope, DicomCaller, DicomState, Instance};
+use crate::http::{scope, DicomCaller, DicomState};
+use crate::partitions::Partitioned;
 
 pub async fn metadata(
     req: HttpRequest,
     caller: DicomCaller,
-    Instance(instance): Instance,
     _version: crate::http::Version,
+    Partitioned(partition): Partitioned,
     state: web::Data<DicomState>,
 ) -> Result<HttpResponse, DicomError> {
     caller.require(Permission::Read)?;
     let scope = scope(&req)?;
     media::require_dicom_json(&req)?;
-    let Some(found) = state.store.metadata(&instance, &scope).await? else {
+    let Some(found) = state.store.metadata(&partition, &scope).await? else {
         return Err(scope.not_found());
     };
     let unchanged = req

@@ -9,22 +9,22 @@ pub mod transcode;
 
 use bytes::Bytes;
 use hds_core::blob::BlobKey;
-use hds_core::names::InstanceName;
 
 use crate::domain::Scope;
 use crate::error::DicomError;
 use crate::http::DicomState;
+use crate::partitions::DataPartition;
 use crate::store::StoredInstance;
 
 /// The one instance `scope` names, with its stored bytes.
 pub async fn read_one(
     state: &DicomState,
-    instance: &InstanceName,
+    partition: &DataPartition,
     scope: &Scope,
 ) -> Result<(StoredInstance, Bytes), DicomError> {
     let stored = state
         .store
-        .instances(instance, scope)
+        .instances(partition, scope)
         .await?
         .into_iter()
         .next()

@@ -15,7 +15,8 @@ use image::{DynamicImage, ImageFormat};
 use super::frames::{frame_not_found, FrameNumber};
 use crate::dicomweb::media;
 use crate::error::DicomError;
-use crate::http::{scope, DicomCaller, DicomState, Instance, Version};
+use crate::http::{scope, DicomCaller, DicomState, Version};
+use crate::partitions::Partitioned;
 
 /// The image formats offered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,8 +102,8 @@ fn render(stored: Bytes, frame: FrameNumber, as_: Rendition) -> Result<Vec<u8>, 
 pub async fn rendered(
     req: HttpRequest,
     caller: DicomCaller,
-    Instance(instance): Instance,
     _version: Version,
+    Partitioned(partition): Partitioned,
     state: web::Data<DicomState>,
 ) -> Result<HttpResponse, DicomError> {
     caller.require(Permission::Read)?;
@@ -119,7 +120,7 @@ pub async fn rendered(
         },
     };
     let as_ = rendition(&req)?;
-    let bytes = super::read_one(&state, &instance, &scope).await?.1;
+    let bytes = super::read_one(&state, &partition, &scope).await?.1;
     let image = tokio::task::spawn_blocking(move || render(bytes, frame, as_))
         .await
         .map_err(|e| DicomError::Internal(format!("rendering task: {e}")))??;

@@ -20,21 +20,22 @@ use crate::dicomweb::media::{self, TransferSyntax, APPLICATION_DICOM};
 use crate::dicomweb::multipart::MultipartWriter;
 use crate::domain::Scope;
 use crate::error::DicomError;
-use crate::http::{scope, DicomCaller, DicomState, Instance};
+use crate::http::{scope, DicomCaller, DicomState};
+use crate::partitions::Partitioned;
 use crate::store::StoredInstance;
 
 pub async fn retrieve(
     req: HttpRequest,
     caller: DicomCaller,
-    Instance(instance): Instance,
     _version: crate::http::Version,
+    Partitioned(partition): Partitioned,
     state: web::Data<DicomState>,
 ) -> Result<HttpResponse, DicomError> {
     caller.require(Permission::Read)?;
     let scope = scope(&req)?;
     let single = matches!(scope, Scope::Instance(..));
     let wanted = media::instance_representation(&req, single)?;
-    let stored = state.store.instances(&instance, &scope).await?;
+    let stored = state.store.instances(&partition, &scope).await?;
     if stored.is_empty() {
         return Err(scope.not_found());
     }

@@ -107,6 +107,37 @@ impl Env {
 
     /// Provisions `instance` and waits until dicom-svc reported it ready.
     pub async fn provision(&self, instance: &str) {
+        self.provision_with(instance, serde_json::json!({})).await
+    }
+
+    /// Provisions (or re-provisions) `instance` with these ARM `properties`; returns once
+    /// dicom-svc reported it ready.
+    pub async fn provision_with(&self, instance: &str, properties: serde_json::Value) {
+        let s = self
+            .command(OperationKind::ProvisionInstance, instance, properties)
+            .await;
+        assert_eq!(s.state, OperationState::Succeeded as i32, "{s:?}");
+    }
+
+    /// Deletes `instance`; returns once dicom-svc reported it gone.
+    pub async fn deprovision(&self, instance: &str) {
+        let s = self
+            .command(
+                OperationKind::DeprovisionInstance,
+                instance,
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(s.state, OperationState::Succeeded as i32, "{s:?}");
+    }
+
+    /// Sends a provisioning command for `instance` and returns dicom-svc's report of it.
+    pub async fn command(
+        &self,
+        kind: OperationKind,
+        instance: &str,
+        properties: serde_json::Value,
+    ) -> OperationStatus {
         let mut statuses = self
             .bus
             .subscribe(&unique("g"), &[topics::OPERATIONS_STATUS])
@@ -115,11 +146,11 @@ impl Env {
         let cmd = OperationCommand {
             event_id: new_event_id(),
             operation_id: new_event_id(),
-            kind: OperationKind::ProvisionInstance as i32,
+            kind: kind as i32,
             resource_id: format!("/subscriptions/s/resourceGroups/rg/providers/Microsoft.HealthcareApis/workspaces/ws1/dicomservices/{instance}"),
             service_kind: ServiceKind::Dicom.to_proto() as i32,
             instance: instance.into(),
-            properties_json: "{}".into(),
+            properties_json: properties.to_string(),
             requested_at_unix_ms: 0,
         };
         self.bus
@@ -129,18 +160,18 @@ impl Env {
             )
             .await
             .unwrap();
-        loop {
+        let status = loop {
             let d = tokio::time::timeout(Duration::from_secs(60), statuses.next())
                 .await
                 .expect("a status within 60 s")
                 .unwrap();
             let s = OperationStatus::decode(d.payload.as_slice()).unwrap();
             if s.operation_id == cmd.operation_id {
-                assert_eq!(s.state, OperationState::Succeeded as i32);
-                break;
+                break s;
             }
-        }
+        };
         statuses.close().await;
+        status
     }
 
     /// Every blob key of the store under `prefix`.

@@ -31,6 +31,7 @@ use crate::http::{
     base_url, check_type, read_resource, resource_id, Config, FhirState, Instance, FHIR_JSON,
 };
 use crate::instance_config::InstanceConfig;
+use crate::search::custom::Catalog;
 use crate::search::query::{self, Condition};
 use crate::store::{self, Method, Version, WriteTx, Written};
 use crate::versioning;
@@ -90,7 +91,12 @@ fn entry_error(index: usize, message: impl std::fmt::Display) -> FhirError {
 }
 
 impl Entry {
-    fn parse(index: usize, mut entry: Value, base: &str) -> Result<Self, FhirError> {
+    fn parse(
+        index: usize,
+        mut entry: Value,
+        base: &str,
+        catalog: &Catalog,
+    ) -> Result<Self, FhirError> {
         let request = entry
             .get("request")
             .ok_or_else(|| entry_error(index, "has no request"))?;
@@ -148,7 +154,7 @@ impl Entry {
         let conditions = match (search, &target, verb) {
             (None, ..) => None,
             (Some(q), Target::Type(t), Verb::Put | Verb::Patch | Verb::Delete) => {
-                Some(query::parse(t, q).map_err(|e| annotate(index, e))?)
+                Some(query::parse(catalog, t, q).map_err(|e| annotate(index, e))?)
             }
             (Some(_), ..) => {
                 return Err(entry_error(
@@ -186,7 +192,7 @@ impl Entry {
             (None, _) => None,
             (Some(q), Target::Type(t)) if verb == Verb::Post => {
                 let q = q.split_once('?').map_or(q, |(_, q)| q);
-                Some(query::parse(t, q).map_err(|e| annotate(index, e))?)
+                Some(query::parse(catalog, t, q).map_err(|e| annotate(index, e))?)
             }
             (Some(_), _) => return Err(entry_error(index, "ifNoneExist belongs to a POST")),
         };
@@ -303,6 +309,7 @@ async fn plan(tx: &mut WriteTx, instance: &InstanceName, mut e: Entry) -> Result
 /// same few practitioners and organisations.
 async fn resolve_conditional_references(
     tx: &mut WriteTx,
+    catalog: &Catalog,
     instance: &InstanceName,
     resource: &mut Value,
     resolved: &mut HashMap<String, String>,
@@ -317,7 +324,7 @@ async fn resolve_conditional_references(
         let rt: ResourceType = t.parse().map_err(|e: String| {
             FhirError::invalid(format!("conditional reference '{reference}': {e}"))
         })?;
-        let conditions = query::parse(&rt, q)?;
+        let conditions = query::parse(catalog, &rt, q)?;
         match Matches::of(
             query::find(
                 &mut **tx.conn_for(&query::types_read(&rt, &conditions)).await?,
@@ -415,20 +422,21 @@ pub async fn process(
         });
     }
     let base = base_url(&req, &state, &instance);
+    let catalog = state.store.catalog(&instance).await?;
     let parsed: Vec<Result<Entry, FhirError>> = raw
         .into_iter()
         .enumerate()
-        .map(|(i, e)| Entry::parse(i, e, &base))
+        .map(|(i, e)| Entry::parse(i, e, &base, &catalog))
         .collect();
     let (kind, responses) = if transaction {
         (
             "transaction-response",
-            run_transaction(&caller, &instance, &config, &state, parsed).await?,
+            run_transaction(&caller, &instance, &config, &catalog, &state, parsed).await?,
         )
     } else {
         (
             "batch-response",
-            run_batch(&caller, &instance, &config, &state, parsed).await,
+            run_batch(&caller, &instance, &config, &catalog, &state, parsed).await,
         )
     };
     // Written as text, entry by entry, so stored resources go in as they are.
@@ -456,6 +464,7 @@ async fn run_batch(
     caller: &FhirCaller,
     instance: &InstanceName,
     config: &InstanceConfig,
+    catalog: &Catalog,
     state: &FhirState,
     parsed: Vec<Result<Entry, FhirError>>,
 ) -> Vec<Result<Outcome, FhirError>> {
@@ -482,8 +491,14 @@ async fn run_batch(
                     let id = matches!(entry.target, Target::Type(_)).then(ResourceId::generate);
                     let mut resource = entry.resource.take();
                     if let Some(r) = &mut resource {
-                        resolve_conditional_references(&mut tx, instance, r, &mut HashMap::new())
-                            .await?;
+                        resolve_conditional_references(
+                            &mut tx,
+                            catalog,
+                            instance,
+                            r,
+                            &mut HashMap::new(),
+                        )
+                        .await?;
                     }
                     execute(&mut tx, instance, config, &entry, resource, id).await?
                 }
@@ -501,6 +516,7 @@ async fn run_transaction(
     caller: &FhirCaller,
     instance: &InstanceName,
     config: &InstanceConfig,
+    catalog: &Catalog,
     state: &FhirState,
     parsed: Vec<Result<Entry, FhirError>>,
 ) -> Result<Vec<Result<Outcome, FhirError>>, FhirError> {
@@ -571,7 +587,7 @@ async fn run_transaction(
     let mut results: Vec<Option<Outcome>> = (0..plans.len()).map(|_| None).collect();
     let mut resolved: HashMap<String, String> = HashMap::new();
     // Creations are made on other threads; whatever reads the transaction waits for them.
-    let mut creations = Creations::new(instance);
+    let mut creations = Creations::new(instance, tx.custom_params(instance).await?);
     let mut made: Vec<(usize, Written, String)> = Vec::new();
     for i in order {
         let outcome = match &mut plans[i] {
@@ -600,7 +616,7 @@ async fn run_transaction(
                             .await
                             .map_err(|(i, err)| annotate(i, err))?;
                     }
-                    resolve_conditional_references(&mut tx, instance, r, &mut resolved)
+                    resolve_conditional_references(&mut tx, catalog, instance, r, &mut resolved)
                         .await
                         .map_err(|err| annotate(i, err))?;
                 }
@@ -705,7 +721,9 @@ async fn execute(
             let resource = resource.unwrap_or_default();
             check_type(&resource, rt)?;
             let id = new_id.unwrap_or_else(ResourceId::generate);
-            let w = store::write_in(tx, instance, rt, &id, resource, Method::Post, None).await?;
+            let history = versioning::history(config, rt);
+            let w = store::write_in(tx, instance, rt, &id, resource, Method::Post, None, history)
+                .await?;
             Ok(Outcome {
                 status: StatusCode::CREATED,
                 version: Some(w.version),
@@ -730,8 +748,18 @@ async fn execute(
                     .is_some_and(|v| v.body.is_some());
                 versioning::check_update(config, rt, e.if_match, exists)?;
             }
-            let w =
-                store::write_in(tx, instance, rt, id, resource, Method::Put, e.if_match).await?;
+            let history = versioning::history(config, rt);
+            let w = store::write_in(
+                tx,
+                instance,
+                rt,
+                id,
+                resource,
+                Method::Put,
+                e.if_match,
+                history,
+            )
+            .await?;
             let status = if w.created {
                 StatusCode::CREATED
             } else {
@@ -760,7 +788,9 @@ async fn execute(
             versioning::check_update(config, rt, e.if_match, true)?;
             patch.apply(&mut doc, rt, id)?;
             let expected = Some(e.if_match.unwrap_or(current.version));
-            let w = store::write_in(tx, instance, rt, id, doc, Method::Patch, expected).await?;
+            let history = versioning::history(config, rt);
+            let w = store::write_in(tx, instance, rt, id, doc, Method::Patch, expected, history)
+                .await?;
             Ok(Outcome {
                 status: StatusCode::OK,
                 version: Some(w.version),
@@ -769,7 +799,8 @@ async fn execute(
             })
         }
         (Verb::Delete, Target::Resource(rt, id)) => {
-            let v = store::delete_in(tx, instance, rt, id, false).await?;
+            let v = store::delete_in(tx, instance, rt, id, false, versioning::history(config, rt))
+                .await?;
             Ok(Outcome {
                 status: StatusCode::NO_CONTENT,
                 version: v,

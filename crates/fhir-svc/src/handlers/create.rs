@@ -14,7 +14,7 @@ use crate::http::{
     version_response, FhirState, Instance,
 };
 use crate::search::query;
-use crate::store::{self, Method};
+use crate::store::{self, History, Method};
 
 pub async fn create(
     req: HttpRequest,
@@ -34,7 +34,7 @@ pub async fn create(
             .to_str()
             .map_err(|_| FhirError::invalid("If-None-Exist is not text"))?;
         let criteria = criteria.split_once('?').map_or(criteria, |(_, q)| q);
-        let conditions = query::parse(&rt, criteria)?;
+        let conditions = query::parse(&state.store.catalog(&instance).await?, &rt, criteria)?;
         // Search and create in one transaction, after concurrent creates with these criteria.
         let mut tx = state.store.begin().await?;
         store::lock_criteria(&mut tx, &instance, &rt, &conditions).await?;
@@ -50,9 +50,17 @@ pub async fn create(
             Matches::None => {
                 // A client-supplied id is ignored on create, as the spec allows.
                 let id = ResourceId::generate();
-                let written =
-                    store::write_in(&mut tx, &instance, &rt, &id, resource, Method::Post, None)
-                        .await?;
+                let written = store::write_in(
+                    &mut tx,
+                    &instance,
+                    &rt,
+                    &id,
+                    resource,
+                    Method::Post,
+                    None,
+                    History::Keep,
+                )
+                .await?;
                 state.store.commit(tx).await?;
                 Ok(version_response(
                     HttpResponse::Created(),
@@ -82,7 +90,15 @@ pub async fn create(
     let id = ResourceId::generate();
     let written = state
         .store
-        .write(&instance, &rt, &id, resource, Method::Post, None)
+        .write(
+            &instance,
+            &rt,
+            &id,
+            resource,
+            Method::Post,
+            None,
+            History::Keep,
+        )
         .await?;
     Ok(version_response(
         HttpResponse::Created(),

@@ -6,6 +6,7 @@
 //! the database, the next batches are made on the blocking pool; they come back in order.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use hds_core::names::InstanceName;
@@ -14,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::domain::{ResourceId, ResourceType};
 use crate::error::FhirError;
+use crate::search::custom::InstanceParams;
 use crate::store::{self, NewResource, WriteTx, Written};
 
 /// Creations made per task: enough to outweigh a task's cost.
@@ -33,15 +35,18 @@ type Made = Vec<(usize, Result<NewResource, FhirError>)>;
 
 pub struct Creations {
     instance: InstanceName,
+    /// The instance's custom search parameters, indexed with R4's.
+    custom: Arc<InstanceParams>,
     at: DateTime<Utc>,
     batch: Vec<Creation>,
     making: VecDeque<JoinHandle<Made>>,
 }
 
 impl Creations {
-    pub fn new(instance: &InstanceName) -> Self {
+    pub fn new(instance: &InstanceName, custom: Arc<InstanceParams>) -> Self {
         Self {
             instance: instance.clone(),
+            custom,
             at: Utc::now(),
             batch: Vec::with_capacity(BATCH),
             making: VecDeque::new(),
@@ -84,7 +89,7 @@ impl Creations {
             return;
         }
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
-        let (instance, at) = (self.instance.clone(), self.at);
+        let (instance, at, custom) = (self.instance.clone(), self.at, self.custom.clone());
         self.making.push_back(tokio::task::spawn_blocking(move || {
             batch
                 .into_iter()
@@ -96,6 +101,7 @@ impl Creations {
                         c.resource,
                         at,
                         false,
+                        &custom,
                     );
                     (c.entry, made)
                 })

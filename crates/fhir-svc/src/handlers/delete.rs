@@ -1,5 +1,5 @@
-//! delete: `DELETE [base]/[type]/[id]` — a soft delete (history keeps every version, read
-//! answers 410); `?hardDelete=true` removes every version. 204 either way, also when there
+//! delete: `DELETE [base]/[type]/[id]` — a soft delete (read answers 410; history keeps
+//! every version unless the type's policy is `no-version`); `?hardDelete=true` removes every version. 204 either way, also when there
 //! was nothing to delete (as Azure's FHIR service answers).
 //!
 //! Conditional delete: `DELETE [base]/[type]?[search]` deletes the one match; none is 204,
@@ -14,9 +14,10 @@ use super::conditional::{several, Matches};
 use super::FhirCaller;
 use crate::domain::etag;
 use crate::error::FhirError;
-use crate::http::{resource_id, resource_type, FhirState, Instance};
+use crate::http::{resource_id, resource_type, Config, FhirState, Instance};
 use crate::search::query;
 use crate::store::Version;
+use crate::versioning;
 
 #[derive(Deserialize)]
 pub struct DeleteQuery {
@@ -45,6 +46,7 @@ fn permission(hard: bool) -> Permission {
 pub async fn delete(
     caller: FhirCaller,
     Instance(instance): Instance,
+    Config(config): Config,
     path: web::Path<(String, String, String)>,
     query: web::Query<DeleteQuery>,
     state: web::Data<FhirState>,
@@ -54,7 +56,10 @@ pub async fn delete(
     let rt = resource_type(&path.1)?;
     let id = resource_id(&path.2)?;
     Ok(deleted(
-        state.store.delete(&instance, &rt, &id, hard).await?,
+        state
+            .store
+            .delete(&instance, &rt, &id, hard, versioning::history(&config, &rt))
+            .await?,
     ))
 }
 
@@ -62,6 +67,7 @@ pub async fn conditional_delete(
     req: HttpRequest,
     caller: FhirCaller,
     Instance(instance): Instance,
+    Config(config): Config,
     path: web::Path<(String, String)>,
     state: web::Data<FhirState>,
 ) -> Result<HttpResponse, FhirError> {
@@ -77,13 +83,20 @@ pub async fn conditional_delete(
     }
     let hard = hard(hard_flag.as_deref())?;
     caller.require(permission(hard))?;
-    let conditions = query::parse(&rt, &criteria.finish())?;
+    let conditions = query::parse(
+        &state.store.catalog(&instance).await?,
+        &rt,
+        &criteria.finish(),
+    )?;
     match Matches::of(state.store.find(&instance, &rt, &conditions, 2).await?) {
         Matches::None => Ok(HttpResponse::NoContent().finish()),
         Matches::One(id) => {
             let id = resource_id(&id)?;
             Ok(deleted(
-                state.store.delete(&instance, &rt, &id, hard).await?,
+                state
+                    .store
+                    .delete(&instance, &rt, &id, hard, versioning::history(&config, &rt))
+                    .await?,
             ))
         }
         Matches::Several => Err(several("delete")),

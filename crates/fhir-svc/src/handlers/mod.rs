@@ -12,6 +12,7 @@ pub mod purge_history;
 pub mod read;
 pub mod reindex;
 pub mod search;
+pub mod search_parameter_status;
 pub mod update;
 pub mod validate;
 pub mod vread;

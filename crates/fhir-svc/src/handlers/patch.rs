@@ -57,7 +57,11 @@ pub async fn conditional_patch(
 ) -> Result<HttpResponse, FhirError> {
     caller.require(Permission::Write)?;
     let rt = resource_type(&path.1)?;
-    let conditions = query::parse(&rt, req.query_string())?;
+    let conditions = query::parse(
+        &state.store.catalog(&instance).await?,
+        &rt,
+        req.query_string(),
+    )?;
     let patch = read_patch(&req, body, &state).await?;
     let id = match Matches::of(state.store.find(&instance, &rt, &conditions, 2).await?) {
         Matches::One(id) => resource_id(&id)?,
@@ -128,7 +132,15 @@ async fn patch_resource(
         patch.apply(&mut doc, rt, id)?;
         match state
             .store
-            .write(instance, rt, id, doc, Method::Patch, Some(current.version))
+            .write(
+                instance,
+                rt,
+                id,
+                doc,
+                Method::Patch,
+                Some(current.version),
+                versioning::history(config, rt),
+            )
             .await
         {
             Ok(written) => {

@@ -25,7 +25,8 @@ use super::FhirCaller;
 use crate::domain::{instant, ResourceType};
 use crate::error::{operation_outcome, FhirError};
 use crate::http::{base_url, read_body, resource_type, FhirState, Instance, FHIR_JSON};
-use crate::search::params;
+use crate::search::custom::{Catalog, USE_PARTIAL_INDICES};
+use crate::search::params::ParamType;
 use crate::search::query::{self, Condition, SortKey};
 use crate::store::Version;
 
@@ -45,7 +46,7 @@ struct Include {
 }
 
 impl Include {
-    fn parse(key: &str, value: &str) -> Result<Self, FhirError> {
+    fn parse(catalog: &Catalog, key: &str, value: &str) -> Result<Self, FhirError> {
         let (name, modifier) = key.split_once(':').unwrap_or((key, ""));
         let iterate = match modifier {
             "" => false,
@@ -66,8 +67,9 @@ impl Include {
         let param = match parts.next().ok_or_else(bad)? {
             "*" => None,
             p => {
-                let known = params::find(source.as_str(), p)
-                    .is_some_and(|d| d.kind == params::ParamType::Reference);
+                let known = catalog
+                    .find(source.as_str(), p)
+                    .is_some_and(|d| d.kind == ParamType::Reference);
                 if !known {
                     return Err(FhirError::invalid(format!(
                         "{name}={value}: '{p}' is not a reference parameter of {source}"
@@ -114,6 +116,7 @@ struct Search {
 
 impl Search {
     fn parse(
+        catalog: &Catalog,
         rt: &ResourceType,
         query: &str,
         strict: bool,
@@ -149,7 +152,7 @@ impl Search {
                         )))
                     }
                 },
-                "_sort" => SortKey::parse_list(rt, &value).map(|k| s.sort = k),
+                "_sort" => SortKey::parse_list(catalog, rt, &value).map(|k| s.sort = k),
                 "_summary" if value == "count" => {
                     s.summary_count = true;
                     Ok(())
@@ -188,12 +191,12 @@ impl Search {
                     ))),
                 },
                 k if k.starts_with("_include") || k.starts_with("_revinclude") => {
-                    Include::parse(k, &value).map(|i| s.includes.push(i))
+                    Include::parse(catalog, k, &value).map(|i| s.includes.push(i))
                 }
                 k if query::is_result_param(k) => Err(FhirError::invalid(format!(
                     "'{k}={value}' is not supported yet"
                 ))),
-                _ => query::parse_one(rt, &key, &value).map(|c| s.conditions.extend(c)),
+                _ => query::parse_one(catalog, rt, &key, &value).map(|c| s.conditions.extend(c)),
             };
             match outcome {
                 Ok(()) => s.applied.push((key, value)),
@@ -306,6 +309,14 @@ fn describe(e: &FhirError) -> String {
 }
 
 /// `Prefer: handling=strict`.
+/// `x-ms-use-partial-indices: true`: custom parameters may be used before a reindex.
+fn partial(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(USE_PARTIAL_INDICES)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
 fn strict(req: &HttpRequest) -> bool {
     req.headers()
         .get_all("prefer")
@@ -435,8 +446,13 @@ pub async fn search_system(
     let mut first_ignored: Vec<String> = Vec::new();
     let mut count = DEFAULT_COUNT;
     let mut found: Vec<(ResourceType, String)> = Vec::new();
+    let catalog = state
+        .store
+        .catalog(&instance)
+        .await?
+        .with_partial(partial(&req));
     for (i, rt) in types.iter().enumerate() {
-        let search = Search::parse(rt, &rest, strict, state.max_search_count)?;
+        let search = Search::parse(&catalog, rt, &rest, strict, state.max_search_count)?;
         // A parameter one type ignores and another applies would select differently per
         // type: only parameters that mean the same for every listed type are accepted.
         if i > 0 && search.ignored != first_ignored {
@@ -544,7 +560,12 @@ async fn run(
     query: &str,
     compartment: Option<(Condition, String)>,
 ) -> Result<HttpResponse, FhirError> {
-    let mut search = Search::parse(rt, query, strict(req), state.max_search_count)?;
+    let catalog = state
+        .store
+        .catalog(instance)
+        .await?
+        .with_partial(partial(req));
+    let mut search = Search::parse(&catalog, rt, query, strict(req), state.max_search_count)?;
     let base = base_url(req, state, instance);
     // Links repeat the compartment; entries' fullUrls stay the resources' own.
     let link_base = match &compartment {

@@ -62,7 +62,15 @@ pub async fn update(
     }
     let written = state
         .store
-        .write(&instance, &rt, &id, resource, Method::Put, expected)
+        .write(
+            &instance,
+            &rt,
+            &id,
+            resource,
+            Method::Put,
+            expected,
+            versioning::history(&config, &rt),
+        )
         .await?;
     let base = base_url(&req, &state, &instance);
     let builder = if written.created {
@@ -99,7 +107,11 @@ pub async fn conditional_update(
 ) -> Result<HttpResponse, FhirError> {
     caller.require(Permission::Write)?;
     let rt = resource_type(&path.1)?;
-    let conditions = query::parse(&rt, req.query_string())?;
+    let conditions = query::parse(
+        &state.store.catalog(&instance).await?,
+        &rt,
+        req.query_string(),
+    )?;
     let mut resource = read_resource(&req, body, state.max_body_bytes).await?;
     check_type(&resource, &rt)?;
     let body_id = resource
@@ -116,7 +128,15 @@ pub async fn conditional_update(
     }
     let written = state
         .store
-        .write(&instance, &rt, &id, resource, Method::Put, expected)
+        .write(
+            &instance,
+            &rt,
+            &id,
+            resource,
+            Method::Put,
+            expected,
+            versioning::history(&config, &rt),
+        )
         .await?;
     let base = base_url(&req, &state, &instance);
     let builder = if written.created {

@@ -1,5 +1,7 @@
 //! Index values extracted from a resource by its search parameters, and the index tables.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use hds_core::db::{Cell, Rows};
 use hds_core::names::InstanceName;
@@ -8,7 +10,7 @@ use sqlx::{Any, Transaction};
 use unicode_normalization::UnicodeNormalization;
 
 use super::keys;
-use super::params::{self, ParamType};
+use super::params::{self, Param, ParamType};
 
 /// What one resource contributes to the index.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -392,10 +394,10 @@ fn dates_of(v: &Value) -> Option<(i64, i64)> {
     }
 }
 
-/// Runs every search parameter of the resource's type over it.
-pub fn extract(resource_type: &str, resource: &Value) -> Extracted {
+/// Runs every search parameter of the resource's type over it: R4's and `custom` ones.
+pub fn extract(resource_type: &str, resource: &Value, custom: &[Arc<Param>]) -> Extracted {
     let mut out = Extracted::default();
-    for p in params::for_type(resource_type) {
+    for p in params::for_type(resource_type).iter().chain(custom) {
         // Answered from the pointer's own columns (see `query`): no index rows needed.
         if p.code == super::query::ID || p.code == super::query::LAST_UPDATED {
             continue;
@@ -558,9 +560,16 @@ impl Default for IndexRows {
 
 impl IndexRows {
     /// Adds the rows `resource` contributes to the index; `rkey` is its key
-    /// ([`keys::resource`]).
-    pub fn add(&mut self, instance: &str, resource_type: &str, rkey: i64, resource: &Value) {
-        let x = extract(resource_type, resource);
+    /// ([`keys::resource`]), `custom` the instance's own parameters of its type.
+    pub fn add(
+        &mut self,
+        instance: &str,
+        resource_type: &str,
+        rkey: i64,
+        resource: &Value,
+        custom: &[Arc<Param>],
+    ) {
+        let x = extract(resource_type, resource, custom);
         // Rows of one parameter come together (the lists are sorted): one hash per parameter.
         let mut last: Option<(String, i64)> = None;
         let mut owner = |param: String| -> [Cell; 2] {

@@ -7,12 +7,14 @@
 //! - [`keys`]: the integer keys index rows are organised by (a resource, a parameter);
 //! - [`query`]: a search query parsed into typed conditions, and the SQL that finds the
 //!   resources matching them;
-//! - [`compartments`]: the R4 CompartmentDefinitions, for compartment search.
+//! - [`compartments`]: the R4 CompartmentDefinitions, for compartment search;
+//! - [`custom`]: the parameters an instance's own SearchParameter resources define.
 //!
 //! It serves the search interaction, conditional create/update/delete/patch and conditional
 //! references alike.
 
 pub mod compartments;
+pub mod custom;
 pub mod index;
 pub mod keys;
 pub mod params;

@@ -9,6 +9,7 @@
 use hds_core::names::InstanceName;
 use sqlx::{Any, Row};
 
+use super::custom::Catalog;
 use super::index::{date_range, normalize, split_reference};
 use super::keys;
 use super::params::{self, ParamType};
@@ -315,7 +316,11 @@ const RESULT_PARAMS: &[&str] = &[
 
 /// The conditions of a conditional request (`If-None-Exist`, conditional update/delete/patch,
 /// conditional references): strict, since ignoring a parameter could pick the wrong resource.
-pub fn parse(rt: &ResourceType, query: &str) -> Result<Vec<Condition>, FhirError> {
+pub fn parse(
+    catalog: &Catalog,
+    rt: &ResourceType,
+    query: &str,
+) -> Result<Vec<Condition>, FhirError> {
     let mut conditions = Vec::new();
     for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
         if RESULT_PARAMS.contains(&key.as_ref()) {
@@ -323,7 +328,7 @@ pub fn parse(rt: &ResourceType, query: &str) -> Result<Vec<Condition>, FhirError
                 "'{key}' has no place in a conditional request"
             )));
         }
-        conditions.extend(parse_one(rt, &key, &value)?);
+        conditions.extend(parse_one(catalog, rt, &key, &value)?);
     }
     if conditions.is_empty() {
         return Err(FhirError::invalid(
@@ -341,6 +346,7 @@ pub fn is_result_param(key: &str) -> bool {
 /// One search parameter (`key=value`) of `rt` as a condition; `None` for parameters that
 /// change nothing (`_format`, `_pretty`).
 pub fn parse_one(
+    catalog: &Catalog,
     rt: &ResourceType,
     key: &str,
     value: &str,
@@ -352,10 +358,11 @@ pub fn parse_one(
             key.replace('\0', "\\0")
         )));
     }
-    parse_at(rt, key, value, 0)
+    parse_at(catalog, rt, key, value, 0)
 }
 
 fn parse_at(
+    catalog: &Catalog,
     rt: &ResourceType,
     key: &str,
     value: &str,
@@ -365,10 +372,10 @@ fn parse_at(
         return Ok(None);
     }
     if let Some(rest) = key.strip_prefix("_has:") {
-        return parse_has(rt, key, rest, value, depth).map(Some);
+        return parse_has(catalog, rt, key, rest, value, depth).map(Some);
     }
     if let Some((head, rest)) = key.split_once('.') {
-        return parse_chain(rt, key, head, rest, value, depth).map(Some);
+        return parse_chain(catalog, rt, key, head, rest, value, depth).map(Some);
     }
     let (code, modifier) = match key.split_once(':') {
         Some((c, m)) => (c, Some(m)),
@@ -396,7 +403,8 @@ fn parse_at(
         }
         return parse_composite(key, composite, &values).map(Some);
     }
-    let param = params::find(rt.as_str(), code)
+    let param = catalog
+        .find(rt.as_str(), code)
         .ok_or_else(|| FhirError::invalid(format!("'{code}' is not a search parameter of {rt}")))?;
     if modifier == Some("missing") {
         if table_of(param.kind).is_none() {
@@ -601,6 +609,7 @@ fn too_deep(key: &str, depth: usize) -> Result<(), FhirError> {
 /// `param[:Type].rest=value`: the reference `param` of `rt` points at a resource of `Type`
 /// (needed when the parameter can point at several types) matching `rest=value`.
 fn parse_chain(
+    catalog: &Catalog,
     rt: &ResourceType,
     key: &str,
     head: &str,
@@ -613,7 +622,8 @@ fn parse_chain(
         Some((c, t)) => (c, Some(t)),
         None => (head, None),
     };
-    let param = params::find(rt.as_str(), code)
+    let param = catalog
+        .find(rt.as_str(), code)
         .filter(|p| p.kind == ParamType::Reference)
         .ok_or_else(|| {
             FhirError::invalid(format!(
@@ -641,7 +651,7 @@ fn parse_chain(
             "'{key}': '{code}' of {rt} does not point at {target}"
         )));
     }
-    let inner = parse_at(&target, rest, value, depth + 1)?
+    let inner = parse_at(catalog, &target, rest, value, depth + 1)?
         .into_iter()
         .collect();
     Ok(Condition::Chain {
@@ -654,6 +664,7 @@ fn parse_chain(
 /// `_has:Type:param:rest=value`: a `Type` resource whose reference `param` points at this
 /// one matches `rest=value` (which may itself be a `_has`).
 fn parse_has(
+    catalog: &Catalog,
     rt: &ResourceType,
     key: &str,
     spec: &str,
@@ -670,7 +681,8 @@ fn parse_has(
     let source: ResourceType = source
         .parse()
         .map_err(|e: String| FhirError::invalid(format!("'{key}': {e}")))?;
-    let param = params::find(source.as_str(), code)
+    let param = catalog
+        .find(source.as_str(), code)
         .filter(|p| p.kind == ParamType::Reference)
         .ok_or_else(|| {
             FhirError::invalid(format!(
@@ -682,7 +694,7 @@ fn parse_has(
             "'{key}': '{code}' of {source} does not point at {rt}"
         )));
     }
-    let inner = parse_at(&source, rest, value, depth + 1)?
+    let inner = parse_at(catalog, &source, rest, value, depth + 1)?
         .into_iter()
         .collect();
     Ok(Condition::Has {
@@ -824,11 +836,17 @@ where
 pub struct SortKey {
     pub param: String,
     pub descending: bool,
+    /// The parameter's type (`None` for `_id` and `_lastUpdated`): where its values are.
+    pub kind: Option<ParamType>,
 }
 
 impl SortKey {
     /// `_sort=a,-b` of `rt`: each a parameter that has a value to order by.
-    pub fn parse_list(rt: &ResourceType, value: &str) -> Result<Vec<SortKey>, FhirError> {
+    pub fn parse_list(
+        catalog: &Catalog,
+        rt: &ResourceType,
+        value: &str,
+    ) -> Result<Vec<SortKey>, FhirError> {
         value
             .split(',')
             .map(|k| {
@@ -836,11 +854,12 @@ impl SortKey {
                     Some(p) => (true, p),
                     None => (false, k),
                 };
+                let kind = catalog.find(rt.as_str(), param).map(|p| p.kind);
                 let sortable = param == ID
                     || param == LAST_UPDATED
-                    || params::find(rt.as_str(), param).is_some_and(|p| {
+                    || kind.is_some_and(|k| {
                         matches!(
-                            p.kind,
+                            k,
                             ParamType::String
                                 | ParamType::Date
                                 | ParamType::Token
@@ -855,6 +874,7 @@ impl SortKey {
                 Ok(SortKey {
                     param: param.to_owned(),
                     descending,
+                    kind,
                 })
             })
             .collect()
@@ -889,8 +909,7 @@ where
             ID => "m.id".to_owned(),
             LAST_UPDATED => "m.last_updated_ms".to_owned(),
             param => {
-                let kind = params::find(rt.as_str(), param).map(|p| p.kind);
-                let (table, value) = match kind {
+                let (table, value) = match key.kind {
                     Some(ParamType::String) => ("fhir_index_strings", "value"),
                     Some(ParamType::Token) => ("fhir_index_tokens", "code"),
                     Some(ParamType::Reference) => ("fhir_index_references", "target_id"),
