@@ -111,8 +111,9 @@ async fn the_sdk_provisions_services_that_serve_and_deletes_them() {
     let r = http.get(&dicom).send().await.unwrap();
     assert!(r.status().is_success(), "QIDO at {dicom}: {}", r.status());
 
-    // A device produces to the connector's topic (hds.devices.{ws}-{connector}) with a plain
-    // Kafka client; medtech-svc turns it into an Observation in the destination's FHIR service.
+    // A device produces to the connector's event hub (the SDK named it "devices": that is
+    // the Kafka topic medtech-svc reads) with a plain Kafka client; medtech-svc turns it into
+    // an Observation in the destination's FHIR service.
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", stack.tansu.brokers())
         .set("message.timeout.ms", "30000")
@@ -120,9 +121,7 @@ async fn the_sdk_provisions_services_that_serve_and_deletes_them() {
         .unwrap();
     producer
         .send(
-            FutureRecord::to(&format!("hds.devices.{WS}-iot1"))
-                .key("device1")
-                .payload(MESSAGE),
+            FutureRecord::to("devices").key("device1").payload(MESSAGE),
             Duration::from_secs(30),
         )
         .await

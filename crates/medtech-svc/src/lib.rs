@@ -1,5 +1,7 @@
 //! medtech-svc: the MedTech service of Azure Health Data Services. Each instance consumes
-//! `hds.devices.{workspace}-{service}` and writes Observations to its FHIR service.
+//! `hds.devices.{workspace}-{service}` (or the event hub its IotConnector's
+//! `ingestionEndpointConfiguration` names, [`config::ingestion`]) and writes Observations to
+//! its FHIR service.
 //!
 //! This crate is a library first: [`start`] wires dependencies from [`Settings`];
 //! [`start_with`] takes them ready-made (`hds up` passes the embedded ones, tests their own).

@@ -117,6 +117,13 @@ pub async fn put(
     }
     if t == ResourceType::FhirDestination {
         check_fhir_service_reference(&mut tx, &body.properties).await?;
+        if let (None, Some(connector)) = (&existing, &parent) {
+            if resources::has_children(&mut *tx, &connector.key()).await? {
+                return Err(ArmError::FhirDestinationQuotaExceeded(
+                    connector.name().to_owned(),
+                ));
+            }
+        }
     }
     let location = body
         .location

@@ -46,6 +46,10 @@ pub enum ArmError {
         "The resource '{0}' cannot be deleted while it has nested resources; delete them first."
     )]
     NestedResourcesExist(String),
+    /// Azure's MedTech service takes one FHIR destination (its deployment errors: "Only one
+    /// Destination resource is permitted per MedTech service").
+    #[error("The maximum number of resource type iotconnectors/fhirdestinations has been reached: the MedTech service '{0}' has its one FHIR destination already.")]
+    FhirDestinationQuotaExceeded(String),
     #[error("The condition of the If-Match or If-None-Match header was not met for '{0}'.")]
     PreconditionFailed(String),
     #[error("The operation '{0}' could not be found.")]
@@ -87,6 +91,7 @@ impl ArmError {
             ArmError::ParentResourceNotFound(_) => "ParentResourceNotFound",
             ArmError::AnotherOperationInProgress(_) => "AnotherOperationInProgress",
             ArmError::NestedResourcesExist(_) => "NestedResourcesExist",
+            ArmError::FhirDestinationQuotaExceeded(_) => "QuotaExceeded",
             ArmError::PreconditionFailed(_) => "PreconditionFailed",
             ArmError::OperationNotFound(_) => "OperationNotFound",
             ArmError::PathNotFound(_) => "InvalidResourceType",
@@ -128,7 +133,8 @@ impl ResponseError for ArmError {
             | ArmError::PathNotFound(_) => StatusCode::NOT_FOUND,
             ArmError::InvalidResourceLocation { .. }
             | ArmError::AnotherOperationInProgress(_)
-            | ArmError::NestedResourcesExist(_) => StatusCode::CONFLICT,
+            | ArmError::NestedResourcesExist(_)
+            | ArmError::FhirDestinationQuotaExceeded(_) => StatusCode::CONFLICT,
             ArmError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ArmError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ArmError::Storage(_) | ArmError::Database(_) | ArmError::Outbox(_) => {

@@ -111,18 +111,26 @@ async fn every_list_pages_with_next_links(backend: Backend) {
             {"templateType": "CodeValueFhir", "template": {"typeName": "heartrate",
              "value": {"valueType": "Quantity", "valueName": "hr", "unit": "count/min"},
              "codes": [{"system": "http://loinc.org", "code": "8867-4"}]}}]}}}});
+    // A connector has one destination (as Azure's MedTech service): a one-item list.
     let connector = format!("{ws}/iotconnectors/svc1");
-    for name in ["dst1", "dst2", "dst3"] {
-        create(
-            &stack,
-            &format!("{connector}/fhirdestinations/{name}"),
-            &destination,
+    create(
+        &stack,
+        &format!("{connector}/fhirdestinations/dst1"),
+        &destination,
+    )
+    .await;
+    let (status, refused) = stack
+        .json(
+            Method::PUT,
+            &format!("{connector}/fhirdestinations/dst2"),
+            Some(&destination),
         )
         .await;
-    }
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["code"], "QuotaExceeded");
     assert_eq!(
         pages(&stack, &format!("{connector}/fhirdestinations")).await,
-        vec![strings(&["dst1", "dst2"]), strings(&["dst3"])]
+        vec![strings(&["dst1"])]
     );
     assert_eq!(
         pages(&stack, &format!("{ws}/fhirservices?$top=1"))

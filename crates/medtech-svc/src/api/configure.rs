@@ -6,11 +6,30 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use hds_core::auth::Permission;
 
 use super::{instance, read_body, text, ApiState, Caller};
-use crate::config::store::{self, Part};
+use crate::config::store::{self, Part as StoredPart};
 use crate::config::Destination;
 use crate::error::MedtechError;
 use crate::fhir_mapping::FhirMapping;
 use crate::template::DeviceMapping;
+
+/// The parts this API sets and reads. The ingestion endpoint is not among them: it is the
+/// IotConnector's, set by provisioning only, and changing it moves the consumer group.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    DeviceMapping,
+    FhirMapping,
+    Destination,
+}
+
+impl Part {
+    fn stored(self) -> StoredPart {
+        match self {
+            Part::DeviceMapping => StoredPart::DeviceMapping,
+            Part::FhirMapping => StoredPart::FhirMapping,
+            Part::Destination => StoredPart::Destination,
+        }
+    }
+}
 
 async fn put(
     req: HttpRequest,
@@ -33,7 +52,7 @@ async fn put(
             .map(|d| serde_json::to_string(&d).unwrap_or_default())
             .map_err(|errors| invalid("InvalidDestination", "destination", errors))?,
     };
-    let revision = store::set(&state.db, &name.to_string(), &[(part, stored)]).await?;
+    let revision = store::set(&state.db, &name.to_string(), &[(part.stored(), stored)]).await?;
     state.pipelines.refresh(&name).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "revision": revision })))
 }

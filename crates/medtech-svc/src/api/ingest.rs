@@ -1,18 +1,19 @@
 //! `POST /{instance}/ingest`: device messages over HTTP, for when no Kafka producer is at
 //! hand (`hds up`, `hds medtech send`). The body is one JSON message, or a JSON array of
-//! messages (a batch). Each is published to `hds.devices.{instance}` exactly as a device would
-//! produce it: the message's JSON as the value, `x-partition-key` (or `?partitionKey=`) as the
-//! key, and each `x-property-{name}` header as the message header `{name}`, which the
-//! pipeline shows templates as `Properties.{name}`. The answer (202) comes only once every
+//! messages (a batch). Each is published to the instance's device topic
+//! (`hds.devices.{instance}`, or the event hub its `ingestionEndpointConfiguration` names)
+//! exactly as a device would produce it: the message's JSON as the value, `x-partition-key`
+//! (or `?partitionKey=`) as the key, and each `x-property-{name}` header as the message header
+//! `{name}`, which the pipeline shows templates as `Properties.{name}`. The answer (202) comes only once every
 //! message is durably on the bus; a bus failure answers 503 and the client may send again.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use hds_core::auth::Permission;
 use hds_core::bus::OutgoingMessage;
-use hds_core::events::topics;
 use serde_json::Value;
 
 use super::{instance, read_body, ApiState, Caller};
+use crate::config::store;
 use crate::error::MedtechError;
 
 pub const PARTITION_KEY_HEADER: &str = "x-partition-key";
@@ -60,7 +61,11 @@ pub async fn ingest(
             }
         }
     }
-    let topic = topics::devices(&name);
+    let topic = store::get(&state.db, &name.to_string())
+        .await?
+        .source(&name)
+        .topic
+        .to_string();
     let count = messages.len();
     let outgoing: Vec<(String, OutgoingMessage)> = messages
         .iter()

@@ -3,6 +3,8 @@
 //! `deviceMapping.content`; a FhirDestination's hold `resourceIdentityResolutionType`,
 //! `fhirServiceResourceId` (`.../workspaces/{ws}/fhirservices/{name}`) and
 //! `fhirMapping.content`. Either (or both merged) may be given; what is absent stays as it is.
+//! The connector's `ingestionEndpointConfiguration` is read by
+//! [`IngestionEndpoint::from_properties`](super::ingestion::IngestionEndpoint::from_properties).
 
 use hds_core::names::InstanceName;
 use serde_json::Value;
@@ -98,6 +100,42 @@ fn error(path: &str, message: impl Into<String>) -> MappingError {
     }
 }
 
+/// Azure permits one FHIR destination per MedTech service: a second one fails to provision
+/// with "The maximum number of resource type iotconnectors/fhirdestinations has been reached"
+/// ("Only one Destination resource is permitted per MedTech service",
+/// <https://learn.microsoft.com/en-us/azure/healthcare-apis/iot/troubleshoot-errors-deployment>).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "The maximum number of resource type iotconnectors/fhirdestinations has been reached: \
+     a MedTech service has one FHIR destination, and this one would have {} ({}). Delete all \
+     but one of them.",
+    .names.len(),
+    .names.join(", ")
+)]
+pub struct TooManyDestinations {
+    pub names: Vec<String>,
+}
+
+impl TooManyDestinations {
+    /// The ARM error code of a quota reached.
+    pub const CODE: &'static str = "QuotaExceeded";
+}
+
+/// The connector's destinations, as operations-svc lists them under `fhirDestinations`
+/// (name -> properties, every destination not being deleted): at most one is allowed.
+/// Without that member (commands not from operations-svc) there is nothing to count.
+pub fn check_one_destination(properties: &Value) -> Result<(), TooManyDestinations> {
+    match properties
+        .get("fhirDestinations")
+        .and_then(Value::as_object)
+    {
+        Some(destinations) if destinations.len() > 1 => Err(TooManyDestinations {
+            names: destinations.keys().cloned().collect(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// `/subscriptions/.../workspaces/{ws}/fhirservices/{name}` -> `{ws}-{name}`.
 pub fn fhir_instance_of_resource_id(id: &str) -> Result<String, String> {
     let segments: Vec<&str> = id.trim_matches('/').split('/').collect();
@@ -135,6 +173,22 @@ mod tests {
         assert_eq!(parts.len(), 2);
         let destination: Destination = serde_json::from_str(&parts[1].1).unwrap();
         assert_eq!(destination.fhir_service, "ws1-fhir");
+    }
+
+    #[test]
+    fn one_fhir_destination_per_connector() {
+        let dest = json!({"resourceIdentityResolutionType": "Create"});
+        assert!(check_one_destination(&json!({})).is_ok());
+        assert!(check_one_destination(&json!({"fhirDestinations": {}})).is_ok());
+        assert!(check_one_destination(&json!({"fhirDestinations": {"dest1": dest}})).is_ok());
+        let err =
+            check_one_destination(&json!({"fhirDestinations": {"dest1": dest, "dest2": dest}}))
+                .unwrap_err();
+        assert_eq!(err.names, ["dest1", "dest2"]);
+        assert!(
+            err.to_string().contains("iotconnectors/fhirdestinations"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,16 +1,20 @@
 //! The configuration of a MedTech service instance: its device mapping, its FHIR destination
-//! mapping and its [`Destination`] (which FHIR service, how Patient and Device are resolved).
+//! mapping, its [`Destination`] (which FHIR service, how Patient and Device are resolved) and
+//! its [`IngestionEndpoint`] (which topic and consumer group it reads).
 //!
 //! Mappings are kept as the user wrote them and validated whenever they are set, so what is
 //! stored always loads; [`LoadedConfig`] is the parsed form the pipeline runs with.
 
 pub mod arm;
 pub mod destination;
+pub mod ingestion;
 pub mod store;
 
 use std::sync::Arc;
 
 pub use destination::{Destination, ResolutionType};
+use hds_core::names::InstanceName;
+pub use ingestion::{DeviceSource, IngestionEndpoint};
 
 use crate::fhir_mapping::FhirMapping;
 use crate::mapping_doc::InvalidMapping;
@@ -22,6 +26,8 @@ pub struct InstanceConfig {
     pub device_mapping: Option<String>,
     pub fhir_mapping: Option<String>,
     pub destination: Option<Destination>,
+    /// Absent until provisioning set it: the defaults.
+    pub ingestion: Option<IngestionEndpoint>,
     /// Grows with every change.
     pub revision: i64,
 }
@@ -32,7 +38,15 @@ pub struct LoadedConfig {
     pub device: Arc<DeviceMapping>,
     pub fhir: Arc<FhirMapping>,
     pub destination: Destination,
+    pub ingestion: IngestionEndpoint,
     pub revision: i64,
+}
+
+impl LoadedConfig {
+    /// The topic and group the pipeline reads.
+    pub fn source(&self, instance: &InstanceName) -> DeviceSource {
+        self.ingestion.source(instance)
+    }
 }
 
 /// Which part of the configuration is missing or invalid.
@@ -45,6 +59,12 @@ pub enum Incomplete {
 }
 
 impl InstanceConfig {
+    /// The topic and group the instance reads (HTTP ingestion publishes to that topic too),
+    /// whether or not the rest of the configuration is complete.
+    pub fn source(&self, instance: &InstanceName) -> DeviceSource {
+        self.ingestion.clone().unwrap_or_default().source(instance)
+    }
+
     /// The parsed configuration, once all three parts are set.
     pub fn load(&self) -> Result<LoadedConfig, Incomplete> {
         let device = self
@@ -69,6 +89,7 @@ impl InstanceConfig {
                     .map_err(|e| Incomplete::Invalid("FHIR destination mapping", e))?,
             ),
             destination,
+            ingestion: self.ingestion.clone().unwrap_or_default(),
             revision: self.revision,
         })
     }

@@ -3,7 +3,7 @@
 use hds_core::db::{Database, Migrations};
 use sqlx::Row;
 
-use super::{Destination, InstanceConfig};
+use super::{Destination, IngestionEndpoint, InstanceConfig};
 
 pub fn migrations() -> Migrations {
     Migrations {
@@ -18,6 +18,8 @@ pub enum Part {
     DeviceMapping,
     FhirMapping,
     Destination,
+    /// The IotConnector's `ingestionEndpointConfiguration` (set by provisioning only).
+    Ingestion,
 }
 
 impl Part {
@@ -26,30 +28,49 @@ impl Part {
             Part::DeviceMapping => "device_mapping",
             Part::FhirMapping => "fhir_mapping",
             Part::Destination => "destination_json",
+            Part::Ingestion => "ingestion_json",
         }
     }
 }
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<InstanceConfig, sqlx::Error> {
     let destination: Option<String> = row.try_get("destination_json")?;
+    let ingestion: Option<String> = row.try_get("ingestion_json")?;
     Ok(InstanceConfig {
         device_mapping: row.try_get("device_mapping")?,
         fhir_mapping: row.try_get("fhir_mapping")?,
         // Written by `set` from a validated Destination; a row edited by hand into something
         // else reads as "no destination" rather than failing the pipeline.
         destination: destination.and_then(|d| serde_json::from_str::<Destination>(&d).ok()),
+        // Likewise written from a validated IngestionEndpoint; unreadable means the defaults.
+        ingestion: ingestion.and_then(|i| serde_json::from_str::<IngestionEndpoint>(&i).ok()),
         revision: row.try_get("revision")?,
     })
 }
 
+const SELECT: &str = "SELECT device_mapping, fhir_mapping, destination_json, ingestion_json, \
+     revision FROM medtech_config WHERE instance = $1";
+
 pub async fn get(db: &Database, instance: &str) -> Result<InstanceConfig, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT device_mapping, fhir_mapping, destination_json, revision FROM medtech_config \
-         WHERE instance = $1",
-    )
-    .bind(instance)
-    .fetch_optional(db.pool())
-    .await?;
+    let row = sqlx::query(SELECT)
+        .bind(instance)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(match row {
+        Some(r) => from_row(&r)?,
+        None => InstanceConfig::default(),
+    })
+}
+
+/// [`get`] inside a transaction of the caller's (deprovisioning reads what it must delete).
+pub async fn get_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    instance: &str,
+) -> Result<InstanceConfig, sqlx::Error> {
+    let row = sqlx::query(SELECT)
+        .bind(instance)
+        .fetch_optional(&mut **tx)
+        .await?;
     Ok(match row {
         Some(r) => from_row(&r)?,
         None => InstanceConfig::default(),

@@ -6,6 +6,8 @@
 //! provisioned instance whose device mapping, FHIR mapping and destination are all set; a
 //! changed configuration reaches its worker at once (through a watch channel, no restart),
 //! from this process' API immediately and from other replicas' within `reload_interval_ms`.
+//! A change of the topic or consumer group (the connector's `ingestionEndpointConfiguration`)
+//! is a new subscription: the worker stops, leaving the old group, and a new one starts.
 
 pub mod deadletter;
 pub mod event;
@@ -29,7 +31,7 @@ use hds_core::CancellationToken;
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 
-use crate::config::{store, LoadedConfig};
+use crate::config::{store, DeviceSource, LoadedConfig};
 use crate::metrics::PipelineMetrics;
 use crate::settings::MedtechSettings;
 
@@ -68,6 +70,8 @@ impl Context {
 }
 
 struct RunningWorker {
+    /// What the worker subscribed to; fixed for its life.
+    source: DeviceSource,
     config: watch::Sender<Arc<LoadedConfig>>,
     stop: CancellationToken,
     task: JoinHandle<()>,
@@ -130,29 +134,22 @@ impl Pipelines {
         };
         match (loaded, workers.get(&name)) {
             (Some(config), Some(running)) => {
-                if running.config.borrow().revision != config.revision {
+                let source = config.source(instance);
+                if running.source != source {
+                    tracing::info!(instance = %name, topic = %source.topic, group = %source.group, "device source changed; resubscribing");
+                    if let Some(w) = workers.remove(&name) {
+                        // Leaves the old group; a window not yet written stays uncommitted there.
+                        w.stop.cancel();
+                        let _ = w.task.await;
+                    }
+                    workers.insert(name, self.spawn_worker(instance, config));
+                } else if running.config.borrow().revision != config.revision {
                     tracing::info!(instance = %name, revision = config.revision, "configuration changed");
                     running.config.send_replace(Arc::new(config));
                 }
             }
             (Some(config), None) => {
-                let (tx, rx) = watch::channel(Arc::new(config));
-                let stop = self.inner.shutdown.child_token();
-                let worker = worker::Worker {
-                    instance: instance.clone(),
-                    ctx: self.inner.ctx.clone(),
-                    config: rx,
-                    shutdown: stop.clone(),
-                };
-                let task = tokio::spawn(worker.run());
-                workers.insert(
-                    name,
-                    RunningWorker {
-                        config: tx,
-                        stop,
-                        task,
-                    },
-                );
+                workers.insert(name, self.spawn_worker(instance, config));
             }
             (None, Some(_)) => {
                 if let Some(w) = workers.remove(&name) {
@@ -163,6 +160,25 @@ impl Pipelines {
             (None, None) => {}
         }
         Ok(())
+    }
+
+    fn spawn_worker(&self, instance: &InstanceName, config: LoadedConfig) -> RunningWorker {
+        let source = config.source(instance);
+        let (tx, rx) = watch::channel(Arc::new(config));
+        let stop = self.inner.shutdown.child_token();
+        let worker = worker::Worker {
+            instance: instance.clone(),
+            source: source.clone(),
+            ctx: self.inner.ctx.clone(),
+            config: rx,
+            shutdown: stop.clone(),
+        };
+        RunningWorker {
+            source,
+            config: tx,
+            stop,
+            task: tokio::spawn(worker.run()),
+        }
     }
 
     async fn is_stopped(&self, name: &str) -> bool {

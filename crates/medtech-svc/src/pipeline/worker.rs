@@ -1,4 +1,6 @@
-//! One instance's consumer: reads `hds.devices.{instance}` in the instance's consumer group,
+//! One instance's consumer: reads its device topic in its consumer group (a [`DeviceSource`]:
+//! `hds.devices.{instance}` in `medtech-svc.{instance}` unless the connector's
+//! `ingestionEndpointConfiguration` names others),
 //! collects a window of messages (until `flush_interval_ms` after its first message, or
 //! `flush_messages` messages), has [`flush`](super::flush) write it, and then commits, per
 //! partition, the last offset of the window. Nothing is committed before the whole window is
@@ -12,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hds_core::bus::{Delivery, Subscription};
-use hds_core::events::topics;
 use hds_core::names::InstanceName;
 use hds_core::provisioning::TOPIC_PARTITIONS;
 use hds_core::CancellationToken;
@@ -23,11 +24,12 @@ use super::failure::{error_type, Stage};
 use super::flush::Window;
 use super::intake::{Intake, Read, ReadAhead};
 use super::Context;
-use crate::config::LoadedConfig;
-use crate::instances::consumer_group;
+use crate::config::{DeviceSource, LoadedConfig};
 
 pub struct Worker {
     pub instance: InstanceName,
+    /// Fixed for the worker's life: another topic or group is another worker.
+    pub source: DeviceSource,
     pub ctx: Arc<Context>,
     pub config: watch::Receiver<Arc<LoadedConfig>>,
     pub shutdown: CancellationToken,
@@ -38,7 +40,7 @@ impl Worker {
         let Some(subscription) = self.subscribe().await else {
             return;
         };
-        tracing::info!(instance = %self.instance, "device pipeline started");
+        tracing::info!(instance = %self.instance, topic = %self.source.topic, group = %self.source.group, "device pipeline started");
         let settings = &self.ctx.settings;
         let mut intake = Intake::spawn(
             subscription,
@@ -120,13 +122,12 @@ impl Worker {
 
     /// Joins the consumer group, waiting for the bus as long as it takes.
     async fn subscribe(&self) -> Option<Box<dyn Subscription>> {
-        let topic = topics::devices(&self.instance);
-        let group = consumer_group(&self.instance);
+        let (topic, group) = (self.source.topic.as_str(), self.source.group.as_str());
         let mut backoff = Duration::from_millis(100);
         loop {
             let attempt = async {
-                self.ctx.bus.ensure_topic(&topic, TOPIC_PARTITIONS).await?;
-                self.ctx.bus.subscribe(&group, &[topic.as_str()]).await
+                self.ctx.bus.ensure_topic(topic, TOPIC_PARTITIONS).await?;
+                self.ctx.bus.subscribe(group, &[topic]).await
             };
             match attempt.await {
                 Ok(s) => return Some(s),

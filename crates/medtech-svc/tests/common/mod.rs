@@ -330,9 +330,42 @@ impl Stack {
         .await;
     }
 
+    /// Provisions (again) the MedTech instance with these IotConnector `properties`, as
+    /// operations-svc sends a connector's or destination's change, and returns the report
+    /// (success or not).
+    pub async fn provision_medtech_with(&self, properties: &Value) -> OperationStatus {
+        self.operate_with(
+            OperationKind::ProvisionInstance,
+            &[(
+                ServiceKind::Medtech,
+                MEDTECH_INSTANCE,
+                "iotconnectors/medtech",
+                properties.to_string(),
+            )],
+        )
+        .await
+        .remove(0)
+    }
+
     /// Sends one operation command per instance and waits (up to 60 s each) until every one
     /// of them reported success.
     async fn operate(&self, kind: OperationKind, targets: &[(ServiceKind, &str, &str)]) {
+        let targets: Vec<_> = targets
+            .iter()
+            .map(|(s, i, p)| (*s, *i, *p, "{}".to_owned()))
+            .collect();
+        for s in self.operate_with(kind, &targets).await {
+            assert_eq!(s.state, OperationState::Succeeded as i32, "{kind:?}: {s:?}");
+        }
+    }
+
+    /// Sends one operation command per instance (with its `properties` JSON) and returns the
+    /// final report of each, in order (waiting up to 60 s each).
+    async fn operate_with(
+        &self,
+        kind: OperationKind,
+        targets: &[(ServiceKind, &str, &str, String)],
+    ) -> Vec<OperationStatus> {
         self.bus
             .ensure_topic(topics::OPERATIONS_STATUS, 1)
             .await
@@ -343,7 +376,7 @@ impl Stack {
             .await
             .unwrap();
         let mut waiting = Vec::new();
-        for (service, instance, path) in targets {
+        for (service, instance, path, properties) in targets {
             let cmd = OperationCommand {
                 event_id: new_event_id(),
                 operation_id: new_event_id(),
@@ -351,7 +384,7 @@ impl Stack {
                 resource_id: format!("/subscriptions/s/resourceGroups/rg/providers/Microsoft.HealthcareApis/workspaces/ws1/{path}"),
                 service_kind: service.to_proto() as i32,
                 instance: (*instance).into(),
-                properties_json: "{}".into(),
+                properties_json: properties.clone(),
                 requested_at_unix_ms: 0,
             };
             self.bus
@@ -363,18 +396,24 @@ impl Stack {
                 .unwrap();
             waiting.push(cmd.operation_id);
         }
-        while !waiting.is_empty() {
+        let mut done: Vec<Option<OperationStatus>> = vec![None; waiting.len()];
+        while done.iter().any(Option::is_none) {
             let d = tokio::time::timeout(Duration::from_secs(60), statuses.next())
                 .await
                 .unwrap_or_else(|_| panic!("{kind:?}: a status within 60 s"))
                 .unwrap();
             let s = OperationStatus::decode(d.payload.as_slice()).unwrap();
+            let finished = [OperationState::Succeeded, OperationState::Failed]
+                .iter()
+                .any(|f| *f as i32 == s.state);
             if let Some(i) = waiting.iter().position(|w| *w == s.operation_id) {
-                assert_eq!(s.state, OperationState::Succeeded as i32, "{s:?}");
-                waiting.remove(i);
+                if finished {
+                    done[i] = Some(s);
+                }
             }
         }
         statuses.close().await;
+        done.into_iter().flatten().collect()
     }
 
     pub fn medtech_url(&self, path: &str) -> String {
@@ -409,10 +448,15 @@ impl Stack {
 
     /// Produces a device message to the instance's topic, as a device would.
     pub async fn produce(&self, payload: &[u8]) {
-        let topic = format!("hds.devices.{MEDTECH_INSTANCE}");
+        self.produce_to(&format!("hds.devices.{MEDTECH_INSTANCE}"), payload)
+            .await;
+    }
+
+    /// Produces a device message to `topic`, keyed by the device (one partition for all).
+    pub async fn produce_to(&self, topic: &str, payload: &[u8]) {
         self.bus
             .publish(
-                &topic,
+                topic,
                 OutgoingMessage::new(payload.to_vec()).with_key("device1"),
             )
             .await
