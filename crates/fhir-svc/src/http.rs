@@ -26,6 +26,7 @@ const LARGE_BODY: usize = 256 * 1024;
 pub struct FhirState {
     pub store: Store,
     pub reindexer: crate::reindex::Reindexer,
+    pub exporter: crate::export::Exporter,
     pub max_body_bytes: usize,
     pub max_bundle_entries: usize,
     pub max_search_count: usize,

@@ -1,7 +1,7 @@
 //! The settings of one FHIR service instance, as its ARM `properties` give them (they arrive
 //! with the provisioning command and are kept in the instance's row): who may call it
-//! (`authenticationConfiguration`), CORS (`corsConfiguration`) and how versions are kept
-//! (`resourceVersionPolicyConfiguration`).
+//! (`authenticationConfiguration`), CORS (`corsConfiguration`), how versions are kept
+//! (`resourceVersionPolicyConfiguration`) and where `$export` writes (`exportConfiguration`).
 //!
 //! They are read from the instance registry on every request, so a PUT of the service
 //! through the control plane takes effect as soon as fhir-svc has handled its command: at
@@ -88,6 +88,8 @@ pub struct InstanceConfig {
     pub auth: Option<TokenExpectation>,
     pub cors: Option<CorsPolicy>,
     pub versions: VersionPolicies,
+    /// `exportConfiguration.storageAccountName`: where `$export` writes (see `crate::export`).
+    pub export_storage: Option<String>,
 }
 
 impl InstanceConfig {
@@ -109,6 +111,12 @@ impl InstanceConfig {
             auth,
             cors: CorsPolicy::from_properties(properties),
             versions: VersionPolicies::from_properties(properties),
+            export_storage: properties
+                .pointer("/exportConfiguration/storageAccountName")
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
         }
     }
 }

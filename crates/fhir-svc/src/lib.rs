@@ -9,12 +9,14 @@
 pub mod caller;
 pub mod domain;
 pub mod error;
+pub mod export;
 mod group_commit;
 pub mod handlers;
 pub mod http;
 pub mod instance_config;
 mod instance_middleware;
 pub mod instances;
+mod jobs;
 pub mod reindex;
 pub mod routes;
 pub mod search;
@@ -29,7 +31,7 @@ use std::sync::Arc;
 use actix_web::web;
 use hds_core::auth::AuthSettings;
 use hds_core::bus::SharedBus;
-use hds_core::config::{BusConfig, HttpSettings, TelemetrySettings};
+use hds_core::config::{BlobConfig, BusConfig, HttpSettings, TelemetrySettings};
 use hds_core::dataplane::{self, Spec};
 use hds_core::db::{sqlite_url, Database, DatabaseSettings};
 use hds_core::names::ServiceKind;
@@ -54,6 +56,10 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     #[serde(default)]
     pub fhir: FhirSettings,
+    /// `[exports]`: the store `$export` writes to (a folder or an S3 bucket); without it the
+    /// service refuses `$export`.
+    #[serde(default)]
+    pub exports: Option<BlobConfig>,
 }
 hds_core::service_settings!(Settings);
 
@@ -102,6 +108,7 @@ impl Settings {
             auth: AuthSettings::default(),
             telemetry: TelemetrySettings::default(),
             fhir: FhirSettings::default(),
+            exports: Some(BlobConfig::local(data_dir.join("exports"))),
         }
     }
 }
@@ -163,6 +170,16 @@ pub async fn start_with(
     let custom = std::sync::Arc::<search::custom::CustomParams>::default();
     let reindexer = reindex::Reindexer::new(db.clone(), custom.clone());
     tokio::spawn(reindexer.clone().run(shutdown.clone()));
+    let export_store = match &settings.exports {
+        Some(c) => {
+            let store = hds_core::blob::connect(&c.resolve()?).await?;
+            store.check().await?;
+            Some(store)
+        }
+        None => None,
+    };
+    let exporter = export::Exporter::new(db.clone(), export_store);
+    tokio::spawn(exporter.clone().run(shutdown.clone()));
     dataplane::start::<FhirError, _, _>(
         spec,
         move |handles| {
@@ -174,6 +191,7 @@ pub async fn start_with(
                     custom,
                 ),
                 reindexer: reindexer.clone(),
+                exporter: exporter.clone(),
                 max_body_bytes,
                 max_bundle_entries,
                 max_search_count,

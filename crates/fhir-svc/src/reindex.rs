@@ -16,6 +16,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
+
 use chrono::Utc;
 use hds_core::db::Database;
 use hds_core::names::InstanceName;
@@ -25,6 +27,7 @@ use sqlx::{Any, Row, Transaction};
 use tokio::sync::Notify;
 
 use crate::error::FhirError;
+use crate::jobs::{self, Failure, JobKind};
 use crate::search::custom::{self, CustomParams};
 use crate::search::index::{self, IndexRows};
 
@@ -147,70 +150,39 @@ impl Reindexer {
         Ok(row.as_ref().map(Job::from_row).transpose()?)
     }
 
-    /// Runs open jobs until `shutdown`, waking when one is queued (and now and then, for
-    /// jobs another replica queued or left unfinished).
+    /// Runs open jobs until `shutdown` (see [`crate::jobs`]).
     pub async fn run(self, shutdown: CancellationToken) {
-        loop {
-            match self.next_open().await {
-                Ok(Some(id)) => {
-                    if let Err(e) = self.run_job(&id, &shutdown).await {
-                        tracing::warn!(job = %id, error = %e, "reindex job stopped; it resumes later");
-                    }
-                    continue;
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot read reindex jobs"),
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(10)) => {}
-            }
+        let (db, wake) = (self.db.clone(), self.wake.clone());
+        jobs::run(self, db, wake, shutdown).await
+    }
+}
+
+#[async_trait]
+impl JobKind for Reindexer {
+    const TABLE: &'static str = "fhir_reindex_jobs";
+    const NAME: &'static str = "reindex";
+
+    async fn prepare(&self, id: &str, shutdown: &CancellationToken) -> Result<(), FhirError> {
+        self.settle_definitions(id, shutdown).await
+    }
+
+    async fn step(&self, tx: &mut Transaction<'static, Any>, id: &str) -> Result<bool, Failure> {
+        batch(tx, id, &self.custom).await
+    }
+
+    async fn commit(
+        &self,
+        tx: Transaction<'static, Any>,
+        id: &str,
+        last: bool,
+    ) -> Result<(), sqlx::Error> {
+        if !last {
+            return tx.commit().await;
         }
-    }
-
-    async fn next_open(&self) -> Result<Option<String>, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT id FROM fhir_reindex_jobs WHERE status IN ('Queued', 'Running') \
-             ORDER BY queued_ms LIMIT 1",
-        )
-        .fetch_optional(self.db.pool())
-        .await
-    }
-
-    async fn run_job(&self, id: &str, shutdown: &CancellationToken) -> Result<(), FhirError> {
-        self.settle_definitions(id, shutdown).await?;
+        // The last batch enables parameters: this replica reads them again once it committed.
         let instance = self.instance_of(id).await?.unwrap_or_default();
-        while !shutdown.is_cancelled() {
-            let mut tx = self.db.begin().await?;
-            match batch(&mut tx, id, &self.custom).await {
-                Ok(more) => {
-                    // The last batch enables parameters: this replica reads them again once
-                    // it committed.
-                    let _change = (!more).then(|| self.custom.changing(&instance));
-                    tx.commit().await?;
-                    if !more {
-                        return Ok(());
-                    }
-                }
-                Err(Failure::Transient(e)) => return Err(e),
-                Err(Failure::Job(reason)) => {
-                    drop(tx);
-                    sqlx::query(
-                        "UPDATE fhir_reindex_jobs SET status = $2, ended_ms = $3, error = $4 \
-                         WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(Status::Failed.as_str())
-                    .bind(Utc::now().timestamp_millis())
-                    .bind(&reason)
-                    .execute(self.db.pool())
-                    .await?;
-                    return Ok(());
-                }
-            }
-        }
-        Ok(())
+        let _change = self.custom.changing(&instance);
+        tx.commit().await
     }
 }
 
@@ -250,20 +222,6 @@ impl Reindexer {
             }
         }
         Ok(())
-    }
-}
-
-/// Why a batch did not go through.
-enum Failure {
-    /// The database: the job stays open and is tried again.
-    Transient(FhirError),
-    /// The job itself cannot go on (a stored resource that does not parse).
-    Job(String),
-}
-
-impl From<sqlx::Error> for Failure {
-    fn from(e: sqlx::Error) -> Self {
-        Failure::Transient(e.into())
     }
 }
 

@@ -3,8 +3,8 @@
 use actix_web::web;
 
 use crate::handlers::{
-    bundle, capabilities, create, delete, history, patch, purge_history, read, reindex, search,
-    search_parameter_status, update, validate, vread,
+    bundle, capabilities, create, delete, export, history, patch, purge_history, read, reindex,
+    search, search_parameter_status, update, validate, vread,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -24,6 +24,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/{instance}/_history", web::get().to(history::system))
         .route("/{instance}/$reindex", web::post().to(reindex::start))
+        .route("/{instance}/$export", web::get().to(export::system))
+        .route(
+            "/{instance}/Patient/$export",
+            web::get().to(export::patient),
+        )
+        .route(
+            "/{instance}/Group/{id}/$export",
+            web::get().to(export::group),
+        )
+        .route(
+            "/{instance}/_operations/export/{id}",
+            web::get().to(export::status),
+        )
+        .route(
+            "/{instance}/_operations/export/{id}",
+            web::delete().to(export::cancel),
+        )
+        .route(
+            "/{instance}/_operations/export/{id}/{file}",
+            web::get().to(export::file),
+        )
         .route(
             "/{instance}/_operations/reindex/{id}",
             web::get().to(reindex::status),

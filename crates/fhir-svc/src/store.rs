@@ -750,6 +750,15 @@ impl Store {
         tx: &mut Transaction<'_, Any>,
         instance: &InstanceName,
     ) -> Result<(), sqlx::Error> {
+        // Jobs first: deleting a job's row waits for a batch that holds it, so no reindex
+        // batch adds index rows after they are gone. (Export files stay: they are in the
+        // caller's storage account, as Azure leaves them.)
+        for table in ["fhir_reindex_jobs", "fhir_export_jobs"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE instance = $1"))
+                .bind(instance.to_string())
+                .execute(&mut **tx)
+                .await?;
+        }
         crate::search::index::delete_instance(tx, instance).await?;
         for table in ["fhir_current", "fhir_versions", "fhir_search_params"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE instance = $1"))

@@ -8,45 +8,19 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{next_status, Env};
+use common::Env;
 use fhir_svc::Deps;
 use hds_core::auth::{AuthSettings, LocalKey, LOCAL_ISSUER};
 use hds_core::bus::kafka::KafkaBus;
 use hds_core::bus::SharedBus;
-use hds_core::events::v1::{OperationCommand, OperationKind, OperationState};
-use hds_core::events::{new_event_id, topics};
-use hds_core::names::ServiceKind;
-use hds_testkit::{unique, Tansu};
+use hds_testkit::Tansu;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-/// Provisions (or re-provisions) `instance` with these ARM `properties` and waits until
-/// fhir-svc reported it handled: from then on the settings apply.
+/// Provisions (or re-provisions) `instance` with these ARM `properties`; they apply from
+/// when this returns.
 async fn provision(env: &Env, instance: &str, properties: Value) {
-    let mut statuses = env
-        .bus
-        .subscribe(&unique("g"), &[topics::OPERATIONS_STATUS])
-        .await
-        .unwrap();
-    let cmd = OperationCommand {
-        event_id: new_event_id(),
-        operation_id: new_event_id(),
-        kind: OperationKind::ProvisionInstance as i32,
-        resource_id: format!("/subscriptions/s/resourceGroups/rg/providers/Microsoft.HealthcareApis/workspaces/ws1/fhirservices/{instance}"),
-        service_kind: ServiceKind::Fhir.to_proto() as i32,
-        instance: instance.into(),
-        properties_json: properties.to_string(),
-        requested_at_unix_ms: 0,
-    };
-    env.publish(&cmd).await;
-    loop {
-        let s = next_status(&mut statuses).await;
-        if s.operation_id == cmd.operation_id {
-            assert_eq!(s.state, OperationState::Succeeded as i32, "{s:?}");
-            break;
-        }
-    }
-    statuses.close().await;
+    env.provision_with(instance, &properties).await
 }
 
 /// PostgreSQL + tansu with these auth settings.

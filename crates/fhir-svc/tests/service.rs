@@ -76,6 +76,98 @@ async fn instances_come_and_go_by_command(env: Env) {
     assert_eq!(listed["value"][0]["name"], "ws1-fhir");
     assert_eq!(listed["value"].as_array().unwrap().len(), 1);
 
+    // Data of every kind: resources and their versions and index rows, a custom search
+    // parameter, a reindex job.
+    let post = |path: &str, body: serde_json::Value| {
+        c.post(env.url(&format!("/ws1-fhir{path}")))
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+    };
+    let p = post(
+        "/Patient",
+        serde_json::json!({"resourceType": "Patient", "name": [{"family": "Gone"}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(p.status(), 201);
+    let sp = post(
+        "/SearchParameter",
+        serde_json::json!({"resourceType": "SearchParameter",
+        "url": "http://example.org/sp/nick", "name": "Nick", "status": "active",
+        "description": "d", "code": "nick", "base": ["Patient"], "type": "string",
+        "expression": "Patient.name.given"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(sp.status(), 201);
+    let job = post(
+        "/$reindex",
+        serde_json::json!({"resourceType": "Parameters"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(job.status(), 201);
+    let db = env.deps.db.pool();
+    let keys: Vec<i64> = sqlx::query_scalar("SELECT rkey FROM fhir_current WHERE instance = $1")
+        .bind("ws1-fhir")
+        .fetch_all(db)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 2);
+    let keys = keys
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let leftovers = || async {
+        let mut counts = Vec::new();
+        for table in [
+            "fhir_current",
+            "fhir_versions",
+            "fhir_search_params",
+            "fhir_reindex_jobs",
+        ] {
+            let n: i64 = sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM {table} WHERE instance = 'ws1-fhir'"
+            ))
+            .fetch_one(db)
+            .await
+            .unwrap();
+            counts.push((table.to_owned(), n));
+        }
+        for table in [
+            "fhir_index_tokens",
+            "fhir_index_strings",
+            "fhir_index_references",
+            "fhir_index_dates",
+            "fhir_index_uris",
+        ] {
+            let n: i64 = sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM {table} WHERE rkey IN ({keys})"
+            ))
+            .fetch_one(db)
+            .await
+            .unwrap();
+            counts.push((table.to_owned(), n));
+        }
+        counts
+    };
+    let before = leftovers().await;
+    for table in [
+        "fhir_current",
+        "fhir_versions",
+        "fhir_search_params",
+        "fhir_reindex_jobs",
+        "fhir_index_strings",
+        "fhir_index_uris",
+    ] {
+        assert!(
+            before.iter().any(|(t, n)| t == table && *n > 0),
+            "{before:?}"
+        );
+    }
+
     let delete = env
         .command(OperationKind::DeprovisionInstance, "ws1-fhir")
         .await;
@@ -94,6 +186,9 @@ async fn instances_come_and_go_by_command(env: Env) {
         .await
         .unwrap();
     assert_eq!(listed["value"].as_array().unwrap().len(), 0);
+    // Nothing of it is left.
+    let left = leftovers().await;
+    assert!(left.iter().all(|(_, n)| *n == 0), "{left:?}");
     statuses.close().await;
     env.stop().await;
 }

@@ -6,6 +6,7 @@ pub mod conditional;
 pub mod create;
 mod creations;
 pub mod delete;
+pub mod export;
 pub mod history;
 pub mod patch;
 pub mod purge_history;

@@ -45,6 +45,22 @@ pub fn condition(
     Ok(Condition::AnyOf(ways))
 }
 
+/// The reference parameters that put a `member` resource in a patient's compartment (none:
+/// resources of that type are in no patient's compartment).
+pub fn patient_params(member: &str) -> Vec<String> {
+    COMPARTMENTS
+        .get("Patient")
+        .and_then(|members| members.get(member))
+        .map(|params| {
+            params
+                .iter()
+                .filter(|p| params::find(member, p).is_some_and(|d| d.kind == ParamType::Reference))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -125,6 +125,17 @@ impl Env {
     }
 
     pub async fn command(&self, kind: OperationKind, instance: &str) -> OperationCommand {
+        self.command_with(kind, instance, &serde_json::json!({}))
+            .await
+    }
+
+    /// A command carrying these ARM `properties` of the service.
+    pub async fn command_with(
+        &self,
+        kind: OperationKind,
+        instance: &str,
+        properties: &serde_json::Value,
+    ) -> OperationCommand {
         let cmd = OperationCommand {
             event_id: new_event_id(),
             operation_id: new_event_id(),
@@ -132,7 +143,7 @@ impl Env {
             resource_id: format!("/subscriptions/s/resourceGroups/rg/providers/Microsoft.HealthcareApis/workspaces/ws1/fhirservices/{instance}"),
             service_kind: ServiceKind::Fhir.to_proto() as i32,
             instance: instance.into(),
-            properties_json: "{}".into(),
+            properties_json: properties.to_string(),
             requested_at_unix_ms: 0,
         };
         self.publish(&cmd).await;
@@ -168,13 +179,19 @@ pub async fn next_status(sub: &mut Box<dyn Subscription>) -> OperationStatus {
 impl Env {
     /// Provisions `instance` and waits until fhir-svc reported it ready.
     pub async fn provision(&self, instance: &str) {
+        self.provision_with(instance, &serde_json::json!({})).await
+    }
+
+    /// Provisions (or re-provisions) `instance` with these ARM `properties` and waits until
+    /// fhir-svc reported it handled: from then on the settings apply.
+    pub async fn provision_with(&self, instance: &str, properties: &serde_json::Value) {
         let mut statuses = self
             .bus
             .subscribe(&unique("g"), &[topics::OPERATIONS_STATUS])
             .await
             .unwrap();
         let cmd = self
-            .command(OperationKind::ProvisionInstance, instance)
+            .command_with(OperationKind::ProvisionInstance, instance, properties)
             .await;
         loop {
             let s = next_status(&mut statuses).await;
