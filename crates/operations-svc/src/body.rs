@@ -31,6 +31,26 @@ const MAX_TAGS: usize = 50;
 const MAX_TAG_NAME: usize = 512;
 const MAX_TAG_VALUE: usize = 256;
 
+/// A request body must be JSON, as ARM requires; a request without a Content-Type is read as
+/// JSON all the same.
+pub fn check_media_type(req: &actix_web::HttpRequest) -> Result<(), ArmError> {
+    let Some(ct) = req.headers().get(actix_web::http::header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let ct = ct.to_str().unwrap_or_default();
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json" || essence.ends_with("+json") {
+        Ok(())
+    } else {
+        Err(ArmError::UnsupportedMediaType(ct.to_owned()))
+    }
+}
+
 fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, ArmError> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(m)) => Ok(m),

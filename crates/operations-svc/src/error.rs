@@ -50,6 +50,8 @@ pub enum ArmError {
     /// Destination resource is permitted per MedTech service").
     #[error("The maximum number of resource type iotconnectors/fhirdestinations has been reached: the MedTech service '{0}' has its one FHIR destination already.")]
     FhirDestinationQuotaExceeded(String),
+    #[error("The media type '{0}' is not supported: send the body as application/json.")]
+    UnsupportedMediaType(String),
     #[error("The condition of the If-Match or If-None-Match header was not met for '{0}'.")]
     PreconditionFailed(String),
     #[error("The operation '{0}' could not be found.")]
@@ -92,6 +94,7 @@ impl ArmError {
             ArmError::AnotherOperationInProgress(_) => "AnotherOperationInProgress",
             ArmError::NestedResourcesExist(_) => "NestedResourcesExist",
             ArmError::FhirDestinationQuotaExceeded(_) => "QuotaExceeded",
+            ArmError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ArmError::PreconditionFailed(_) => "PreconditionFailed",
             ArmError::OperationNotFound(_) => "OperationNotFound",
             ArmError::PathNotFound(_) => "InvalidResourceType",
@@ -136,6 +139,7 @@ impl ResponseError for ArmError {
             | ArmError::NestedResourcesExist(_)
             | ArmError::FhirDestinationQuotaExceeded(_) => StatusCode::CONFLICT,
             ArmError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ArmError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ArmError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ArmError::Storage(_) | ArmError::Database(_) | ArmError::Outbox(_) => {
                 StatusCode::SERVICE_UNAVAILABLE

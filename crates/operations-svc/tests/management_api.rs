@@ -458,6 +458,37 @@ async fn bad_requests_get_arm_errors(backend: Backend) {
         400,
         "InvalidRequestContent",
     );
+    // Bodies of the wrong shape anywhere are the client's mistake, never a 500.
+    for bad in [
+        json!([]),
+        json!({"location": 5}),
+        json!({"location": "westus", "tags": ["a"]}),
+        json!({"location": "westus", "properties": []}),
+        json!({"location": "westus", "identity": "SystemAssigned"}),
+        json!({"location": "westus", "identity": {"type": 3}}),
+        json!({"location": "westus", "properties": {"authenticationConfiguration": "x"}}),
+        json!({"location": "westus", "properties": {"corsConfiguration": {"origins": "*"}}}),
+        json!({"location": "westus", "properties": {"exportConfiguration": []}}),
+    ] {
+        let (status, body) = stack
+            .json(Method::PUT, &format!("{ws}/fhirservices/fhir3"), Some(&bad))
+            .await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body["error"]["code"].is_string(), "{bad}: {body}");
+    }
+    let res = stack
+        .http
+        .put(stack.url(&format!("{ws}/fhirservices/fhir3")))
+        .header("content-type", "text/plain")
+        .body(json!({"location": "westus"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    expect(
+        (res.status().as_u16(), res.json().await.unwrap()),
+        415,
+        "UnsupportedMediaType",
+    );
     expect(
         stack
             .json(

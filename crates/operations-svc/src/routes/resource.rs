@@ -8,7 +8,7 @@ use hds_core::ops::Caller;
 use serde_json::json;
 
 use super::{method_not_allowed, ApiVersion, AppState};
-use crate::body::{PatchBody, PutBody};
+use crate::body::{check_media_type, PatchBody, PutBody};
 use crate::changes::{self, Accepted, Ctx, Preconditions};
 use crate::error::ArmError;
 use crate::paging::{next_link, ListQuery, Page, PageRequest};
@@ -152,6 +152,7 @@ async fn put(
     version.check()?;
     caller.require(Permission::Manage)?;
     let path = path_of(&req, kind.rtype)?;
+    check_media_type(&req)?;
     let mut put = PutBody::parse(&body)?;
     (kind.validate)(&mut put)?;
     let ctx = Ctx {
@@ -180,6 +181,7 @@ async fn patch(
     version.check()?;
     caller.require(Permission::Manage)?;
     let path = path_of(&req, kind.rtype)?;
+    check_media_type(&req)?;
     let patch = PatchBody::parse(&body)?;
     let ctx = Ctx {
         db: &state.db,
