@@ -2,7 +2,7 @@
 CARGO ?= cargo
 DATA_DIR ?= ./data
 
-.PHONY: run test tools check fmt clippy build check-deploy test-synthea bench-fhir bench-dicom bench-medtech
+.PHONY: run test tools check fmt clippy build check-deploy test-synthea bench-fhir bench-fhir-search bench-dicom bench-medtech
 
 ## Start all four services in one process on embedded defaults (SQLite, local folder, embedded bus).
 run:
@@ -42,6 +42,12 @@ test-synthea: tools
 ## Synthea load and reads, one run (see bench/fhir.sh).
 bench-fhir: tools
 	./bench/fhir.sh
+
+## FHIR search benchmark: fhir-svc on PostgreSQL (+ tansu); Synthea plus copies with new ids
+## up to SCALE_RESOURCES (default 1000000), typical searches at concurrency 1 and 8 with
+## p50/p99, EXPLAIN of each, and the bars of the FHIR search issue (see bench/fhir-search.sh).
+bench-fhir-search: tools
+	./bench/fhir-search.sh
 
 ## DICOM benchmark: dicom-svc on PostgreSQL + S3 (s3s-fs, + tansu) against Orthanc (installed
 ## from Debian if missing), same synthetic STOW/QIDO/WADO load, one run (see bench/dicom.sh).

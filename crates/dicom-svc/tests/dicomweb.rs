@@ -5,7 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{multipart, new_uid, split_multipart, Env, Generated, IMPLICIT_LE};
+use common::client::{Answer, Dicom};
+use common::{new_uid, split_multipart, Env, Generated, IMPLICIT_LE};
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 use hds_core::events::topics;
@@ -16,34 +17,6 @@ use serde_json::Value;
 
 const INSTANCE: &str = "ws1-dicom";
 
-struct Dicom {
-    client: Client,
-    /// `{base}/{instance}`
-    root: String,
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: reqwest::header::HeaderMap,
-    bytes: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.bytes)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.bytes)))
-    }
-    fn header(&self, name: &str) -> String {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default()
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.bytes).into_owned()
-    }
-}
-
 impl Dicom {
     async fn on(env: &Env) -> Self {
         env.provision(INSTANCE).await;
@@ -52,46 +25,6 @@ impl Dicom {
             client: Client::builder().no_gzip().build().unwrap(),
             root: env.url(&format!("/{INSTANCE}")),
         }
-    }
-
-    async fn send(&self, r: reqwest::RequestBuilder) -> Answer {
-        let res = r.send().await.unwrap();
-        Answer {
-            status: res.status(),
-            headers: res.headers().clone(),
-            bytes: res.bytes().await.unwrap().to_vec(),
-        }
-    }
-
-    async fn stow(&self, path: &str, parts: &[&[u8]]) -> Answer {
-        let (ct, body) = multipart(parts);
-        self.send(
-            self.client
-                .post(format!("{}{path}", self.root))
-                .header("content-type", ct)
-                .header("accept", "application/dicom+json")
-                .body(body),
-        )
-        .await
-    }
-
-    async fn get(&self, path: &str, accept: &str) -> Answer {
-        self.send(
-            self.client
-                .get(format!("{}{path}", self.root))
-                .header("accept", accept),
-        )
-        .await
-    }
-
-    /// A QIDO-RS request.
-    async fn search(&self, path: &str) -> Answer {
-        self.get(path, "application/dicom+json").await
-    }
-
-    async fn delete(&self, path: &str) -> Answer {
-        self.send(self.client.delete(format!("{}{path}", self.root)))
-            .await
     }
 }
 

@@ -8,37 +8,17 @@ mod common;
 
 use std::time::Duration;
 
-use common::{multipart, new_uid, Env, Generated};
+use common::client::{Answer, Dicom};
+use common::{new_uid, Env, Generated};
 use hds_core::events::topics;
 use hds_core::events::v1::{
     DicomInstanceAction, DicomInstanceEvent, OperationKind, OperationState,
 };
 use prost::Message;
 use reqwest::{Client, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const INSTANCE: &str = "ws1-parts";
-
-struct Answer {
-    status: StatusCode,
-    bytes: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.bytes)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.bytes).into_owned()
-    }
-}
-
-/// A DICOMweb client of one instance, paths relative to `/{instance}/v2`.
-struct Dicom {
-    client: Client,
-    root: String,
-}
 
 impl Dicom {
     fn of(env: &Env, instance: &str) -> Self {
@@ -46,40 +26,6 @@ impl Dicom {
             client: Client::new(),
             root: env.url(&format!("/{instance}/v2")),
         }
-    }
-
-    async fn send(&self, r: reqwest::RequestBuilder) -> Answer {
-        let res = r.send().await.unwrap();
-        Answer {
-            status: res.status(),
-            bytes: res.bytes().await.unwrap().to_vec(),
-        }
-    }
-
-    async fn stow(&self, path: &str, parts: &[&[u8]]) -> Answer {
-        let (ct, body) = multipart(parts);
-        self.send(
-            self.client
-                .post(format!("{}{path}", self.root))
-                .header("content-type", ct)
-                .header("accept", "application/dicom+json")
-                .body(body),
-        )
-        .await
-    }
-
-    async fn get(&self, path: &str, accept: &str) -> Answer {
-        self.send(
-            self.client
-                .get(format!("{}{path}", self.root))
-                .header("accept", accept),
-        )
-        .await
-    }
-
-    async fn delete(&self, path: &str) -> Answer {
-        self.send(self.client.delete(format!("{}{path}", self.root)))
-            .await
     }
 
     /// The SOP Instance UIDs a QIDO-RS instance search finds, sorted.

@@ -3,6 +3,8 @@
 //! client over reqwest.
 #![allow(dead_code)]
 
+pub mod client;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -811,6 +811,23 @@ pub async fn find_page<'e, E>(
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
+    let sql = page_sql(instance, rt, conditions, after, limit);
+    sql.query()
+        .fetch_all(executor)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>("id").map_err(FhirError::from))
+        .collect()
+}
+
+/// The statement of [`find_page`].
+fn page_sql(
+    instance: &InstanceName,
+    rt: &ResourceType,
+    conditions: &[Condition],
+    after: Option<&str>,
+    limit: i64,
+) -> Sql {
     let mut sql = Sql::new();
     let matching = matching_keys(&mut sql, instance, rt, conditions);
     let current = sql.current(instance, rt);
@@ -823,12 +840,7 @@ where
         "SELECT c.id FROM fhir_current c WHERE {current} AND c.rkey IN ({matching}) {after} \
          ORDER BY c.id LIMIT {lim}"
     );
-    sql.query()
-        .fetch_all(executor)
-        .await?
-        .iter()
-        .map(|r| r.try_get::<String, _>("id").map_err(FhirError::from))
-        .collect()
+    sql
 }
 
 /// One `_sort` key: a parameter (or `_id`, `_lastUpdated`) and its direction.
@@ -955,13 +967,62 @@ pub async fn count<'e, E>(
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
+    let sql = count_sql(instance, rt, conditions);
+    Ok(sql.query().fetch_one(executor).await?.try_get("n")?)
+}
+
+/// The statement of [`count`].
+fn count_sql(instance: &InstanceName, rt: &ResourceType, conditions: &[Condition]) -> Sql {
     let mut sql = Sql::new();
     let matching = matching_keys(&mut sql, instance, rt, conditions);
     let current = sql.current(instance, rt);
     sql.text = format!(
         "SELECT COUNT(*) AS n FROM fhir_current c WHERE {current} AND c.rkey IN ({matching})"
     );
-    Ok(sql.query().fetch_one(executor).await?.try_get("n")?)
+    sql
+}
+
+/// PostgreSQL's plan of the statement a type-level search of `rt` with `query` (as in
+/// `GET [type]?query`) runs to select its matches, executed: `EXPLAIN (ANALYZE, BUFFERS)`.
+///
+/// The statement is built by the same code as the search's: [`count`] for `_summary=count`,
+/// otherwise [`find_page`] (first page of `_count`, default 10, plus one). Other result
+/// parameters (`_include`, `_sort`, `_elements`, ...) are skipped; their follow-up statements
+/// are not explained. For benchmarks and diagnosis (`make bench-fhir-search`); SQLite has no
+/// such `EXPLAIN`.
+pub async fn explain<'e, E>(
+    executor: E,
+    catalog: &Catalog,
+    instance: &InstanceName,
+    rt: &ResourceType,
+    query: &str,
+) -> Result<String, FhirError>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    let (mut conditions, mut summary_count, mut limit) = (Vec::new(), false, 10);
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        match key.as_ref() {
+            "_summary" => summary_count = value == "count",
+            "_count" => limit = value.parse().unwrap_or(limit),
+            k if is_result_param(k)
+                || k.starts_with("_include")
+                || k.starts_with("_revinclude") => {}
+            k => conditions.extend(parse_one(catalog, rt, k, &value)?),
+        }
+    }
+    let mut sql = if summary_count {
+        count_sql(instance, rt, &conditions)
+    } else {
+        page_sql(instance, rt, &conditions, None, limit + 1)
+    };
+    sql.text = format!("EXPLAIN (ANALYZE, BUFFERS) {}", sql.text);
+    let rows = sql.query().fetch_all(executor).await?;
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()?;
+    Ok(lines.join("\n"))
 }
 
 /// The SQL test of component `i` (0, 1, 2) of a composite row.
