@@ -2,6 +2,8 @@
 //! `tags`, `systemData`, `kind`, `identity`, `properties` (with `provisioningState`).
 
 use chrono::{TimeZone, Utc};
+use hds_core::events::topics;
+use hds_core::names::InstanceName;
 use serde_json::{json, Map, Value};
 use sqlx::{any::AnyRow, Any, Executor, Row};
 
@@ -98,6 +100,112 @@ fn object(text: &str) -> Map<String, Value> {
     }
 }
 
+/// Whether the type has a managed `identity` (`ServiceManagedIdentity` in the spec).
+fn has_identity(t: ResourceType) -> bool {
+    matches!(
+        t,
+        ResourceType::FhirService | ResourceType::DicomService | ResourceType::IotConnector
+    )
+}
+
+/// The `properties` members Azure returns although the client did not send them (its
+/// defaults, and read-only members the service computes), per type, with the values hds
+/// actually behaves by, so that a client that PUTs back what it read changes nothing.
+/// Taken from the spec, `Microsoft.HealthcareApis` 2024-03-31 (`healthcare-apis.json`
+/// definitions and the `examples/` responses):
+///
+/// - workspace (`Workspace.properties`; `workspaces/Workspaces_Get.json` shows only
+///   `provisioningState`): `privateEndpointConnections: []` (private endpoints are not
+///   offered), `publicNetworkAccess: "Enabled"`;
+/// - FHIR service (`fhirservices/FhirServices_Create.json`, `FhirServices_Get.json`,
+///   `FhirServiceProperties`): `acrConfiguration` without registries,
+///   `authenticationConfiguration.smartProxyEnabled: false` and `smartIdentityProviders: []`,
+///   `corsConfiguration` without origins (no CORS), `exportConfiguration`,
+///   `importConfiguration` disabled, `implementationGuidesConfiguration.usCoreMissingData:
+///   false`, `resourceVersionPolicyConfiguration` `versioned` (fhir-svc's default),
+///   `privateEndpointConnections: []`, `publicNetworkAccess: "Enabled"`, `eventState:
+///   "Disabled"` (hds publishes no Event Grid events), `encryption` without a
+///   customer-managed key;
+/// - DICOM service (`dicomservices/DicomServices_Get.json`, `DicomServices_Patch.json`,
+///   `DicomServiceProperties`): `authenticationConfiguration`, `corsConfiguration` as FHIR's,
+///   `privateEndpointConnections`, `publicNetworkAccess`, `eventState`, `encryption`,
+///   `storageConfiguration` (hds's blob store: no storage account), `enableDataPartitions:
+///   false` (dicom-svc's default);
+/// - IoT connector (`iotconnectors/iotconnector_Patch.json`; 2023-11-01's `iotconnector_Get.json`):
+///   `ingestionEndpointConfiguration` with the topic medtech-svc reads when none is named
+///   (`eventHubName: "hds.devices.{ws}-{name}"`) and `consumerGroup: "$Default"` (which
+///   medtech-svc reads as the instance's own group), and `deviceMapping` (without content
+///   until the client sends one);
+/// - FHIR destination (`iotconnector_fhirdestination_Create.json`): every member is
+///   required in the request, nothing to add.
+///
+/// What hds cannot know, and leaves out: the FHIR service's
+/// `authenticationConfiguration.authority`/`audience` and the DICOM service's
+/// `authority`/`audiences` when the client sends none (Azure computes them from the tenant
+/// and the service URL; hds's data-plane services then check tokens against their own
+/// `[auth]` settings, which operations-svc does not see), a DICOM `serviceUrl` without
+/// `[management] dicom_base_url`, `exportConfiguration.storageAccountName`,
+/// `importConfiguration.integrationDataStore` and `corsConfiguration.maxAge` (no default:
+/// Azure shows `null`), `ingestionEndpointConfiguration.fullyQualifiedEventHubNamespace`
+/// (hds has one bus, not Event Hubs namespaces), and `identity.principalId`/`tenantId`.
+fn defaults(t: ResourceType, instance: Option<&str>) -> Value {
+    let no_cors = json!({"origins": [], "headers": [], "methods": [], "allowCredentials": false});
+    match t {
+        ResourceType::Workspace => json!({
+            "privateEndpointConnections": [],
+            "publicNetworkAccess": "Enabled",
+        }),
+        ResourceType::FhirService => json!({
+            "acrConfiguration": {"loginServers": [], "ociArtifacts": []},
+            "authenticationConfiguration": {"smartProxyEnabled": false, "smartIdentityProviders": []},
+            "corsConfiguration": no_cors,
+            "exportConfiguration": {},
+            "importConfiguration": {"enabled": false, "initialImportMode": false},
+            "implementationGuidesConfiguration": {"usCoreMissingData": false},
+            "resourceVersionPolicyConfiguration": {"default": "versioned", "resourceTypeOverrides": {}},
+            "privateEndpointConnections": [],
+            "publicNetworkAccess": "Enabled",
+            "eventState": "Disabled",
+            "encryption": {},
+        }),
+        ResourceType::DicomService => json!({
+            "authenticationConfiguration": {},
+            "corsConfiguration": no_cors,
+            "privateEndpointConnections": [],
+            "publicNetworkAccess": "Enabled",
+            "eventState": "Disabled",
+            "encryption": {},
+            "storageConfiguration": {},
+            "enableDataPartitions": false,
+        }),
+        ResourceType::IotConnector => {
+            let mut ingestion = json!({"consumerGroup": "$Default"});
+            if let Some(name) = instance.and_then(|i| i.parse::<InstanceName>().ok()) {
+                ingestion["eventHubName"] = topics::devices(&name).into();
+            }
+            json!({
+                "ingestionEndpointConfiguration": ingestion,
+                "deviceMapping": {},
+            })
+        }
+        ResourceType::FhirDestination => json!({}),
+    }
+}
+
+/// Adds the members of `defaults` that `target` lacks (or has as `null`), member by member
+/// in nested objects; what the client set is never replaced.
+fn fill(target: &mut Map<String, Value>, defaults: Map<String, Value>) {
+    for (name, default) in defaults {
+        match (target.get_mut(&name), default) {
+            (Some(Value::Object(set)), Value::Object(d)) => fill(set, d),
+            (None | Some(Value::Null), d) => {
+                target.insert(name, d);
+            }
+            _ => {}
+        }
+    }
+}
+
 impl Resource {
     pub fn name(&self) -> &str {
         self.id.rsplit('/').next().unwrap_or_default()
@@ -107,12 +215,16 @@ impl Resource {
         self.id.to_ascii_lowercase()
     }
 
-    /// The resource as ARM shows it.
+    /// The resource as ARM shows it: the client's `properties` with the members Azure fills
+    /// in (see [`defaults`]) where the client left them out.
     pub fn to_json(&self, urls: &ServiceUrls) -> Value {
         let mut properties = self.properties.clone();
         properties.insert("provisioningState".into(), self.state.as_str().into());
         if let Some(url) = urls.service_url(self) {
             properties.insert("serviceUrl".into(), url.into());
+        }
+        if let Value::Object(d) = defaults(self.rtype, self.instance.as_deref()) {
+            fill(&mut properties, d);
         }
         let mut body = json!({
             "id": self.id,
@@ -128,8 +240,15 @@ impl Resource {
         if let Some(kind) = &self.kind {
             obj.insert("kind".into(), kind.clone().into());
         }
-        if let Some(identity) = &self.identity {
-            obj.insert("identity".into(), identity.clone());
+        match &self.identity {
+            Some(identity) => {
+                obj.insert("identity".into(), identity.clone());
+            }
+            // Services without a managed identity show it as Azure does.
+            None if has_identity(self.rtype) => {
+                obj.insert("identity".into(), json!({"type": "None"}));
+            }
+            None => {}
         }
         obj.insert(
             "systemData".into(),
@@ -359,4 +478,34 @@ pub async fn remove_deleted<'e, E: Executor<'e, Database = Any>>(
         .execute(executor)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_gaps_and_never_replace() {
+        let mut set =
+            json!({"corsConfiguration": {"origins": ["*"], "headers": null}, "eventState": "x"});
+        let Value::Object(m) = &mut set else {
+            unreachable!()
+        };
+        fill(
+            m,
+            json!({"corsConfiguration": {"origins": [], "headers": [], "methods": []}, "eventState": "Disabled", "encryption": {}})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        assert_eq!(
+            set,
+            json!({"corsConfiguration": {"origins": ["*"], "headers": [], "methods": []}, "eventState": "x", "encryption": {}})
+        );
+        assert_eq!(
+            defaults(ResourceType::IotConnector, Some("ws1-iot1"))
+                ["ingestionEndpointConfiguration"],
+            json!({"consumerGroup": "$Default", "eventHubName": "hds.devices.ws1-iot1"})
+        );
+    }
 }

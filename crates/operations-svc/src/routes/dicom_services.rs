@@ -41,8 +41,10 @@ fn validate(body: &mut PutBody) -> Result<(), ArmError> {
         &["Enabled", "Disabled"],
         false,
     )?;
-    // Read-only: filled in by the service.
-    body.properties.remove("serviceUrl");
+    // Read-only: filled in by the service (hds has no events or private endpoints).
+    for read_only in ["serviceUrl", "eventState", "privateEndpointConnections"] {
+        body.properties.remove(read_only);
+    }
     Ok(())
 }
 

@@ -71,6 +71,9 @@ fn validate(body: &mut PutBody) -> Result<(), ArmError> {
         &["Enabled", "Disabled"],
         false,
     )?;
+    // Read-only (a client may echo what it read): hds has no events or private endpoints.
+    body.properties.remove("eventState");
+    body.properties.remove("privateEndpointConnections");
     Ok(())
 }
 
