@@ -796,7 +796,10 @@ pub async fn find<'e, E>(
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
-    find_page(executor, instance, rt, conditions, None, limit).await
+    // Conditional operations name identifiers and the like, selective whatever their values:
+    // their statements are kept prepared (and planned once), unlike searches'.
+    let sql = page_sql(instance, rt, conditions, None, limit);
+    ids(sql.statement(true), executor).await
 }
 
 /// One page of matches in id order: at most `limit` ids after the `after` id.
@@ -812,7 +815,17 @@ where
     E: sqlx::Executor<'e, Database = Any>,
 {
     let sql = page_sql(instance, rt, conditions, after, limit);
-    sql.query()
+    ids(sql.query(), executor).await
+}
+
+async fn ids<'q, 'e, E>(
+    query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    executor: E,
+) -> Result<Vec<String>, FhirError>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    query
         .fetch_all(executor)
         .await?
         .iter()
@@ -1108,12 +1121,17 @@ fn compare_number(sql: &mut Sql, column: &str, prefix: Prefix, v: f64, lo: f64, 
 }
 
 impl Sql {
+    /// A search's statement, not kept prepared for reuse: PostgreSQL would soon plan it once
+    /// for any values (a generic plan), and how selective a search is depends on its values
+    /// (a patient's observations or every observation since 2020): planned with its own
+    /// values every time, a search took 2 ms where the generic plan took 240.
     fn query(&self) -> sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>> {
-        // Not a prepared statement kept for reuse: PostgreSQL would soon plan it once for any
-        // values (a generic plan), and how selective a search is depends on its values (a
-        // patient's observations or every observation since 2020): planned with its own
-        // values every time, a search took 2 ms where the generic plan took 240.
-        let mut q = sqlx::query(&self.text).persistent(false);
+        self.statement(false)
+    }
+
+    /// The statement, kept prepared if `keep`.
+    fn statement(&self, keep: bool) -> sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>> {
+        let mut q = sqlx::query(&self.text).persistent(keep);
         for b in &self.binds {
             q = match b {
                 Bind::Text(s) => q.bind(s.clone()),
