@@ -751,6 +751,14 @@ async fn result_parameters(fhir: &Fhir, fails: &mut Vec<String>) {
         b["total"] == 2 && entries(&b, "match").len() == 1,
         format!("_total=accurate: {b}"),
     );
+    // _total=estimate gives a total too (an exact one is a fine estimate).
+    let (_, b) = fhir
+        .get("/Patient?gender=female&_total=estimate&_count=1")
+        .await;
+    check(
+        b["total"] == 2 && entries(&b, "match").len() == 1,
+        format!("_total=estimate: {b}"),
+    );
     // _total=none is accepted and changes nothing about the matches.
     let (s, b) = fhir.get("/Patient?gender=female&_total=none").await;
     check(

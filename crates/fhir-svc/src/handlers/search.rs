@@ -181,11 +181,12 @@ impl Search {
                     Ok(())
                 }
                 "_total" => match value.as_str() {
-                    "accurate" => {
+                    // An exact count is the best estimate; counting is cheap from the index.
+                    "accurate" | "estimate" => {
                         s.total = true;
                         Ok(())
                     }
-                    "none" | "estimate" => Ok(()),
+                    "none" => Ok(()),
                     other => Err(FhirError::invalid(format!(
                         "_total must be none, estimate or accurate, not '{other}'"
                     ))),
