@@ -32,7 +32,7 @@ use sqlx::{Any, Row, Transaction};
 use tokio::sync::Notify;
 
 use crate::error::FhirError;
-use crate::jobs::{self, Failure, JobKind};
+use crate::jobs::{self, Failure, JobKind, Status};
 use crate::search::{compartments, keys};
 
 /// Resources per file part (and per transaction).
@@ -63,38 +63,6 @@ impl Level {
             "patient" => Level::Patient,
             "group" => Level::Group,
             _ => Level::System,
-        }
-    }
-}
-
-/// Where a job stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Queued,
-    Running,
-    Completed,
-    Failed,
-    Cancelled,
-}
-
-impl Status {
-    fn as_str(self) -> &'static str {
-        match self {
-            Status::Queued => "Queued",
-            Status::Running => "Running",
-            Status::Completed => "Completed",
-            Status::Failed => "Failed",
-            Status::Cancelled => "Cancelled",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "Queued" => Status::Queued,
-            "Running" => Status::Running,
-            "Completed" => Status::Completed,
-            "Cancelled" => Status::Cancelled,
-            _ => Status::Failed,
         }
     }
 }
@@ -332,20 +300,21 @@ impl JobKind for Parts {
 /// The condition that keeps a resource of `rt` in a patient- or group-level export: it is in
 /// the compartment of a patient (of one of `patients`, when given). Keys are our integers.
 fn compartment_filter(instance: &str, rt: &str, patients: &[i64]) -> String {
-    let members = if patients.is_empty() {
-        String::new()
-    } else {
-        let list: Vec<String> = patients.iter().map(i64::to_string).collect();
-        format!(" AND r.target IN ({})", list.join(", "))
+    let list = patients
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    // Without `patients`, every patient's compartment.
+    let (members, own) = match patients.is_empty() {
+        true => (String::new(), String::new()),
+        false => (
+            format!(" AND r.target IN ({list})"),
+            format!(" AND c.rkey IN ({list})"),
+        ),
     };
     if rt == "Patient" {
-        return match patients.is_empty() {
-            true => String::new(),
-            false => {
-                let list: Vec<String> = patients.iter().map(i64::to_string).collect();
-                format!(" AND c.rkey IN ({})", list.join(", "))
-            }
-        };
+        return own;
     }
     let pkeys: Vec<String> = compartments::patient_params(rt)
         .iter()

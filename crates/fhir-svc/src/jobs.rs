@@ -16,6 +16,39 @@ use tokio::sync::Notify;
 
 use crate::error::FhirError;
 
+/// Where a job stands (as its table's `status` column says it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+    /// Stopped by its client (`$export`'s DELETE); the runner takes no more steps.
+    Cancelled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "Queued",
+            Status::Running => "Running",
+            Status::Completed => "Completed",
+            Status::Failed => "Failed",
+            Status::Cancelled => "Cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "Queued" => Status::Queued,
+            "Running" => Status::Running,
+            "Completed" => Status::Completed,
+            "Cancelled" => Status::Cancelled,
+            _ => Status::Failed,
+        }
+    }
+}
+
 /// Why a step did not go through.
 pub enum Failure {
     /// The database or a store: the job stays open and is tried again.
@@ -118,12 +151,13 @@ async fn run_job<K: JobKind>(
             Err(Failure::Job(reason)) => {
                 drop(tx);
                 sqlx::query(&format!(
-                    "UPDATE {} SET status = 'Failed', ended_ms = $2, error = $3 WHERE id = $1",
+                    "UPDATE {} SET status = $4, ended_ms = $2, error = $3 WHERE id = $1",
                     K::TABLE
                 ))
                 .bind(id)
                 .bind(Utc::now().timestamp_millis())
                 .bind(&reason)
+                .bind(Status::Failed.as_str())
                 .execute(db.pool())
                 .await?;
                 return Ok(());

@@ -27,41 +27,12 @@ use sqlx::{Any, Row, Transaction};
 use tokio::sync::Notify;
 
 use crate::error::FhirError;
-use crate::jobs::{self, Failure, JobKind};
+use crate::jobs::{self, Failure, JobKind, Status};
 use crate::search::custom::{self, CustomParams};
 use crate::search::index::{self, IndexRows};
 
 /// Resources per transaction.
 const BATCH: i64 = 200;
-
-/// Where a job stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Queued,
-    Running,
-    Completed,
-    Failed,
-}
-
-impl Status {
-    fn as_str(self) -> &'static str {
-        match self {
-            Status::Queued => "Queued",
-            Status::Running => "Running",
-            Status::Completed => "Completed",
-            Status::Failed => "Failed",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "Queued" => Status::Queued,
-            "Running" => Status::Running,
-            "Completed" => Status::Completed,
-            _ => Status::Failed,
-        }
-    }
-}
 
 /// A job as its status endpoint shows it.
 #[derive(Debug, Clone)]

@@ -233,6 +233,16 @@ async fn exports_by_level(env: Env, store: hds_core::blob::SharedBlobStore) {
     let res = fhir.client.delete(&status).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     assert_eq!(fhir.client.get(&status).send().await.unwrap().status(), 404);
+    // Again (e.g. after removing the files failed): it finishes, still 202.
+    let again = fhir.client.delete(&status).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    let unknown = fhir
+        .client
+        .delete(format!("{}/_operations/export/nosuchjob", fhir.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     let key = BlobKey::new(format!("hdsexports/export-{job}/{job}/Patient-1.ndjson")).unwrap();
     assert_eq!(store.head(&key).await.unwrap(), None);
 

@@ -20,9 +20,10 @@ use serde_json::{json, Value};
 use super::FhirCaller;
 use crate::domain::{instant, ResourceId, ResourceType};
 use crate::error::FhirError;
-use crate::export::{valid_container, Job, Level, Request, Status};
+use crate::export::{valid_container, Job, Level, Request};
 use crate::http::{base_url, resource_id, Config, FhirState, Instance};
 use crate::instance_config::InstanceConfig;
+use crate::jobs::Status;
 
 const NDJSON: &str = "application/fhir+ndjson";
 
@@ -273,8 +274,11 @@ pub async fn cancel(
     state: web::Data<FhirState>,
 ) -> Result<HttpResponse, FhirError> {
     caller.require(Permission::Export)?;
-    job_of(&state, &instance, &path.1).await?;
-    state.exporter.cancel(&instance, &path.1).await?;
+    // Also for a job cancelled already: if removing its files failed then (503), a DELETE
+    // again finishes it.
+    if !state.exporter.cancel(&instance, &path.1).await? {
+        return Err(FhirError::NotFound(format!("export job {}", path.1)));
+    }
     Ok(HttpResponse::Accepted().finish())
 }
 
