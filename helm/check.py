@@ -113,7 +113,8 @@ GOOD = {
             "fhir": {"replicas": 3, "maxBodyBytes": 1048576,
                      "database": {"existingSecret": "fhir-db", "existingSecretKey": "url"},
                      "service": {"type": "LoadBalancer", "port": 443},
-                     "nodeSelector": {"kubernetes.io/os": "linux"}},
+                     "nodeSelector": {"kubernetes.io/os": "linux"},
+                     "exports": {"kind": "local", "local": {"existingClaim": "fhir-exports"}}},
             "dicom": {"blobs": {"kind": "local", "local": {"existingClaim": "dicom-blobs"}}},
             "medtech": {"enabled": False},
         },
@@ -123,6 +124,10 @@ GOOD = {
         "s3": {"endpoint": "http://minio.storage:9000", "partSizeBytes": 16777216},
         "metrics": {"podAnnotations": False},
         "services": {"operations": {"bootstrap": {"workspace": "contoso", "location": "westeurope"}}},
+    },
+    "no-exports-local-dicom": {
+        "services": {"fhir": {"exports": {"kind": "none"}},
+                     "dicom": {"blobs": {"kind": "local"}}},
     },
 }
 
@@ -138,6 +143,12 @@ BAD = {
     "no-s3-credentials": ({"s3": {"existingSecret": ""}}, "needs S3 credentials"),
     "s3-key-without-secret": ({"s3": {"accessKeyId": "AKIA"}}, "s3.secretAccessKey is required"),
     "bad-blob-kind": ({"services": {"dicom": {"blobs": {"kind": "azure"}}}}, "kind"),
+    "bad-exports-kind": ({"services": {"fhir": {"exports": {"kind": "azure"}}}}, "kind"),
+    "no-exports-bucket": ({"services": {"fhir": {"exports": {"bucket": ""}}}},
+                          "services.fhir.exports.bucket is required"),
+    "exports-without-s3-credentials": (
+        {"s3": {"existingSecret": ""}, "services": {"dicom": {"blobs": {"kind": "local"}}}},
+        "fhir-svc (exports) needs S3 credentials"),
     "bootstrap-empty-name": ({"services": {"operations": {"bootstrap": {"dicomService": ""}}}},
                              "cannot leave a bootstrapped service out"),
     "misspelt-key": ({"services": {"fhir": {"replica": 2}}}, "replica"),
@@ -290,6 +301,26 @@ def check_rendering(c: Checker, name: str, values: dict) -> None:
                     missing.append("blobs.s3.bucket")
             elif not blobs.get("local", {}).get("path"):
                 missing.append("blobs.local.path")
+        if component == "fhir-svc":
+            # compose's fhir-svc has [exports]; so must the chart's, unless turned off.
+            exports = config.get("exports")
+            wanted = values.get("services", {}).get("fhir", {}).get("exports", {}).get("kind", "s3")
+            if wanted == "none":
+                if exports is not None:
+                    missing.append("no [exports] with services.fhir.exports.kind = none")
+            elif not exports or exports.get("kind") != wanted:
+                missing.append(f"exports.kind = {wanted}")
+            elif wanted == "s3":
+                for var in ("HDS_EXPORTS__S3__ACCESS_KEY_ID", "HDS_EXPORTS__S3__SECRET_ACCESS_KEY"):
+                    if var not in env:
+                        missing.append(var)
+                if not exports.get("s3", {}).get("bucket"):
+                    missing.append("exports.s3.bucket")
+            else:
+                path = exports.get("local", {}).get("path", "")
+                mounted = {m["mountPath"] for m in container.get("volumeMounts", [])}
+                if not path or path not in mounted:
+                    missing.append("exports.local.path, mounted")
         c.check(f"{label} configuration is complete", not missing, ", ".join(missing))
 
         # The file the service reads and the key it trusts are mounted.
@@ -365,7 +396,7 @@ def check_lint(c: Checker) -> None:
             print(f"     lint info: {i}")
 
 
-VALUE_REF = re.compile(r"(\.Values|\$root\.Values|\.root\.Values|\$v|\$s|\$b|\$d)((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
+VALUE_REF = re.compile(r"(\.Values|\$root\.Values|\.root\.Values|\$v|\$s|\$b|\$d|\$f)((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
 
 
 def check_value_references(c: Checker) -> None:
@@ -376,6 +407,7 @@ def check_value_references(c: Checker) -> None:
         "$s": list(services.values()),
         "$b": [services["operations"]["bootstrap"]],
         "$d": [services["dicom"]],
+        "$f": [services["fhir"]],
     }
     missing = []
     for tpl in sorted((CHART / "templates").rglob("*")):

@@ -25,6 +25,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use hds_core::blob::{stream_from, BlobKey, ByteStream, SharedBlobStore};
 use hds_core::db::Database;
+use hds_core::events::v1::OperationKind;
 use hds_core::names::InstanceName;
 use hds_core::CancellationToken;
 use serde::{Deserialize, Serialize};
@@ -32,7 +33,7 @@ use sqlx::{Any, Row, Transaction};
 use tokio::sync::Notify;
 
 use crate::error::FhirError;
-use crate::jobs::{self, Failure, JobKind, Status};
+use crate::jobs::{self, Failure, JobKind, Progress, Reports, Status};
 use crate::search::{compartments, keys};
 
 /// Resources per file part (and per transaction).
@@ -153,14 +154,17 @@ pub struct Exporter {
     /// `None`: the service has no export store (`[exports]` unset).
     blobs: Option<SharedBlobStore>,
     wake: Arc<Notify>,
+    /// Where the jobs' operation reports go.
+    reports: Reports,
 }
 
 impl Exporter {
-    pub fn new(db: Database, blobs: Option<SharedBlobStore>) -> Self {
+    pub fn new(db: Database, blobs: Option<SharedBlobStore>, reports: Reports) -> Self {
         Self {
             db,
             blobs,
             wake: Arc::new(Notify::new()),
+            reports,
         }
     }
 
@@ -203,6 +207,8 @@ impl Exporter {
         let container = req.container.unwrap_or_else(|| format!("export-{id}"));
         let destination = format!("{}/{container}/{id}", req.storage_account);
         BlobKey::new(&destination).map_err(|e| FhirError::invalid(e.to_string()))?;
+        // The job and the report that makes it an operation are one change.
+        let mut tx = self.db.begin().await?;
         sqlx::query(
             "INSERT INTO fhir_export_jobs (id, instance, status, level, types, patients, since_ms, \
              transaction_ms, destination, request, queued_ms) \
@@ -219,8 +225,15 @@ impl Exporter {
         .bind(&destination)
         .bind(&req.url)
         .bind(now)
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await?;
+        if let Some(progress) = progress(&mut tx, &id).await? {
+            self.reports
+                .enqueue(&mut tx, Parts::OPERATION, Parts::ERROR_CODE, &id, &progress)
+                .await?;
+        }
+        tx.commit().await?;
+        self.reports.sent();
         self.wake.notify_one();
         self.get(instance, &id)
             .await?
@@ -246,13 +259,40 @@ impl Exporter {
             return Ok(false);
         };
         // Taking the row waits for a part being written (the runner holds it meanwhile).
+        let mut tx = self.db.begin().await?;
+        let now = Utc::now().timestamp_millis();
+        // Only a job still open is cancelled as an operation; a complete one being released
+        // stays Succeeded (and the control plane would not reopen it anyway).
+        let was_open = sqlx::query(
+            "UPDATE fhir_export_jobs SET status = $3, ended_ms = $4 \
+             WHERE instance = $1 AND id = $2 AND status IN ('Queued', 'Running')",
+        )
+        .bind(instance.to_string())
+        .bind(id)
+        .bind(Status::Cancelled.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
         sqlx::query("UPDATE fhir_export_jobs SET status = $3, ended_ms = $4 WHERE instance = $1 AND id = $2")
             .bind(instance.to_string())
             .bind(id)
             .bind(Status::Cancelled.as_str())
-            .bind(Utc::now().timestamp_millis())
-            .execute(self.db.pool())
+            .bind(now)
+            .execute(&mut *tx)
             .await?;
+        if was_open {
+            if let Some(progress) = progress(&mut tx, id).await? {
+                self.reports
+                    .enqueue(&mut tx, Parts::OPERATION, Parts::ERROR_CODE, id, &progress)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        if was_open {
+            self.reports.sent();
+        }
         let blobs = self.blobs()?;
         blobs
             .delete_prefix(&format!("{}/", job.destination))
@@ -278,19 +318,74 @@ impl Exporter {
             return;
         };
         let (db, wake) = (self.db.clone(), self.wake.clone());
-        jobs::run(Parts { blobs }, db, wake, shutdown).await
+        let reports = self.reports.clone();
+        jobs::run(Parts { blobs, reports }, db, wake, shutdown).await
     }
 }
 
 /// The steps of export jobs: one part each.
 struct Parts {
     blobs: SharedBlobStore,
+    reports: Reports,
+}
+
+/// Where export job `id` stands, for its operation: progress is the share of its types done
+/// (a type's size is not known before it is exported), the result the files so far.
+async fn progress(
+    tx: &mut Transaction<'_, Any>,
+    id: &str,
+) -> Result<Option<Progress>, sqlx::Error> {
+    let Some(row) = sqlx::query(&format!(
+        "SELECT {JOB_COLUMNS}, instance FROM fhir_export_jobs WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let job = Job::from_row(&row)?;
+    let percent = match job.status {
+        Status::Queued => 0,
+        Status::Completed => 100,
+        _ => jobs::percent(job.type_index, job.types.len() as i64),
+    };
+    let at = chrono::TimeZone::timestamp_millis_opt(&Utc, job.transaction_ms)
+        .single()
+        .unwrap_or_default();
+    Ok(Some(Progress {
+        instance: row.try_get("instance")?,
+        status: job.status,
+        percent,
+        error: job.error,
+        // The manifest's members that do not depend on the URL the client called (the files
+        // are served under the job's status URL, which only the client knows).
+        result: serde_json::json!({
+            "transactionTime": crate::domain::instant(at),
+            "types": job.types,
+            "output": job.output,
+        }),
+    }))
 }
 
 #[async_trait]
 impl JobKind for Parts {
     const TABLE: &'static str = "fhir_export_jobs";
     const NAME: &'static str = "export";
+    const OPERATION: OperationKind = OperationKind::FhirExport;
+    const ERROR_CODE: &'static str = "ExportFailed";
+
+    fn reports(&self) -> &Reports {
+        &self.reports
+    }
+
+    async fn progress(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        id: &str,
+    ) -> Result<Option<Progress>, sqlx::Error> {
+        progress(tx, id).await
+    }
 
     async fn step(&self, tx: &mut Transaction<'static, Any>, id: &str) -> Result<bool, Failure> {
         part(tx, &self.blobs, id).await

@@ -168,7 +168,10 @@ pub async fn start_with(
     let db = deps.db;
     // One copy of the instances' custom search parameters for the writers and the reindexer.
     let custom = std::sync::Arc::<search::custom::CustomParams>::default();
-    let reindexer = reindex::Reindexer::new(db.clone(), custom.clone());
+    // The jobs' reports to the control plane leave through the outbox relay, which starts
+    // with the data plane below.
+    let reports = jobs::Reports::default();
+    let reindexer = reindex::Reindexer::new(db.clone(), custom.clone(), reports.clone());
     tokio::spawn(reindexer.clone().run(shutdown.clone()));
     let export_store = match &settings.exports {
         Some(c) => {
@@ -178,11 +181,12 @@ pub async fn start_with(
         }
         None => None,
     };
-    let exporter = export::Exporter::new(db.clone(), export_store);
+    let exporter = export::Exporter::new(db.clone(), export_store, reports.clone());
     tokio::spawn(exporter.clone().run(shutdown.clone()));
     dataplane::start::<FhirError, _, _>(
         spec,
         move |handles| {
+            reports.attach(handles.relay.clone());
             let state = web::Data::new(http::FhirState {
                 store: store::Store::with_group_commit(
                     db,

@@ -20,6 +20,7 @@ use async_trait::async_trait;
 
 use chrono::Utc;
 use hds_core::db::Database;
+use hds_core::events::v1::OperationKind;
 use hds_core::names::InstanceName;
 use hds_core::CancellationToken;
 use serde_json::Value;
@@ -27,7 +28,7 @@ use sqlx::{Any, Row, Transaction};
 use tokio::sync::Notify;
 
 use crate::error::FhirError;
-use crate::jobs::{self, Failure, JobKind, Status};
+use crate::jobs::{self, Failure, JobKind, Progress, Reports, Status};
 use crate::search::custom::{self, CustomParams};
 use crate::search::index::{self, IndexRows};
 
@@ -68,15 +69,18 @@ pub struct Reindexer {
     db: Database,
     wake: Arc<Notify>,
     custom: Arc<CustomParams>,
+    reports: Reports,
 }
 
 impl Reindexer {
-    /// `custom`: the store's copy of the instances' custom parameters.
-    pub fn new(db: Database, custom: Arc<CustomParams>) -> Self {
+    /// `custom`: the store's copy of the instances' custom parameters; `reports`: where the
+    /// jobs' operation reports go.
+    pub fn new(db: Database, custom: Arc<CustomParams>, reports: Reports) -> Self {
         Self {
             db,
             wake: Arc::new(Notify::new()),
             custom,
+            reports,
         }
     }
 
@@ -91,6 +95,8 @@ impl Reindexer {
         .bind(&inst)
         .fetch_one(self.db.pool())
         .await?;
+        // The job and the report that makes it an operation are one change.
+        let mut tx = self.db.begin().await?;
         sqlx::query(
             "INSERT INTO fhir_reindex_jobs (id, instance, status, queued_ms, total, done) \
              VALUES ($1, $2, $3, $4, $5, 0)",
@@ -100,8 +106,15 @@ impl Reindexer {
         .bind(Status::Queued.as_str())
         .bind(now)
         .bind(total)
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await?;
+        if let Some(progress) = self.progress(&mut tx, &id).await? {
+            self.reports
+                .enqueue(&mut tx, Self::OPERATION, Self::ERROR_CODE, &id, &progress)
+                .await?;
+        }
+        tx.commit().await?;
+        self.reports.sent();
         self.wake.notify_one();
         self.get(instance, &id)
             .await?
@@ -132,6 +145,46 @@ impl Reindexer {
 impl JobKind for Reindexer {
     const TABLE: &'static str = "fhir_reindex_jobs";
     const NAME: &'static str = "reindex";
+    const OPERATION: OperationKind = OperationKind::FhirReindex;
+    const ERROR_CODE: &'static str = "ReindexFailed";
+
+    fn reports(&self) -> &Reports {
+        &self.reports
+    }
+
+    async fn progress(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        id: &str,
+    ) -> Result<Option<Progress>, sqlx::Error> {
+        let Some(row) = sqlx::query(
+            "SELECT instance, status, total, done, error FROM fhir_reindex_jobs WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let status = Status::parse(&row.try_get::<String, _>("status")?);
+        let (total, done): (i64, i64) = (row.try_get("total")?, row.try_get("done")?);
+        let percent = match status {
+            Status::Queued => 0,
+            Status::Completed => 100,
+            _ => jobs::percent(done, total),
+        };
+        Ok(Some(Progress {
+            instance: row.try_get("instance")?,
+            status,
+            percent,
+            error: row.try_get("error")?,
+            // The names of the job's own status (`GET [base]/_operations/reindex/{id}`).
+            result: serde_json::json!({
+                "totalResourcesToReindex": total,
+                "resourcesSuccessfullyReindexed": done,
+            }),
+        }))
+    }
 
     async fn prepare(&self, id: &str, shutdown: &CancellationToken) -> Result<(), FhirError> {
         self.settle_definitions(id, shutdown).await

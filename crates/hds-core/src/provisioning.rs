@@ -315,6 +315,9 @@ impl Provisioner {
             error_code: code,
             error_message: message,
             occurred_at_unix_ms: now_unix_ms(),
+            // operations-svc started this operation and knows its kind.
+            kind: OperationKind::Unspecified as i32,
+            result_json: String::new(),
         };
         outbox::enqueue(
             tx,

@@ -20,7 +20,7 @@ use sqlx::{Any, Transaction};
 
 use crate::body::{same_location, PatchBody, PutBody};
 use crate::error::ArmError;
-use crate::operations::{self, NewOperation, OperationKind, OperationStatus};
+use crate::operations::{self, NewOperation, OperationKind, Report};
 use crate::resource_id::{collection_prefix, ResourcePath, ResourceType};
 use crate::resources::{self, ProvisioningState, Resource};
 
@@ -191,7 +191,7 @@ pub async fn put(
     )
     .await?;
     if synchronous {
-        operations::advance(&mut tx, &operation, OperationStatus::Succeeded, 100, None).await?;
+        operations::advance(&mut tx, &operation, Report::succeeded_now()).await?;
     } else {
         send_command(&mut tx, &resource, parent.as_ref(), &operation, false).await?;
     }
@@ -263,7 +263,7 @@ pub async fn delete(
     record_operation(&mut tx, path, &r, &operation, OperationKind::Deprovision).await?;
     if r.rtype.service_kind().is_none() {
         resources::delete(&mut *tx, &r.key()).await?;
-        operations::advance(&mut tx, &operation, OperationStatus::Succeeded, 100, None).await?;
+        operations::advance(&mut tx, &operation, Report::succeeded_now()).await?;
     } else {
         r.state = ProvisioningState::Deleting;
         r.etag = new_etag();

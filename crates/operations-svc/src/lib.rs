@@ -76,6 +76,12 @@ pub struct ManagementSettings {
     /// left out, as operations-svc cannot know where dicom-svc is reached.
     #[serde(default)]
     pub dicom_base_url: Option<String>,
+    /// The Entra ID tenant (id or domain) FHIR services show in their default authority,
+    /// `https://login.microsoftonline.com/{tenant_id}`, as Azure does for a service created
+    /// without one. Unset: the tenant of `[auth] issuer` when that is an Entra ID issuer;
+    /// otherwise no default authority is shown.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
 }
 
 fn default_retry_after() -> u32 {
@@ -92,6 +98,7 @@ impl Default for ManagementSettings {
             retry_after_secs: default_retry_after(),
             page_size: default_page_size(),
             dicom_base_url: None,
+            tenant_id: None,
         }
     }
 }
@@ -192,6 +199,18 @@ pub async fn start_with(
         page_size: settings.management.page_size,
         service_urls: resources::ServiceUrls {
             dicom: settings.management.dicom_base_url.clone(),
+            tenant: settings
+                .management
+                .tenant_id
+                .clone()
+                .filter(|t| !t.trim().is_empty())
+                .or_else(|| {
+                    settings
+                        .auth
+                        .issuer
+                        .as_deref()
+                        .and_then(resources::entra_tenant)
+                }),
         },
     };
     let mut running = serve(

@@ -1,10 +1,10 @@
 //! The operation record: one per long-running change, whatever part of hds carries it out.
 //!
 //! The same record (id, kind, resource, status, progress, times, result, error) backs the
-//! control plane's provisioning and, later, the data plane's long-running work (FHIR
-//! `$export`/`$import`/`$reindex`, DICOM operations): a new kind is a new [`OperationKind`],
-//! progress arrives as `percent_complete` on `hds.operations.status`, and what the work
-//! produced (an export manifest, counts) is `result_json`.
+//! control plane's provisioning and the data plane's long-running work (FHIR `$export` and
+//! `$reindex` today; `$import` and DICOM operations are new [`OperationKind`]s): the
+//! reporter's job id is the operation id, progress arrives as `percent_complete` on
+//! `hds.operations.status`, and what the work produced (counts, files) is `result_json`.
 
 use chrono::{DateTime, TimeZone, Utc};
 use hds_core::db::Database;
@@ -63,13 +63,19 @@ impl OperationStatus {
     }
 }
 
-/// What an operation does to its resource.
+/// What an operation does. The first two are the control plane's own (it starts them and
+/// sends their commands); the others are data-plane work a service starts itself and only
+/// reports on `hds.operations.status`, under its own job id (see [`OperationKind::reported`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OperationKind {
     /// Create or update the resource (and its data-plane instance).
     Provision,
     /// Delete the resource; when it succeeds the resource row goes.
     Deprovision,
+    /// A FHIR service's `$export` job.
+    FhirExport,
+    /// A FHIR service's `$reindex` job.
+    FhirReindex,
 }
 
 impl OperationKind {
@@ -77,6 +83,8 @@ impl OperationKind {
         match self {
             OperationKind::Provision => "Provision",
             OperationKind::Deprovision => "Deprovision",
+            OperationKind::FhirExport => "FhirExport",
+            OperationKind::FhirReindex => "FhirReindex",
         }
     }
 
@@ -84,8 +92,29 @@ impl OperationKind {
         Some(match s {
             "Provision" => OperationKind::Provision,
             "Deprovision" => OperationKind::Deprovision,
+            "FhirExport" => OperationKind::FhirExport,
+            "FhirReindex" => OperationKind::FhirReindex,
             _ => return None,
         })
+    }
+
+    /// The kind a status report names (`OperationStatus.kind`): `Ok(None)` for an operation
+    /// operations-svc started itself (the report leaves the kind out), `Ok(Some)` for
+    /// data-plane work, `Err` for a kind this version does not know (or one that is only
+    /// ever a command, which no reporter should name).
+    pub fn reported(kind: i32) -> Result<Option<Self>, i32> {
+        use hds_core::events::v1::OperationKind as Proto;
+        match Proto::try_from(kind) {
+            Ok(Proto::Unspecified) => Ok(None),
+            Ok(Proto::FhirExport) => Ok(Some(OperationKind::FhirExport)),
+            Ok(Proto::FhirReindex) => Ok(Some(OperationKind::FhirReindex)),
+            Ok(Proto::ProvisionInstance | Proto::DeprovisionInstance) | Err(_) => Err(kind),
+        }
+    }
+
+    /// Work a data-plane service started (and reports): it changes no resource.
+    pub fn is_data_plane(self) -> bool {
+        matches!(self, OperationKind::FhirExport | OperationKind::FhirReindex)
     }
 }
 
@@ -123,17 +152,27 @@ pub async fn insert(
     tx: &mut Transaction<'_, Any>,
     op: NewOperation<'_>,
 ) -> Result<bool, sqlx::Error> {
+    insert_at(tx, op, hds_core::events::now_unix_ms()).await
+}
+
+/// Records a new operation as `Requested`, started at `started_ms`; an existing id is left
+/// as it is. Ids are kept lowercase: Operation Results - Get looks them up so.
+pub async fn insert_at(
+    tx: &mut Transaction<'_, Any>,
+    op: NewOperation<'_>,
+    started_ms: i64,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "INSERT INTO operations (id, subscription_id, location, kind, resource_id, status, percent, started_ms, updated_ms) \
          VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7) ON CONFLICT (id) DO NOTHING",
     )
-    .bind(op.id)
+    .bind(op.id.to_ascii_lowercase())
     .bind(op.subscription_id)
     .bind(op.location)
     .bind(op.kind.as_str())
     .bind(op.resource_id)
     .bind(OperationStatus::Requested.as_str())
-    .bind(hds_core::events::now_unix_ms())
+    .bind(started_ms)
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -167,28 +206,65 @@ pub async fn get(db: &Database, id: &str) -> Result<Option<Operation>, sqlx::Err
     }))
 }
 
-/// Moves an operation on. A finished operation stays as it finished: a late or repeated
-/// report cannot reopen it. Returns whether anything changed.
+/// A status report, as [`advance`] applies it.
+#[derive(Debug, Clone, Copy)]
+pub struct Report<'a> {
+    pub status: OperationStatus,
+    /// 0..100.
+    pub percent: i32,
+    /// Code and message, for a failure.
+    pub error: Option<(&'a str, &'a str)>,
+    /// When it happened (ms): the end time of a terminal report.
+    pub at_ms: i64,
+    /// What the work produced so far (JSON text); `None` keeps what is recorded.
+    pub result: Option<&'a str>,
+    /// Only an operation of this kind moves (a data-plane report cannot move a control-plane
+    /// operation that happens to share its id); `None`: any kind.
+    pub kind: Option<OperationKind>,
+}
+
+impl Report<'static> {
+    /// An operation that ends as it is recorded (one without a data-plane side).
+    pub fn succeeded_now() -> Self {
+        Report {
+            status: OperationStatus::Succeeded,
+            percent: 100,
+            error: None,
+            at_ms: hds_core::events::now_unix_ms(),
+            result: None,
+            kind: None,
+        }
+    }
+}
+
+/// Moves an operation on, tolerating reports that come late, twice or out of order (the
+/// outbox may publish an event again after a crash, and a replayed batch puts older reports
+/// after newer ones): a finished operation stays as it finished, a `Running` one does not go
+/// back to `Requested`, and progress never goes down. Returns whether the row was updated.
 pub async fn advance(
     tx: &mut Transaction<'_, Any>,
     id: &str,
-    status: OperationStatus,
-    percent: i32,
-    error: Option<(&str, &str)>,
+    report: Report<'_>,
 ) -> Result<bool, sqlx::Error> {
-    let now = hds_core::events::now_unix_ms();
-    let ended = status.is_terminal().then_some(now);
+    let ended = report.status.is_terminal().then_some(report.at_ms);
     let done = sqlx::query(
-        "UPDATE operations SET status = $1, percent = $2, ended_ms = $3, error_code = $4, error_message = $5, updated_ms = $7 \
-         WHERE id = $6 AND status NOT IN ('Succeeded', 'Failed', 'Canceled')",
+        "UPDATE operations SET \
+         status = CASE WHEN status = 'Running' AND $1 = 'Requested' THEN status ELSE $1 END, \
+         percent = CASE WHEN percent > $2 THEN percent ELSE $2 END, \
+         ended_ms = $3, error_code = $4, error_message = $5, updated_ms = $7, \
+         result_json = COALESCE($8, result_json) \
+         WHERE id = $6 AND status NOT IN ('Succeeded', 'Failed', 'Canceled') \
+         AND ($9 = '' OR kind = $9)",
     )
-    .bind(status.as_str())
-    .bind(percent)
+    .bind(report.status.as_str())
+    .bind(report.percent.clamp(0, 100))
     .bind(ended)
-    .bind(error.map(|e| e.0.to_owned()))
-    .bind(error.map(|e| e.1.to_owned()))
-    .bind(id)
-    .bind(now)
+    .bind(report.error.map(|e| e.0.to_owned()))
+    .bind(report.error.map(|e| e.1.to_owned()))
+    .bind(id.to_ascii_lowercase())
+    .bind(hds_core::events::now_unix_ms())
+    .bind(report.result.map(str::to_owned))
+    .bind(report.kind.map_or("", OperationKind::as_str))
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -200,7 +276,7 @@ pub async fn subject(
     id: &str,
 ) -> Result<Option<(Option<OperationKind>, String)>, sqlx::Error> {
     let Some(row) = sqlx::query("SELECT kind, resource_id FROM operations WHERE id = $1")
-        .bind(id)
+        .bind(id.to_ascii_lowercase())
         .fetch_optional(&mut **tx)
         .await?
     else {

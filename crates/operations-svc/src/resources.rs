@@ -45,14 +45,55 @@ impl ProvisioningState {
     }
 }
 
-/// Where the data-plane services are reached, for the URLs a resource shows.
+/// What operations-svc knows of the deployment, for the members Azure computes: where the
+/// data-plane services are reached, and the Entra ID tenant.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ServiceUrls {
     /// dicom-svc's base URL: a DICOM service's `serviceUrl` is `{dicom}/{instance}`.
     pub dicom: Option<String>,
+    /// The tenant of a FHIR service's default authority,
+    /// `https://login.microsoftonline.com/{tenant}`; `None`: no default authority is shown.
+    pub tenant: Option<String>,
+}
+
+/// Azure's host of FHIR services: a service's default audience is its URL there.
+const FHIR_SERVICE_HOST: &str = "fhir.azurehealthcareapis.com";
+/// Entra ID's authority host.
+const ENTRA_AUTHORITY: &str = "https://login.microsoftonline.com";
+
+/// The tenant of an Entra ID issuer (`https://login.microsoftonline.com/{tenant}/v2.0`,
+/// `https://sts.windows.net/{tenant}/`), if `issuer` is one.
+pub fn entra_tenant(issuer: &str) -> Option<String> {
+    let rest = issuer
+        .strip_prefix("https://login.microsoftonline.com/")
+        .or_else(|| issuer.strip_prefix("https://sts.windows.net/"))?;
+    let tenant = rest.split('/').next()?;
+    (!tenant.is_empty()).then(|| tenant.to_owned())
 }
 
 impl ServiceUrls {
+    /// The `authenticationConfiguration` Azure gives a FHIR service that is sent none (its
+    /// tenant's authority, its own URL as audience). Shown only: an instance without its own
+    /// authority and audience checks tokens against fhir-svc's `[auth]`, and what equals
+    /// these defaults is not stored (see [`drop_computed_defaults`]), so that a client that
+    /// PUTs back what it read changes nothing.
+    fn fhir_authentication(&self, instance: Option<&str>) -> Map<String, Value> {
+        let mut auth = Map::new();
+        if let Some(tenant) = &self.tenant {
+            auth.insert(
+                "authority".into(),
+                format!("{ENTRA_AUTHORITY}/{tenant}").into(),
+            );
+        }
+        if let Some(instance) = instance {
+            auth.insert(
+                "audience".into(),
+                format!("https://{instance}.{FHIR_SERVICE_HOST}").into(),
+            );
+        }
+        auth
+    }
+
     /// The read-only `serviceUrl` of a resource, for the types that have one.
     fn service_url(&self, r: &Resource) -> Option<String> {
         match (r.rtype, &self.dicom, &r.instance) {
@@ -139,8 +180,11 @@ fn has_identity(t: ResourceType) -> bool {
 /// - FHIR destination (`iotconnector_fhirdestination_Create.json`): every member is
 ///   required in the request, nothing to add.
 ///
-/// What hds cannot know, and leaves out: the FHIR service's
-/// `authenticationConfiguration.authority`/`audience` and the DICOM service's
+/// Computed as Azure does, outside this table (see [`ServiceUrls`]): a FHIR service's
+/// `authenticationConfiguration.authority` (`https://login.microsoftonline.com/{tenant}`,
+/// when the tenant is known) and `audience` (`https://{ws}-{name}.fhir.azurehealthcareapis.com`).
+///
+/// What hds cannot know, and leaves out: the DICOM service's
 /// `authority`/`audiences` when the client sends none (Azure computes them from the tenant
 /// and the service URL; hds's data-plane services then check tokens against their own
 /// `[auth]` settings, which operations-svc does not see), a DICOM `serviceUrl` without
@@ -206,6 +250,28 @@ fn fill(target: &mut Map<String, Value>, defaults: Map<String, Value>) {
     }
 }
 
+/// Removes from a PUT's `properties` the members equal to what Azure computes and hds only
+/// shows (a FHIR service's default authority and audience): a client that PUTs back what it
+/// read must not turn the shown defaults into settings fhir-svc would then enforce.
+pub fn drop_computed_defaults(
+    t: ResourceType,
+    instance: Option<&str>,
+    properties: &mut Map<String, Value>,
+    urls: &ServiceUrls,
+) {
+    if t != ResourceType::FhirService {
+        return;
+    }
+    let computed = urls.fhir_authentication(instance);
+    if let Some(Value::Object(auth)) = properties.get_mut("authenticationConfiguration") {
+        for (name, value) in computed {
+            if auth.get(&name) == Some(&value) {
+                auth.remove(&name);
+            }
+        }
+    }
+}
+
 impl Resource {
     pub fn name(&self) -> &str {
         self.id.rsplit('/').next().unwrap_or_default()
@@ -225,6 +291,14 @@ impl Resource {
         }
         if let Value::Object(d) = defaults(self.rtype, self.instance.as_deref()) {
             fill(&mut properties, d);
+        }
+        if self.rtype == ResourceType::FhirService {
+            let mut computed = Map::new();
+            computed.insert(
+                "authenticationConfiguration".into(),
+                Value::Object(urls.fhir_authentication(self.instance.as_deref())),
+            );
+            fill(&mut properties, computed);
         }
         let mut body = json!({
             "id": self.id,
@@ -507,5 +581,54 @@ mod tests {
                 ["ingestionEndpointConfiguration"],
             json!({"consumerGroup": "$Default", "eventHubName": "hds.devices.ws1-iot1"})
         );
+    }
+
+    #[test]
+    fn the_tenant_comes_from_entra_id_issuers_only() {
+        for (issuer, tenant) in [
+            ("https://login.microsoftonline.com/t1/v2.0", Some("t1")),
+            (
+                "https://login.microsoftonline.com/contoso.onmicrosoft.com",
+                Some("contoso.onmicrosoft.com"),
+            ),
+            ("https://sts.windows.net/t2/", Some("t2")),
+            ("https://login.microsoftonline.com/", None),
+            ("hds-local", None),
+            ("https://login.example.org/t3", None),
+        ] {
+            assert_eq!(entra_tenant(issuer).as_deref(), tenant, "{issuer}");
+        }
+    }
+
+    #[test]
+    fn only_the_computed_authentication_defaults_are_dropped() {
+        let urls = ServiceUrls {
+            dicom: None,
+            tenant: Some("t1".into()),
+        };
+        let mut p = json!({"authenticationConfiguration": {
+            "authority": "https://login.microsoftonline.com/t1",
+            "audience": "https://fhir.example.org",
+            "smartProxyEnabled": true}})
+        .as_object()
+        .unwrap()
+        .clone();
+        drop_computed_defaults(ResourceType::FhirService, Some("ws1-fhir1"), &mut p, &urls);
+        assert_eq!(
+            Value::Object(p.clone()),
+            json!({"authenticationConfiguration": {"audience": "https://fhir.example.org", "smartProxyEnabled": true}})
+        );
+        let mut q = json!({"authenticationConfiguration": {
+            "audience": "https://ws1-fhir1.fhir.azurehealthcareapis.com"}})
+        .as_object()
+        .unwrap()
+        .clone();
+        drop_computed_defaults(ResourceType::DicomService, Some("ws1-fhir1"), &mut q, &urls);
+        assert!(
+            q["authenticationConfiguration"].get("audience").is_some(),
+            "not a FHIR service"
+        );
+        drop_computed_defaults(ResourceType::FhirService, Some("ws1-fhir1"), &mut q, &urls);
+        assert_eq!(Value::Object(q), json!({"authenticationConfiguration": {}}));
     }
 }

@@ -132,6 +132,7 @@ async fn a_failed_provisioning_ends_the_operation_with_its_error(env: Env) {
         error_code: "StorageFull".into(),
         error_message: "no room".into(),
         occurred_at_unix_ms: 0,
+        ..OperationStatus::default()
     };
     env.bus
         .publish(

@@ -63,9 +63,11 @@ const FHIR_PROPERTIES: &[(&str, Type)] = &[
     ("resourceVersionPolicyConfiguration", Obj),
 ];
 
-/// Nested members of the same example response (`authority`/`audience`, `maxAge`,
-/// `storageAccountName` and `integrationDataStore` have no value hds could show).
+/// Nested members of the same example response (`authority` only when the tenant is known,
+/// see `fhir_authentication_defaults_are_azures`; `maxAge`, `storageAccountName` and
+/// `integrationDataStore` have no value hds could show).
 const FHIR_NESTED: &[(&str, &str, Type)] = &[
+    ("authenticationConfiguration", "audience", Str),
     ("authenticationConfiguration", "smartProxyEnabled", Bool),
     ("authenticationConfiguration", "smartIdentityProviders", Arr),
     ("corsConfiguration", "origins", Arr),
@@ -256,7 +258,9 @@ async fn resources_show_the_members_of_the_spec(backend: Backend) {
     assert!(nested.is_empty(), "{nested:?} in {got}");
     let fhir_defaults = json!({
         "acrConfiguration": {"loginServers": [], "ociArtifacts": []},
-        "authenticationConfiguration": {"smartProxyEnabled": false, "smartIdentityProviders": []},
+        // Azure's default audience: the service's URL there.
+        "authenticationConfiguration": {"smartProxyEnabled": false, "smartIdentityProviders": [],
+            "audience": "https://specws-fhir1.fhir.azurehealthcareapis.com"},
         "corsConfiguration": no_cors,
         "exportConfiguration": {},
         "importConfiguration": {"enabled": false, "initialImportMode": false},
@@ -386,6 +390,81 @@ async fn resources_show_the_members_of_the_spec(backend: Backend) {
         }),
         "the client's values are kept: {got}"
     );
+}
+
+/// A FHIR service created without `authenticationConfiguration` shows Azure's defaults
+/// (`FhirServices_Create.json`: `https://login.microsoftonline.com/{tenant}` and
+/// `https://{ws}-{name}.fhir.azurehealthcareapis.com`); they are shown, not stored, so the
+/// instance keeps checking tokens against fhir-svc's `[auth]`, also after a client PUT back
+/// what it read; what a client sets is kept.
+async fn fhir_authentication_defaults_are_azures(backend: Backend) {
+    const TENANT: &str = "abfde7b2-df0f-47e6-aabf-2462b07508dc";
+    let stack = Stack::with_data_plane_and(backend, |s| {
+        s.management.tenant_id = Some(TENANT.into());
+    })
+    .await;
+    let ws = stack.workspace_url("authws");
+    put(&stack, &ws, &json!({"location": "westus2"}), 201).await;
+    let fhir = format!("{ws}/fhirservices/fhir1");
+    let got = put(&stack, &fhir, &json!({"location": "westus2"}), 201).await;
+    let expected = json!({
+        "authority": format!("https://login.microsoftonline.com/{TENANT}"),
+        "audience": "https://authws-fhir1.fhir.azurehealthcareapis.com",
+        "smartProxyEnabled": false,
+        "smartIdentityProviders": [],
+    });
+    assert_eq!(
+        got["properties"]["authenticationConfiguration"], expected,
+        "{got}"
+    );
+
+    let again = put(&stack, &fhir, &got, 200).await;
+    assert_eq!(again["properties"]["authenticationConfiguration"], expected);
+    // What fhir-svc was told: no authority or audience of its own.
+    let instances: Value = reqwest::get(format!("{}/instances", stack.fhir.clone().unwrap()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let instance = instances["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "authws-fhir1")
+        .unwrap_or_else(|| panic!("no instance in {instances}"));
+    let told = &instance["properties"]["authenticationConfiguration"];
+    assert!(
+        told.get("authority").is_none() && told.get("audience").is_none(),
+        "the shown defaults became settings: {instance}"
+    );
+
+    // The client's own values are kept (and stored: fhir-svc enforces them).
+    let own =
+        json!({"authority": "https://login.example.org/t", "audience": "https://fhir.example.org"});
+    let fhir2 = format!("{ws}/fhirservices/fhir2");
+    let got = put(
+        &stack,
+        &fhir2,
+        &json!({"location": "westus2", "properties": {"authenticationConfiguration": own}}),
+        201,
+    )
+    .await;
+    let auth = &got["properties"]["authenticationConfiguration"];
+    assert_eq!(
+        json!({"authority": auth["authority"], "audience": auth["audience"]}),
+        own
+    );
+}
+
+#[tokio::test]
+async fn embedded_fhir_authentication_defaults_are_azures() {
+    fhir_authentication_defaults_are_azures(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn kafka_fhir_authentication_defaults_are_azures() {
+    fhir_authentication_defaults_are_azures(Backend::Kafka).await;
 }
 
 #[tokio::test]

@@ -2,8 +2,8 @@
 The TOML configuration of one service: dict "root" $ "svc" "fhir".
 Strings go through toJson: a JSON string is a valid TOML basic string.
 Secrets are not here: HDS_DATABASE__URL and, for dicom-svc, HDS_BLOBS__S3__ACCESS_KEY_ID and
-HDS_BLOBS__S3__SECRET_ACCESS_KEY come from a Secret as environment variables, which the
-services apply over this file.
+HDS_BLOBS__S3__SECRET_ACCESS_KEY (for fhir-svc's exports, HDS_EXPORTS__S3__*) come from a
+Secret as environment variables, which the services apply over this file.
 */}}
 {{- define "hds.configToml" -}}
 {{- $v := .root.Values -}}
@@ -65,6 +65,31 @@ part_size = {{ int64 $v.s3.partSizeBytes }}
 
 [blobs.local]
 path = {{ $s.blobs.local.path | toJson }}
+{{- end }}
+{{- end }}
+{{- if and (eq $key "fhir") (ne $s.exports.kind "none") }}
+
+# Where $export writes.
+[exports]
+kind = {{ $s.exports.kind | toJson }}
+{{- if eq $s.exports.kind "s3" }}
+
+[exports.s3]
+# access_key_id, secret_access_key: from the environment (HDS_EXPORTS__S3__*).
+bucket = {{ $s.exports.bucket | toJson }}
+{{- with $v.s3.endpoint }}
+endpoint = {{ . | toJson }}
+{{- end }}
+region = {{ $v.s3.region | toJson }}
+force_path_style = {{ $v.s3.forcePathStyle }}
+create_bucket = {{ $v.s3.createBucket }}
+{{- if $v.s3.partSizeBytes }}
+part_size = {{ int64 $v.s3.partSizeBytes }}
+{{- end }}
+{{- else }}
+
+[exports.local]
+path = {{ $s.exports.local.path | toJson }}
 {{- end }}
 {{- end }}
 

@@ -175,15 +175,29 @@ so `helm template` / `helm install` stop before anything is applied.
 {{- if not $v.s3.bucket -}}
 {{- fail "s3.bucket is required for dicom-svc (services.dicom.blobs.kind = s3)" -}}
 {{- end -}}
+{{- else if and $d.enabled (ne $d.blobs.kind "local") -}}
+{{- fail (printf "services.dicom.blobs.kind must be s3 or local (got '%s')" $d.blobs.kind) -}}
+{{- end -}}
+{{- $f := $v.services.fhir -}}
+{{- if and $f.enabled (eq $f.exports.kind "s3") -}}
+{{- if not $f.exports.bucket -}}
+{{- fail "services.fhir.exports.bucket is required with services.fhir.exports.kind = s3" -}}
+{{- end -}}
+{{- else if and $f.enabled (not (has $f.exports.kind (list "local" "none"))) -}}
+{{- fail (printf "services.fhir.exports.kind must be s3, local or none (got '%s')" $f.exports.kind) -}}
+{{- end -}}
+{{- /* Both S3 users share the s3 block's credentials. */ -}}
+{{- $users := list -}}
+{{- if and $d.enabled (eq $d.blobs.kind "s3") -}}{{- $users = append $users "dicom-svc" -}}{{- end -}}
+{{- if and $f.enabled (eq $f.exports.kind "s3") -}}{{- $users = append $users "fhir-svc (exports)" -}}{{- end -}}
+{{- if $users -}}
 {{- if $v.s3.accessKeyId -}}
 {{- if not $v.s3.secretAccessKey -}}
 {{- fail "s3.secretAccessKey is required with s3.accessKeyId" -}}
 {{- end -}}
 {{- else if not $v.s3.existingSecret -}}
-{{- fail "dicom-svc needs S3 credentials: set s3.accessKeyId and s3.secretAccessKey, or s3.existingSecret (keys s3.accessKeyIdKey and s3.secretAccessKeyKey)" -}}
+{{- fail (printf "%s needs S3 credentials: set s3.accessKeyId and s3.secretAccessKey, or s3.existingSecret (keys s3.accessKeyIdKey and s3.secretAccessKeyKey)" (join " and " $users)) -}}
 {{- end -}}
-{{- else if and $d.enabled (ne $d.blobs.kind "local") -}}
-{{- fail (printf "services.dicom.blobs.kind must be s3 or local (got '%s')" $d.blobs.kind) -}}
 {{- end -}}
 {{- $b := $v.services.operations.bootstrap -}}
 {{- if and $v.services.operations.enabled $b.enabled -}}

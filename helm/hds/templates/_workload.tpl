@@ -101,6 +101,18 @@ spec:
                   name: {{ include "hds.s3SecretName" $root }}
                   key: {{ include "hds.s3SecretAccessKeyKey" $root }}
             {{- end }}
+            {{- if and (eq $key "fhir") (eq $s.exports.kind "s3") }}
+            - name: HDS_EXPORTS__S3__ACCESS_KEY_ID
+              valueFrom:
+                secretKeyRef:
+                  name: {{ include "hds.s3SecretName" $root }}
+                  key: {{ include "hds.s3AccessKeyIdKey" $root }}
+            - name: HDS_EXPORTS__S3__SECRET_ACCESS_KEY
+              valueFrom:
+                secretKeyRef:
+                  name: {{ include "hds.s3SecretName" $root }}
+                  key: {{ include "hds.s3SecretAccessKeyKey" $root }}
+            {{- end }}
             {{- with $v.telemetry.otlpEndpoint }}
             - name: OTEL_EXPORTER_OTLP_ENDPOINT
               value: {{ . | quote }}
@@ -155,6 +167,10 @@ spec:
             - name: blobs
               mountPath: {{ $s.blobs.local.path }}
             {{- end }}
+            {{- if and (eq $key "fhir") (eq $s.exports.kind "local") }}
+            - name: exports
+              mountPath: {{ $s.exports.local.path }}
+            {{- end }}
       volumes:
         - name: config
           configMap:
@@ -174,6 +190,15 @@ spec:
           {{- if $s.blobs.local.existingClaim }}
           persistentVolumeClaim:
             claimName: {{ $s.blobs.local.existingClaim }}
+          {{- else }}
+          emptyDir: {}
+          {{- end }}
+        {{- end }}
+        {{- if and (eq $key "fhir") (eq $s.exports.kind "local") }}
+        - name: exports
+          {{- if $s.exports.local.existingClaim }}
+          persistentVolumeClaim:
+            claimName: {{ $s.exports.local.existingClaim }}
           {{- else }}
           emptyDir: {}
           {{- end }}

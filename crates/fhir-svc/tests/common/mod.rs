@@ -168,12 +168,19 @@ impl Env {
     }
 }
 
+/// The next provisioning status: the reports of fhir-svc's own jobs (`$reindex`,
+/// `$export`, which carry their operation kind) share the topic and are passed over.
 pub async fn next_status(sub: &mut Box<dyn Subscription>) -> OperationStatus {
-    let d = tokio::time::timeout(Duration::from_secs(60), sub.next())
-        .await
-        .expect("a status within 60 s")
-        .unwrap();
-    OperationStatus::decode(d.payload.as_slice()).unwrap()
+    loop {
+        let d = tokio::time::timeout(Duration::from_secs(60), sub.next())
+            .await
+            .expect("a status within 60 s")
+            .unwrap();
+        let status = OperationStatus::decode(d.payload.as_slice()).unwrap();
+        if status.kind == OperationKind::Unspecified as i32 {
+            return status;
+        }
+    }
 }
 
 impl Env {

@@ -155,6 +155,13 @@ async fn put(
     check_media_type(&req)?;
     let mut put = PutBody::parse(&body)?;
     (kind.validate)(&mut put)?;
+    let instance = path.instance().map(|i| i.to_string());
+    resources::drop_computed_defaults(
+        kind.rtype,
+        instance.as_deref(),
+        &mut put.properties,
+        &state.service_urls,
+    );
     let ctx = Ctx {
         db: &state.db,
         relay: &state.relay,

@@ -32,6 +32,10 @@ pub struct Stack {
     pub fhir: Option<String>,
     pub dicom: Option<String>,
     pub medtech: Option<String>,
+    /// fhir-svc's database, when started (for tests that need to break its data).
+    pub fhir_db: Option<Database>,
+    /// The bus every service of the stack is on (for tests that report as a service would).
+    pub bus: SharedBus,
     pub http: reqwest::Client,
     shutdown: CancellationToken,
     _tansu: Option<Tansu>,
@@ -106,13 +110,15 @@ impl Stack {
             }
         };
         let shutdown = CancellationToken::new();
-        let (mut fhir, mut dicom, mut medtech) = (None, None, None);
+        let (mut fhir, mut dicom, mut medtech, mut fhir_db) = (None, None, None, None);
         if data_plane {
             let l = listener();
+            let db = Self::database(backend, dir.path(), "fhir").await;
+            fhir_db = Some(db.clone());
             let running = fhir_svc::start_with(
                 fhir_svc::Settings::local_defaults(dir.path()),
                 fhir_svc::Deps {
-                    db: Self::database(backend, dir.path(), "fhir").await,
+                    db,
                     bus: bus.clone(),
                 },
                 l,
@@ -162,7 +168,7 @@ impl Stack {
             settings,
             operations_svc::Deps {
                 db: Self::database(backend, dir.path(), "ops").await,
-                bus,
+                bus: bus.clone(),
             },
             listener(),
             shutdown.clone(),
@@ -174,6 +180,8 @@ impl Stack {
             fhir,
             dicom,
             medtech,
+            fhir_db,
+            bus,
             http: reqwest::Client::new(),
             shutdown,
             _tansu: tansu,
