@@ -381,6 +381,13 @@ const ROWS: &[(&str, &[&str])] = &[
     // :exact is the whole value (not a prefix).
     ("/Patient?family:exact=Mullerson", &["p3"]),
     ("/Patient?family:exact=Mull", &[]),
+    // ...case and accents included (R4 search.html#string): Müller is p1, MULLER p2.
+    ("/Patient?family:exact=MULLER", &["p2"]),
+    ("/Patient?family:exact=Müller", &["p1"]),
+    ("/Patient?family:exact=muller", &[]),
+    ("/Patient?family:exact=Muller,MULLER", &["p2"]),
+    ("/Patient?given:exact=Céline", &["p3"]),
+    ("/Patient?given:exact=Celine", &[]),
     // :contains anywhere in the value, any case.
     ("/Patient?family:contains=LERS", &["p3"]),
     ("/Patient?name:contains=nab", &["p5"]),
@@ -444,6 +451,22 @@ const ROWS: &[(&str, &[&str])] = &[
         "/Observation?subject=http://other.example.org/fhir/Patient/p4",
         &["o3"],
     ),
+    (
+        "/Observation?subject:Patient=http://other.example.org/fhir/Patient/p4",
+        &["o3"],
+    ),
+    (
+        "/Observation?subject:Group=http://other.example.org/fhir/Patient/p4",
+        &[],
+    ),
+    // ...and is not this server's Patient/p4 (R4 search.html#reference: a relative
+    // reference is resolved against this server's base).
+    ("/Observation?subject=Patient/p4", &[]),
+    ("/Observation?subject=p4", &[]),
+    ("/Observation?subject={base}/Patient/p4", &[]),
+    ("/Observation?subject:Patient.name=smith", &[]),
+    ("/Patient/p4/Observation", &[]),
+    ("/Patient?_has:Observation:subject:code=2093-3", &[]),
     // :[type] restricts the target type.
     ("/Observation?subject:Patient=p1", &["o1", "o2"]),
     ("/Observation?subject:Group=p1", &[]),
@@ -496,11 +519,36 @@ const ROWS: &[(&str, &[&str])] = &[
     ("/ValueSet?url:missing=true", &["vs4"]),
     ("/ValueSet?url:missing=false", &["vs1", "vs2", "vs3"]),
     ("/ValueSet?version=2.0", &["vs2"]),
+    // R4 search.html#versions: url|version names the version of a canonical resource.
+    ("/ValueSet?url=http://acme.org/fhir/ValueSet/canon|2.0", &["vs2"]),
+    ("/ValueSet?url=http://acme.org/fhir/ValueSet/canon|1.0", &["vs1"]),
+    ("/ValueSet?url=http://acme.org/fhir/ValueSet/canon|3.0", &[]),
+    (
+        "/ValueSet?url=http://acme.org/fhir/ValueSet/canon|1.0,http://acme.org/fhir/ValueSet/canon/sub",
+        &["vs1", "vs3"],
+    ),
     // A canonical reference without a version matches itself.
     (
         "/QuestionnaireResponse?questionnaire=http://acme.org/fhir/Questionnaire/other",
         &["qr3"],
     ),
+    // ...and every version of itself; with one, that version (qr1 |1.0, qr2 |2.0).
+    (
+        "/QuestionnaireResponse?questionnaire=http://acme.org/fhir/Questionnaire/intake",
+        &["qr1", "qr2"],
+    ),
+    (
+        "/QuestionnaireResponse?questionnaire=http://acme.org/fhir/Questionnaire/intake|2.0",
+        &["qr2"],
+    ),
+    (
+        "/QuestionnaireResponse?questionnaire=http://acme.org/fhir/Questionnaire/intake|3.0",
+        &[],
+    ),
+    // A canonical of another authority is not this server's Questionnaire/other (R4
+    // search.html#reference).
+    ("/QuestionnaireResponse?questionnaire=Questionnaire/other", &[]),
+    ("/QuestionnaireResponse?questionnaire:missing=false", &["qr1", "qr2", "qr3"]),
     // ---- composite: o1 loinc|2345-7 with 5.4, o4 acme|2345-7 with 7; o5's components
     // 8480-6 = 120 and 8462-4 = 80 mm[Hg], each with its own value ----
     ("/Observation?code-value-quantity=http://loinc.org|2345-7$5.4", &["o1"]),
@@ -577,55 +625,7 @@ const ROWS: &[(&str, &[&str])] = &[
 
 /// Rows the server answers wrongly: (query, what the spec expects, the rule). The suite checks
 /// each still differs; when one passes, move it into [`ROWS`].
-const KNOWN_GAPS: &[(&str, &[&str], &str)] = &[
-    // o3's subject is http://other.example.org/fhir/Patient/p4: a reference to another
-    // server. The server indexes it as this server's Patient/p4 and answers [o3].
-    (
-        "/Observation?subject=Patient/p4",
-        &[],
-        "R4 search.html#reference: a relative reference is resolved against this server's \
-         base; an absolute reference to another server matches only that URL",
-    ),
-    // p1 is Müller, p2 MULLER: the server compares normalized text and answers [p1, p2].
-    (
-        "/Patient?family:exact=MULLER",
-        &["p2"],
-        "R4 search.html#string: :exact matches the whole value, case and accents included",
-    ),
-    (
-        "/Patient?family:exact=Müller",
-        &["p1"],
-        "R4 search.html#string: :exact matches the whole value, case and accents included",
-    ),
-    // vs1 and vs2 share the url, versions 1.0 and 2.0; the server compares the whole text
-    // `url|2.0` with the url and answers [].
-    (
-        "/ValueSet?url=http://acme.org/fhir/ValueSet/canon|2.0",
-        &["vs2"],
-        "R4 search.html#versions: a search on a canonical may name a version as \
-         url|version",
-    ),
-    // qr1 and qr2 refer to the Questionnaire intake versions 1.0 and 2.0.
-    (
-        "/QuestionnaireResponse?questionnaire=http://acme.org/fhir/Questionnaire/intake|2.0",
-        &["qr2"],
-        "R4 search.html#versions: a canonical reference parameter takes url|version",
-    ),
-    // qr3's canonical http://acme.org/fhir/Questionnaire/other is not this server's
-    // Questionnaire/other (there is none); the server indexes it as if it were: [qr3].
-    (
-        "/QuestionnaireResponse?questionnaire=Questionnaire/other",
-        &[],
-        "R4 search.html#reference: a relative reference is this server's resource; a \
-         canonical URL of another authority is not a reference to it",
-    ),
-    (
-        "/QuestionnaireResponse?questionnaire=http://acme.org/fhir/Questionnaire/intake",
-        &["qr1", "qr2"],
-        "R4 search.html#versions: a canonical without a version matches every version \
-         of it",
-    ),
-];
+const KNOWN_GAPS: &[(&str, &[&str], &str)] = &[];
 
 /// (query, expected matches in order): `_sort`, through all pages.
 const SORTED: &[(&str, &[&str])] = &[
@@ -667,6 +667,10 @@ const INCLUDES: &[(&str, &[&str], &[&str])] = &[
     ),
     // o4 refers to p2 only.
     ("/Observation?_id=o4&_include=Observation:*", &["o4"], &["Patient/p2"]),
+    // o3's subject is another server's Patient/p4: nothing of this server to include.
+    ("/Observation?_id=o3&_include=Observation:*", &["o3"], &[]),
+    ("/Observation?_id=o3&_include=Observation:subject", &["o3"], &[]),
+    ("/Patient?_id=p4&_revinclude=Observation:subject", &["p4"], &[]),
     // p1 is the subject of o1, o2 (absolute on this server) and e1.
     (
         "/Patient?_id=p1&_revinclude=Observation:subject",
@@ -886,6 +890,7 @@ async fn conformance(env: Env) {
             Err(e) => eprintln!("known gap {query}: expected {expected:?}, got {e}"),
         }
     }
+    exact_before_migration_1009(&env, &fhir, &mut fails).await;
     assert!(
         fails.is_empty(),
         "{} search conformance failures:\n{}",
@@ -893,6 +898,62 @@ async fn conformance(env: Env) {
         fails.join("\n")
     );
     env.stop().await;
+}
+
+/// String rows written before migration 1009 have no `exact` value (NULL): `:exact` matches
+/// them up to case and accents, as it did then, until the resource is indexed again (a write
+/// or `$reindex`); then exactly.
+async fn exact_before_migration_1009(env: &Env, fhir: &Fhir, fails: &mut Vec<String>) {
+    let db = env.deps.db.pool();
+    sqlx::query(
+        "UPDATE fhir_index_strings SET exact = NULL WHERE rkey IN (SELECT rkey FROM \
+         fhir_current WHERE instance = 'ws1-fhir' AND resource_type = 'Patient' \
+         AND id IN ('p1', 'p2'))",
+    )
+    .execute(db)
+    .await
+    .unwrap();
+    let matches = |query: &'static str| async move {
+        search_all(fhir, query)
+            .await
+            .map(|found| set(&found.matches))
+            .map_err(|e| format!("{query}: {e}"))
+    };
+    let p1_p2 = set(&["Patient/p1".to_owned(), "Patient/p2".to_owned()]);
+    let old_rows = matches("/Patient?family:exact=MULLER").await;
+    if old_rows.as_ref() != Ok(&p1_p2) {
+        fails.push(format!(
+            "rows without `exact`: family:exact=MULLER gave {old_rows:?}, not {p1_p2:?}"
+        ));
+    }
+    // Rewritten (a new version indexes them again), they are exact.
+    for r in fixtures(&fhir.base)
+        .into_iter()
+        .filter(|r| r["resourceType"] == "Patient" && (r["id"] == "p1" || r["id"] == "p2"))
+    {
+        let res = fhir
+            .client
+            .put(format!(
+                "{}/Patient/{}",
+                fhir.base,
+                r["id"].as_str().unwrap()
+            ))
+            .header("content-type", "application/fhir+json")
+            .body(r.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    }
+    for (query, id) in [
+        ("/Patient?family:exact=MULLER", "Patient/p2"),
+        ("/Patient?family:exact=Müller", "Patient/p1"),
+    ] {
+        let got = matches(query).await;
+        if got != Ok(set(&[id.to_owned()])) {
+            fails.push(format!("{query} after a rewrite: {got:?}, not [{id}]"));
+        }
+    }
 }
 
 macro_rules! conformance_suite {

@@ -17,10 +17,17 @@ use super::params::{self, Param, ParamType};
 pub struct Extracted {
     /// (param, system, code)
     pub tokens: Vec<(String, String, String)>,
-    /// (param, normalized value)
-    pub strings: Vec<(String, String)>,
-    /// (param, target type, target id)
+    /// (param, normalized value, the value as written when it differs from the normalized
+    /// one, else ''): `:exact` compares the third (see [`exact_of`]).
+    pub strings: Vec<(String, String, String)>,
+    /// (param, target type, target id) of a relative reference; (param, '', URL) of an
+    /// absolute one, which [`IndexRows::add`] makes local when it is of the instance written
+    /// to (see [`localize`]).
     pub references: Vec<(String, String, String)>,
+    /// (param, canonical URL): a canonical reference (`url` or `url|version`) is never a
+    /// local resource; a versioned one gives two rows, `url|version` and `url`, so that a
+    /// search names the version or not (R4 search.html#versions).
+    pub canonicals: Vec<(String, String)>,
     /// (param, start ms, end ms)
     pub dates: Vec<(String, i64, i64)>,
     /// (param, value)
@@ -67,8 +74,10 @@ fn parts_of(kind: ParamType, v: &Value) -> Vec<Part> {
                 Value::String(s) => Some(s.as_str()),
                 _ => None,
             };
-            r.and_then(split_reference)
-                .map(|(t, id)| Part::Code(String::new(), format!("{t}/{id}")))
+            // Composites keep an absolute reference whole: they are not localized (no R4
+            // composite has a reference component that chains or includes).
+            r.and_then(reference_target)
+                .map(|t| Part::Code(String::new(), t.text()))
                 .into_iter()
                 .collect()
         }
@@ -80,7 +89,10 @@ fn parts_of(kind: ParamType, v: &Value) -> Vec<Part> {
         ParamType::String => {
             let mut found = Vec::new();
             strings_of(v, &mut found);
-            found.into_iter().map(Part::Text).collect()
+            found
+                .into_iter()
+                .map(|s| Part::Text(normalize(&s)))
+                .collect()
         }
         ParamType::Date => dates_of(v)
             .map(|(s, e)| Part::Range(s, e))
@@ -281,9 +293,10 @@ fn tokens_of(v: &Value, out: &mut Vec<(String, String)>) {
     }
 }
 
+/// The searchable texts of a string parameter's value, as written (not normalized).
 fn strings_of(v: &Value, out: &mut Vec<String>) {
     match v {
-        Value::String(s) => out.push(normalize(s)),
+        Value::String(s) => out.push(s.clone()),
         Value::Object(o) => {
             // HumanName, Address and the like: every string part is searchable.
             for key in [
@@ -300,15 +313,103 @@ fn strings_of(v: &Value, out: &mut Vec<String>) {
                 "country",
             ] {
                 match o.get(key) {
-                    Some(Value::String(s)) => out.push(normalize(s)),
+                    Some(Value::String(s)) => out.push(s.clone()),
                     Some(Value::Array(items)) => {
-                        out.extend(items.iter().filter_map(Value::as_str).map(normalize))
+                        out.extend(items.iter().filter_map(Value::as_str).map(str::to_owned))
                     }
                     _ => {}
                 }
             }
         }
         _ => {}
+    }
+}
+
+/// What `:exact` compares a string row with: the value as written when normalizing changed
+/// it, else '' (the normalized value is the written one). Keeping '' instead of a second copy
+/// spares the index a copy of every value already lowercase and unaccented (most codes,
+/// cities, many names); rows written before migration 1009 have NULL (see `query`).
+pub fn exact_of(raw: &str, normalized: &str) -> String {
+    if raw == normalized {
+        String::new()
+    } else {
+        raw.to_owned()
+    }
+}
+
+/// Where a reference points, as the index keeps it before knowing the instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A relative reference: `Type/id` of this server.
+    Local(String, String),
+    /// An absolute reference (`http://...`, `urn:...`), without a `/_history/n` suffix:
+    /// another server's unless [`localize`] says it is of the instance.
+    Absolute(String),
+}
+
+impl Target {
+    /// `Type/id`, or the URL.
+    pub fn text(&self) -> String {
+        match self {
+            Target::Local(t, id) => format!("{t}/{id}"),
+            Target::Absolute(u) => u.clone(),
+        }
+    }
+}
+
+/// Whether a reference (or a search value) is an absolute URI: ids and types never hold ':'.
+pub fn is_absolute(reference: &str) -> bool {
+    reference.contains(':')
+}
+
+/// A reference as the index keeps it: relative `Type/id[/_history/n]` is local, an absolute
+/// URL is kept whole (its version suffix dropped when it ends in `Type/id/_history/n`), a
+/// contained (`#x`) reference or an unparseable one is nothing.
+pub fn reference_target(reference: &str) -> Option<Target> {
+    if reference.starts_with('#') || reference.is_empty() {
+        return None;
+    }
+    if is_absolute(reference) {
+        let unversioned = match reference.split_once("/_history/") {
+            Some((head, _)) if split_reference(head).is_some() => head,
+            _ => reference,
+        };
+        return Some(Target::Absolute(unversioned.to_owned()));
+    }
+    split_reference(reference).map(|(t, id)| Target::Local(t, id))
+}
+
+/// `(Type, id)` when the absolute `url` is a resource of `instance`: its path ends in
+/// `/{instance}/{Type}/{id}` (optionally `/_history/n`), whatever the scheme and host.
+///
+/// The host is not checked, by choice: the index is written without a request (bundles,
+/// `$reindex`, group commit), and one instance answers under several hosts (127.0.0.1 and
+/// localhost, a proxy, `public_base_url`), so the request's `base_url` cannot decide. Instance
+/// names (`{workspace}-{service}`) are unique to a deployment, so a URL ending in one of them
+/// and a resource path is taken as this server's; another server using the same instance
+/// name in its own paths would be taken for this one (see docs/architecture.md, search).
+pub fn localize(instance: &str, url: &str) -> Option<(String, String)> {
+    let (_, rest) = url.split_once("://")?;
+    let (_, path) = rest.split_once('/')?;
+    let path = path.split(['?', '#']).next()?;
+    let path = path.split("/_history/").next()?;
+    let mut parts = path.rsplit('/');
+    let id = parts.next()?;
+    let rt = parts.next()?;
+    if parts.next()? != instance {
+        return None;
+    }
+    rt.parse::<crate::domain::ResourceType>().ok()?;
+    id.parse::<crate::domain::ResourceId>().ok()?;
+    Some((rt.to_owned(), id.to_owned()))
+}
+
+/// The index rows of a canonical (`url` or `url|version`): the text itself, and for a
+/// versioned one the url alone too.
+pub fn canonical_texts(canonical: &str) -> Vec<String> {
+    match canonical.split_once('|') {
+        Some((url, _)) if !url.is_empty() => vec![canonical.to_owned(), url.to_owned()],
+        _ => vec![canonical.to_owned()],
     }
 }
 
@@ -424,26 +525,53 @@ pub fn extract(resource_type: &str, resource: &Value, custom: &[Arc<Param>]) -> 
                 }
                 out.tokens
                     .extend(found.into_iter().map(|(s, c)| (p.code.clone(), s, c)));
-                out.strings
-                    .extend(texts.into_iter().map(|t| (format!("{}{TEXT}", p.code), t)));
+                // `:text` is a prefix search: its rows need no exact value.
+                out.strings.extend(
+                    texts
+                        .into_iter()
+                        .map(|t| (format!("{}{TEXT}", p.code), t, String::new())),
+                );
             }
             ParamType::String => {
                 let mut found = Vec::new();
                 for i in &items {
                     strings_of(i.value(), &mut found);
                 }
-                out.strings
-                    .extend(found.into_iter().map(|v| (p.code.clone(), v)));
+                out.strings.extend(found.into_iter().map(|raw| {
+                    let n = normalize(&raw);
+                    let exact = exact_of(&raw, &n);
+                    (p.code.clone(), n, exact)
+                }));
             }
             ParamType::Reference => {
                 for i in &items {
-                    let reference = match i.value() {
-                        Value::Object(o) => o.get("reference").and_then(Value::as_str),
-                        Value::String(s) => Some(s.as_str()),
-                        _ => None,
-                    };
-                    if let Some((t, id)) = reference.and_then(split_reference) {
-                        out.references.push((p.code.clone(), t, id));
+                    match i.value() {
+                        Value::Object(o) => {
+                            match o
+                                .get("reference")
+                                .and_then(Value::as_str)
+                                .and_then(reference_target)
+                            {
+                                Some(Target::Local(t, id)) => {
+                                    out.references.push((p.code.clone(), t, id))
+                                }
+                                Some(Target::Absolute(u)) => {
+                                    out.references.push((p.code.clone(), String::new(), u))
+                                }
+                                None => {}
+                            }
+                        }
+                        // A canonical (or uri) element: absolute, it names a resource by its
+                        // canonical URL, not by where it is stored; relative, it is local.
+                        Value::String(s) if is_absolute(s) => out
+                            .canonicals
+                            .extend(canonical_texts(s).into_iter().map(|c| (p.code.clone(), c))),
+                        Value::String(s) => {
+                            if let Some((t, id)) = split_reference(s) {
+                                out.references.push((p.code.clone(), t, id));
+                            }
+                        }
+                        _ => {}
                     }
                     // `:identifier`: a reference by business identifier.
                     if let Some(identifier) = i.value().get("identifier") {
@@ -493,6 +621,8 @@ pub fn extract(resource_type: &str, resource: &Value, custom: &[Arc<Param>]) -> 
     out.strings.dedup();
     out.references.sort();
     out.references.dedup();
+    out.canonicals.sort();
+    out.canonicals.dedup();
     out.dates.sort();
     out.dates.dedup();
     out.numbers
@@ -538,7 +668,7 @@ impl Default for IndexRows {
     fn default() -> Self {
         Self {
             tokens: Rows::new("fhir_index_tokens", &["pkey", "rkey", "system", "code"]),
-            strings: Rows::new("fhir_index_strings", &["pkey", "rkey", "value"]),
+            strings: Rows::new("fhir_index_strings", &["pkey", "rkey", "value", "exact"]),
             references: Rows::new(
                 "fhir_index_references",
                 &["pkey", "rkey", "target", "target_type", "target_id"],
@@ -588,11 +718,30 @@ impl IndexRows {
             self.tokens
                 .push([p, r, Cell::Text(clip(system)), Cell::Text(clip(code))]);
         }
-        for (param, value) in x.strings {
+        for (param, value, exact) in x.strings {
             let [p, r] = owner(param);
-            self.strings.push([p, r, Cell::Text(clip(value))]);
+            self.strings
+                .push([p, r, Cell::Text(clip(value)), Cell::Text(clip(exact))]);
         }
-        for (param, target_type, target_id) in x.references {
+        // References are sorted by parameter, canonicals after them: still one run per
+        // parameter for `owner` unless a parameter has both (then a second hash, no harm).
+        let references = x.references.into_iter().map(|(param, t, id)| {
+            if !t.is_empty() {
+                return (param, t, id);
+            }
+            match localize(instance, &id) {
+                Some((t, id)) => (param, t, id),
+                None => (param, t, id),
+            }
+        });
+        let canonicals = x
+            .canonicals
+            .into_iter()
+            .map(|(param, c)| (param, String::new(), c));
+        // A reference to no local resource (another server's, a canonical) has the type ''
+        // and its URL as id: its key is no local resource's, so chains, _include, _has and
+        // compartments never follow it, and only a search by that URL matches it.
+        for (param, target_type, target_id) in references.chain(canonicals) {
             let [p, r] = owner(param);
             let target = keys::resource(instance, &target_type, &target_id);
             self.references.push([
@@ -600,7 +749,7 @@ impl IndexRows {
                 r,
                 Cell::Int(target),
                 Cell::Text(target_type),
-                Cell::Text(target_id),
+                Cell::Text(clip(target_id)),
             ]);
         }
         for (param, start, end) in x.dates {
@@ -777,5 +926,131 @@ mod tests {
         assert_eq!(split_reference("urn:uuid:abc"), None);
         assert_eq!(split_reference("#contained"), None);
         assert_eq!(normalize("Chalmérs"), "chalmers");
+    }
+
+    #[test]
+    fn exact_values_are_kept_only_when_normalizing_changed_them() {
+        assert_eq!(exact_of("smith", "smith"), "");
+        assert_eq!(exact_of("Müller", &normalize("Müller")), "Müller");
+        assert_eq!(exact_of("MULLER", &normalize("MULLER")), "MULLER");
+    }
+
+    #[test]
+    fn reference_targets() {
+        let local = |t: &str, id: &str| Some(Target::Local(t.into(), id.into()));
+        let absolute = |u: &str| Some(Target::Absolute(u.into()));
+        assert_eq!(reference_target("Patient/1"), local("Patient", "1"));
+        assert_eq!(
+            reference_target("Patient/1/_history/3"),
+            local("Patient", "1")
+        );
+        assert_eq!(
+            reference_target("http://other.org/fhir/Patient/1/_history/3"),
+            absolute("http://other.org/fhir/Patient/1")
+        );
+        assert_eq!(
+            reference_target("http://acme.org/Questionnaire/q|2.0"),
+            absolute("http://acme.org/Questionnaire/q|2.0")
+        );
+        assert_eq!(reference_target("urn:uuid:abc"), absolute("urn:uuid:abc"));
+        assert_eq!(reference_target("#contained"), None);
+        assert_eq!(reference_target("not a reference"), None);
+        assert_eq!(
+            absolute("http://x/Patient/1").unwrap().text(),
+            "http://x/Patient/1"
+        );
+        assert_eq!(local("Patient", "1").unwrap().text(), "Patient/1");
+    }
+
+    #[test]
+    fn absolute_references_are_local_under_the_instance_on_any_host() {
+        let p1 = Some(("Patient".to_owned(), "p1".to_owned()));
+        assert_eq!(
+            localize("ws-fhir", "http://127.0.0.1:8081/ws-fhir/Patient/p1"),
+            p1
+        );
+        assert_eq!(
+            localize("ws-fhir", "https://gw.example.org/proxy/ws-fhir/Patient/p1"),
+            p1
+        );
+        assert_eq!(
+            localize("ws-fhir", "http://h/ws-fhir/Patient/p1/_history/2"),
+            p1
+        );
+        assert_eq!(
+            localize("ws-fhir", "http://other.org/fhir/Patient/p1"),
+            None
+        );
+        assert_eq!(localize("ws-fhir", "http://h/other-fhir/Patient/p1"), None);
+        assert_eq!(localize("ws-fhir", "http://h/ws-fhir/Nothing/p1"), None);
+        assert_eq!(
+            localize("ws-fhir", "http://h/ws-fhir/Questionnaire/q|2.0"),
+            None
+        );
+        assert_eq!(localize("ws-fhir", "Patient/p1"), None);
+        assert_eq!(localize("ws-fhir", "urn:uuid:abc"), None);
+    }
+
+    #[test]
+    fn versioned_canonicals_give_both_texts() {
+        assert_eq!(canonical_texts("http://a/Q/x"), vec!["http://a/Q/x"]);
+        assert_eq!(
+            canonical_texts("http://a/Q/x|2.0"),
+            vec!["http://a/Q/x|2.0", "http://a/Q/x"]
+        );
+        assert_eq!(canonical_texts("|2.0"), vec!["|2.0"]);
+    }
+
+    #[test]
+    fn extraction_keeps_exact_strings_and_other_servers_references() {
+        let patient = serde_json::json!({"resourceType": "Patient", "id": "p",
+            "name": [{"family": "Müller", "given": ["anna"]}],
+            "generalPractitioner": [{"reference": "http://other.org/fhir/Practitioner/x"},
+                                    {"reference": "Practitioner/y"}]});
+        let x = extract("Patient", &patient, &[]);
+        assert!(x
+            .strings
+            .contains(&("family".into(), "muller".into(), "Müller".into())));
+        assert!(x
+            .strings
+            .contains(&("given".into(), "anna".into(), String::new())));
+        let gp: Vec<_> = x
+            .references
+            .iter()
+            .filter(|r| r.0 == "general-practitioner")
+            .cloned()
+            .collect();
+        assert_eq!(
+            gp,
+            vec![
+                (
+                    "general-practitioner".into(),
+                    String::new(),
+                    "http://other.org/fhir/Practitioner/x".into()
+                ),
+                (
+                    "general-practitioner".into(),
+                    "Practitioner".into(),
+                    "y".into()
+                ),
+            ]
+        );
+        let qr = serde_json::json!({"resourceType": "QuestionnaireResponse", "id": "q",
+            "status": "completed", "questionnaire": "http://acme.org/Questionnaire/i|2.0"});
+        let x = extract("QuestionnaireResponse", &qr, &[]);
+        assert!(x.references.iter().all(|r| r.0 != "questionnaire"));
+        assert_eq!(
+            x.canonicals,
+            vec![
+                (
+                    "questionnaire".into(),
+                    "http://acme.org/Questionnaire/i".into()
+                ),
+                (
+                    "questionnaire".into(),
+                    "http://acme.org/Questionnaire/i|2.0".into()
+                ),
+            ]
+        );
     }
 }

@@ -10,7 +10,9 @@ use hds_core::names::InstanceName;
 use sqlx::{Any, Row};
 
 use super::custom::Catalog;
-use super::index::{date_range, normalize, split_reference};
+use super::index::{
+    date_range, is_absolute, localize, normalize, reference_target, split_reference,
+};
 use super::keys;
 use super::params::{self, ParamType};
 use crate::domain::ResourceType;
@@ -27,14 +29,16 @@ pub enum Condition {
     },
     String {
         param: String,
-        /// Normalized values (the index keeps normalized text, so `:exact` is exact up to
-        /// case and accents).
+        /// Normalized values; for `:exact`, the values as given.
         values: Vec<String>,
         how: StringMatch,
     },
     Reference {
         param: String,
-        /// (type, id)
+        /// (type, id) of a local reference, type `None` when only the id is given; or
+        /// (type, absolute URL) of a reference given as a URL (a canonical `url|version`
+        /// too), which matches that URL and, when it is of the instance searched (see
+        /// [`localize`]), the local resource it names.
         values: Vec<(Option<String>, String)>,
     },
     Date {
@@ -129,9 +133,9 @@ fn parse_composite(
                     Part::Code(system, code)
                 }
                 ParamType::Reference => {
-                    let (t, id) =
-                        split_reference(piece).ok_or_else(|| bad(v, "expected Type/id"))?;
-                    Part::Code(None, Some(format!("{t}/{id}")))
+                    let target = reference_target(&unescape(piece))
+                        .ok_or_else(|| bad(v, "expected Type/id or an absolute URL"))?;
+                    Part::Code(None, Some(target.text()))
                 }
                 ParamType::Quantity => {
                     let mut q = piece.splitn(3, '|');
@@ -504,6 +508,14 @@ fn parse_at(
             let mut refs = Vec::new();
             for v in &values {
                 let v = unescape(v);
+                if is_absolute(&v) {
+                    // Kept whole: only the instance (known when the SQL is made) decides
+                    // whether it is local.
+                    let t = reference_target(&v)
+                        .ok_or_else(|| FhirError::invalid(format!("'{v}' is not a reference")))?;
+                    refs.push((typed.clone(), t.text()));
+                    continue;
+                }
                 match split_reference(&v) {
                     Some((t, id)) => refs.push((Some(t), id)),
                     None if !v.contains('/') => refs.push((typed.clone(), v)),
@@ -772,6 +784,37 @@ impl Sql {
     fn text(&mut self, s: &str) -> String {
         self.bind(Bind::Text(s.to_owned()))
     }
+}
+
+/// The target keys an absolute reference search value matches: the URL's own (a reference to
+/// no local resource, see `IndexRows::add`) and, when the URL is of `instance`, the local
+/// resource's; `typed` (`:[type]`) drops those of another type.
+fn absolute_keys(instance: &str, typed: Option<&str>, url: &str) -> Vec<i64> {
+    let url_type = split_reference(url.split('|').next().unwrap_or(url)).map(|(t, _)| t);
+    let mut out = Vec::new();
+    if typed.is_none() || url_type.is_none() || url_type.as_deref() == typed {
+        out.push(keys::resource(instance, "", url));
+    }
+    if let Some((t, id)) = localize(instance, url) {
+        if typed.is_none_or(|typed| typed == t) {
+            out.push(keys::resource(instance, &t, &id));
+        }
+    }
+    out
+}
+
+/// `(url, version)` of a `url|version` value of the uri parameter `url` of a resource type
+/// that has a `version` parameter (the canonical resources, R4 search.html#versions).
+pub fn versioned_url<'v>(rt: &str, param: &str, value: &'v str) -> Option<(&'v str, &'v str)> {
+    if param != "url" {
+        return None;
+    }
+    let (url, version) = value.split_once('|')?;
+    if url.is_empty() || version.is_empty() {
+        return None;
+    }
+    params::find(rt, "version").filter(|p| p.kind == ParamType::Token)?;
+    Some((url, version))
 }
 
 /// The keys of the resources whose index rows for parameter `pkey` pass the test. Index rows
@@ -1196,7 +1239,18 @@ fn matching_keys(
                 let alts: Vec<String> = values
                     .iter()
                     .map(|v| match how {
-                        StringMatch::Exact => format!("x.value = {}", sql.text(&normalize(v))),
+                        StringMatch::Exact => {
+                            // The (pkey, value) index finds the normalized value; `exact`
+                            // holds the written value when it differs ('' when not). Rows
+                            // indexed before migration 1009 have NULL there: they match as
+                            // they did then, up to case and accents, until `$reindex`.
+                            let n = sql.text(&normalize(v));
+                            let raw = sql.text(v);
+                            format!(
+                                "(x.value = {n} AND (x.exact = {raw} \
+                                 OR (x.exact = '' AND x.value = {raw}) OR x.exact IS NULL))"
+                            )
+                        }
                         StringMatch::Prefix => {
                             // Character-wise on both backends, whatever the collation.
                             let n = sql.bind(Bind::Int(v.chars().count() as i64));
@@ -1226,6 +1280,15 @@ fn matching_keys(
                 let alts: Vec<String> = values
                     .iter()
                     .map(|(t, id)| match t {
+                        _ if is_absolute(id) => {
+                            let keys = absolute_keys(&inst, t.as_deref(), id);
+                            if keys.is_empty() {
+                                return "1 = 0".to_owned();
+                            }
+                            let list: Vec<String> =
+                                keys.into_iter().map(|k| sql.bind(Bind::Int(k))).collect();
+                            format!("x.target IN ({})", list.join(", "))
+                        }
                         Some(t) => {
                             format!(
                                 "x.target = {}",
@@ -1284,7 +1347,21 @@ fn matching_keys(
                     .map(|v| {
                         let u = sql.text(v);
                         match how {
-                            UriMatch::Exact => format!("x.value = {u}"),
+                            UriMatch::Exact => match versioned_url(rt.as_str(), param, v) {
+                                // `url|version` of a canonical resource: its url and its own
+                                // version (the `version` token), or the text as it is.
+                                Some((url, version)) => {
+                                    let url = sql.text(url);
+                                    let vp = pkey(sql, "version");
+                                    let version = sql.text(version);
+                                    format!(
+                                        "x.value = {u} OR (x.value = {url} AND x.rkey IN \
+                                         (SELECT t.rkey FROM fhir_index_tokens t \
+                                         WHERE t.pkey = {vp} AND t.code = {version}))"
+                                    )
+                                }
+                                None => format!("x.value = {u}"),
+                            },
                             UriMatch::Below => {
                                 let n = sql.bind(Bind::Int(v.chars().count() as i64));
                                 format!("SUBSTR(x.value, 1, CAST({n} AS INTEGER)) = {u}")
@@ -1518,8 +1595,10 @@ where
         let p = sql.param_key(instance, rt.as_str(), p);
         filter.push_str(&format!(" AND x.pkey = {p}"));
     }
-    if let Some(t) = target {
-        filter.push_str(&format!(" AND x.target_type = {}", sql.text(t)));
+    match target {
+        Some(t) => filter.push_str(&format!(" AND x.target_type = {}", sql.text(t))),
+        // Type '': another server's or a canonical, nothing to include.
+        None => filter.push_str(" AND x.target_type <> ''"),
     }
     sql.text = format!(
         "SELECT DISTINCT x.target_type, x.target_id FROM fhir_index_references x \
@@ -1563,4 +1642,53 @@ where
         .iter()
         .map(|r| r.try_get::<String, _>("id").map_err(FhirError::from))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versioned_urls_of_canonical_resources() {
+        let canon = "http://acme.org/ValueSet/v|2.0";
+        assert_eq!(
+            versioned_url("ValueSet", "url", canon),
+            Some(("http://acme.org/ValueSet/v", "2.0"))
+        );
+        assert_eq!(
+            versioned_url("ValueSet", "url", "http://acme.org/ValueSet/v"),
+            None
+        );
+        assert_eq!(versioned_url("ValueSet", "url", "http://a|"), None);
+        assert_eq!(versioned_url("ValueSet", "reference", canon), None);
+        // Patient has no `url` parameter, let alone `version`.
+        assert_eq!(versioned_url("Patient", "url", canon), None);
+    }
+
+    #[test]
+    fn absolute_reference_values_match_their_url_and_the_local_resource() {
+        let other = "http://other.org/fhir/Patient/p1";
+        assert_eq!(
+            absolute_keys("ws-fhir", None, other),
+            vec![keys::resource("ws-fhir", "", other)]
+        );
+        assert_eq!(
+            absolute_keys("ws-fhir", Some("Patient"), other),
+            vec![keys::resource("ws-fhir", "", other)]
+        );
+        assert!(absolute_keys("ws-fhir", Some("Group"), other).is_empty());
+        let mine = "http://localhost:8081/ws-fhir/Patient/p1";
+        assert_eq!(
+            absolute_keys("ws-fhir", None, mine),
+            vec![
+                keys::resource("ws-fhir", "", mine),
+                keys::resource("ws-fhir", "Patient", "p1")
+            ]
+        );
+        let canonical = "http://acme.org/Questionnaire/q|2.0";
+        assert_eq!(
+            absolute_keys("ws-fhir", Some("Questionnaire"), canonical),
+            vec![keys::resource("ws-fhir", "", canonical)]
+        );
+    }
 }
