@@ -5,20 +5,44 @@
 # table with the ratios hds/Orthanc and whether the bars of issue 4 hold.
 #   HDS_TEST_DATABASE_URL (default local PostgreSQL)
 #   DICOM_BENCH_ARGS: extra dicom-bench options, e.g. "--small 200 --large 40 --queries 50 --reads 100"
+#     or "--rows QIDO,study" (only the rows whose labels start so)
+#   DICOM_BENCH_BUILD=0: skip the cargo build and use the release binaries as they are
+#   DICOM_BENCH_STATE: a folder that keeps the stored set between runs (blobs, Orthanc's
+#     folders, the broker, the PostgreSQL schemas, the UID seed). The first run with it stores
+#     and measures everything; later runs (same --small/--large) restart the services on the
+#     kept state (new migrations apply to it) and skip the STOW rows (--reads-only). Remove the
+#     folder and drop its schemas (named in DIR/run_id) to start over.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 target="${CARGO_TARGET_DIR:-$repo/target}/release"
 # Loopback without TLS, as a database on the same host is normally reached (a Unix socket has
 # none either); with sslmode=prefer both sides also spend CPU on encryption.
 db="${HDS_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}"
-scratch="$(mktemp -d)"
-run_id="bench_$(date +%s)_$$"
+state="${DICOM_BENCH_STATE:-}"
+bench_args=()
+if [ -n "$state" ]; then
+  mkdir -p "$state"
+  scratch="$(cd "$state" && pwd)"
+  [ -f "$scratch/run_id" ] || echo "bench_$(date +%s)_$$" > "$scratch/run_id"
+  [ -f "$scratch/seed" ] || od -An -N7 -tu8 /dev/urandom | tr -d ' ' > "$scratch/seed"
+  run_id="$(cat "$scratch/run_id")"
+  bench_args+=(--seed "$(cat "$scratch/seed")")
+  if [ -f "$scratch/loaded" ]; then
+    bench_args+=(--reads-only)
+    echo "bench-dicom: reusing the set stored in $scratch (reads only)"
+  fi
+else
+  scratch="$(mktemp -d)"
+  run_id="bench_$(date +%s)_$$"
+fi
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  psql "$db" -qc "DROP SCHEMA IF EXISTS ${run_id}_ops CASCADE; DROP SCHEMA IF EXISTS ${run_id}_dicom CASCADE" >/dev/null 2>&1 || true
-  rm -rf "$scratch"
+  if [ -z "$state" ]; then
+    psql "$db" -qc "DROP SCHEMA IF EXISTS ${run_id}_ops CASCADE; DROP SCHEMA IF EXISTS ${run_id}_dicom CASCADE" >/dev/null 2>&1 || true
+    rm -rf "$scratch"
+  fi
 }
 trap cleanup EXIT
 
@@ -33,7 +57,11 @@ if ! command -v Orthanc >/dev/null 2>&1 || [ ! -f "$orthanc_plugin" ]; then
   $sudo apt-get install -y orthanc orthanc-dicomweb || { $sudo apt-get update && $sudo apt-get install -y orthanc orthanc-dicomweb; }
 fi
 
-cargo build --release -p dicom-svc -p operations-svc -p hds-bench --bins
+# DICOM_BENCH_BUILD=0: use the release binaries as they are (built already, e.g. while
+# another build holds cargo's lock).
+if [ "${DICOM_BENCH_BUILD:-1}" != 0 ]; then
+  cargo build --release -p dicom-svc -p operations-svc -p hds-bench --bins
+fi
 
 # Kafka-compatible broker and S3-compatible store
 kafka_port=$(free_port)
@@ -88,9 +116,10 @@ wait_http "http://127.0.0.1:$orthanc_port/system"
 
 pg_port=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.urlparse(sys.argv[1]).port or 5432)' "$db")
 # shellcheck disable=SC2086
-"$target/dicom-bench" ${DICOM_BENCH_ARGS:-} \
+"$target/dicom-bench" ${DICOM_BENCH_ARGS:-} ${bench_args[@]+"${bench_args[@]}"} \
   --target "hds=http://127.0.0.1:$dicom_port/bench-dicom/v2,pid=$dicom_pid,pid=$s3_pid,pid=$tansu_pid,pg=$pg_port" \
   --target "orthanc=http://127.0.0.1:$orthanc_port/dicom-web,pid=$orthanc_pid"
+[ -z "$state" ] || touch "$scratch/loaded"
 
 for log in dicom ops orthanc; do
   if grep -qiE '(^|[^a-z])(error|panic)' "$scratch/$log.log"; then

@@ -17,6 +17,10 @@
 //! spent on it; the table puts targets side by side with the first target's ratio to the
 //! others and whether the bars hold. A row whose requests fail reads
 //! `n/a (status)`, and the run goes on.
+//!
+//! UIDs come from `--seed` (random by default). With the seed and sizes of an earlier run
+//! whose instances the targets still hold, `--reads-only` skips the STOW rows and measures
+//! the reads against that set; `--rows` keeps only some rows (by label prefix).
 
 use hds_bench::procfs::{client_ports, cpu_seconds};
 use std::collections::{HashMap, HashSet};
@@ -50,6 +54,18 @@ struct Args {
     /// Requests per WADO and metadata row.
     #[arg(long, default_value_t = 500)]
     reads: usize,
+    /// Seed of the UIDs (random by default): the same seed and sizes make the same instances,
+    /// so a later run with `--reads-only` finds what an earlier one stored.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Skip the STOW rows: the targets hold the set that a run with the same `--seed`,
+    /// `--small` and `--large` stored (bench/dicom.sh's `DICOM_BENCH_STATE`).
+    #[arg(long)]
+    reads_only: bool,
+    /// Only the rows whose labels start with one of these comma-separated prefixes, e.g.
+    /// `QIDO,study metadata` (all rows by default).
+    #[arg(long, value_delimiter = ',')]
+    rows: Vec<String>,
 }
 
 struct Target {
@@ -166,8 +182,29 @@ const MODALITIES: [&str; 12] = [
 const INSTANCES_PER_STUDY: usize = 10;
 const INSTANCES_PER_SERIES: usize = 5;
 
-fn new_uid() -> String {
-    format!("2.25.{}", uuid::Uuid::new_v4().as_u128())
+/// The UIDs of a run: `2.25.` and a version 4 UUID made from the run's seed and a counter
+/// (splitmix64), so that a seed gives the same UIDs in the same order.
+struct Uids {
+    seed: u64,
+    next: u64,
+}
+
+impl Uids {
+    fn mix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn new_uid(&mut self) -> String {
+        self.next += 1;
+        let a = Self::mix(self.seed ^ Self::mix(self.next));
+        let b = Self::mix(a ^ self.next);
+        let bytes = ((u128::from(a) << 64) | u128::from(b)).to_be_bytes();
+        let uuid = uuid::Builder::from_random_bytes(bytes).into_uuid();
+        format!("2.25.{}", uuid.as_u128())
+    }
 }
 
 /// The study `g` (numbered across the whole run): its patient, date and the modality of each
@@ -189,9 +226,9 @@ fn date_of(g: usize) -> String {
     )
 }
 
-fn study(g: usize) -> Study {
+fn study(g: usize, uids: &mut Uids) -> Study {
     Study {
-        uid: new_uid(),
+        uid: uids.new_uid(),
         patient: format!("PAT-{:05}", g / 2),
         date: date_of(g),
         modalities: [MODALITIES[g % 12], MODALITIES[(g + 5) % 12]],
@@ -244,14 +281,15 @@ struct Instance {
 fn instances(
     template: &InMemDicomObject,
     studies: &[(usize, Study)],
+    uids: &mut Uids,
 ) -> anyhow::Result<Vec<Instance>> {
     let text = |tag, vr, v: &str| DataElement::new(tag, vr, PrimitiveValue::from(v));
     let mut out = Vec::new();
     for (g, s) in studies {
-        let series = [new_uid(), new_uid()];
+        let series = [uids.new_uid(), uids.new_uid()];
         for i in 0..INSTANCES_PER_STUDY {
             let k = i / INSTANCES_PER_SERIES;
-            let sop = new_uid();
+            let sop = uids.new_uid();
             let mut obj = template.clone();
             obj.put(text(tags::SOP_INSTANCE_UID, VR::UI, &sop));
             obj.put(text(tags::STUDY_INSTANCE_UID, VR::UI, &s.uid));
@@ -506,14 +544,18 @@ async fn main() -> anyhow::Result<()> {
     let large_template = template(500, 512);
     let mut next_study = 0usize;
     let mut all_studies = Vec::new();
+    let seed = args
+        .seed
+        .unwrap_or_else(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    let mut uids = Uids { seed, next: 0 };
     let mut make = |template: &InMemDicomObject, n: usize| -> anyhow::Result<Vec<Instance>> {
         let studies: Vec<(usize, Study)> = (0..n.div_ceil(INSTANCES_PER_STUDY))
             .map(|_| {
                 next_study += 1;
-                (next_study - 1, study(next_study - 1))
+                (next_study - 1, study(next_study - 1, &mut uids))
             })
             .collect();
-        let mut set = instances(template, &studies)?;
+        let mut set = instances(template, &studies, &mut uids)?;
         set.truncate(n);
         all_studies.extend(studies);
         Ok(set)
@@ -660,6 +702,12 @@ async fn main() -> anyhow::Result<()> {
         rows.push(a);
         rows.push(b);
     }
+    if args.reads_only {
+        rows.retain(|r| r.kind != Kind::Stow);
+    }
+    if !args.rows.is_empty() {
+        rows.retain(|r| args.rows.iter().any(|p| r.label.starts_with(p.as_str())));
+    }
     eprintln!(
         "prepared {total_instances} instances ({small_kb:.1} KB small, {large_kb:.1} KB large) in {n_studies} studies, {} requests, in {:.1} s",
         rows.iter().map(|r| r.requests.len()).sum::<usize>(),
@@ -692,6 +740,18 @@ async fn main() -> anyhow::Result<()> {
             counted.len(),
             counted.len().saturating_sub(t.pids.len())
         );
+        if args.reads_only {
+            // Freshly started servers: open their connections and warm their caches with a
+            // few requests of each row first (a full run has the STOW rows before the reads).
+            for row in &rows {
+                let n = row.requests.len().min(20);
+                let _ = futures::stream::iter(&row.requests[..n])
+                    .map(|req| one(&client, &t.base, row, req))
+                    .buffer_unordered(row.concurrency)
+                    .collect::<Vec<_>>()
+                    .await;
+            }
+        }
         for row in &rows {
             let r = run_row(&client, t, row).await;
             match &r {
@@ -801,6 +861,9 @@ async fn main() -> anyhow::Result<()> {
             let matches = |l: &str| prefixes.iter().any(|p| l.starts_with(p));
             let mine: Vec<&(String, f64, Option<f64>)> =
                 bar_lines.iter().filter(|(l, _, _)| matches(l)).collect();
+            if mine.is_empty() {
+                continue; // its rows were left out (--rows, --reads-only)
+            }
             let held = mine
                 .iter()
                 .filter(|(_, x, r)| r.is_some_and(|r| r >= *x))

@@ -3,10 +3,10 @@
 //! matched ones, the UIDs of the path, and the computed attributes asked for.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
 
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
+use serde::de::{DeserializeSeed, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
@@ -34,69 +34,141 @@ fn count(n: Option<&i64>) -> Value {
     json!({ "vr": "IS", "Value": [n.copied().unwrap_or(0)] })
 }
 
-/// One result data set, as (key, JSON text) in tag order: stored attributes are copied as the
-/// text they are stored as (compact, as `serde_json` wrote them), never rebuilt as values.
-fn result<'a>(q: &Query, hit: &'a Hit, computed: &Computed) -> BTreeMap<String, Cow<'a, str>> {
-    let mut out: BTreeMap<String, Cow<'a, str>> = BTreeMap::new();
-    for (level, text) in &hit.attributes {
-        let Ok(stored_json) = serde_json::from_str::<HashMap<&str, &RawValue>>(text) else {
+/// What the results of a query hold, worked out once for its page: per returned level, the
+/// keys of the stored attributes to copy (sorted, for binary search), and the keys of the path
+/// UIDs and computed attributes written after them.
+struct Plan {
+    stored: Vec<(Level, Vec<String>)>,
+    study_uid: Option<String>,
+    series_uid: Option<String>,
+    modalities: Option<String>,
+    study_series: Option<String>,
+    study_instances: Option<String>,
+    series_instances: Option<String>,
+}
+
+impl Plan {
+    fn of(q: &Query) -> Self {
+        let stored = q
+            .target
+            .levels()
+            .iter()
+            .map(|level| {
+                let mut keys: Vec<String> = stored(*level)
+                    .iter()
+                    .filter(|tag| returned(q, *level, **tag))
+                    .map(|tag| tag_key(*tag))
+                    .collect();
+                keys.sort_unstable();
+                (*level, keys)
+            })
+            .collect();
+        let computed = |tag| wants_computed(q, tag).then(|| tag_key(tag));
+        Plan {
+            stored,
+            study_uid: q
+                .target
+                .study
+                .is_some()
+                .then(|| tag_key(tags::STUDY_INSTANCE_UID)),
+            series_uid: q
+                .target
+                .series
+                .is_some()
+                .then(|| tag_key(tags::SERIES_INSTANCE_UID)),
+            modalities: computed(tags::MODALITIES_IN_STUDY),
+            study_series: computed(tags::NUMBER_OF_STUDY_RELATED_SERIES),
+            study_instances: computed(tags::NUMBER_OF_STUDY_RELATED_INSTANCES),
+            series_instances: computed(tags::NUMBER_OF_SERIES_RELATED_INSTANCES),
+        }
+    }
+}
+
+/// Reads the members of a stored JSON object into `out` as (key, JSON text), in their order,
+/// without copying or parsing the values.
+struct Members<'a, 'b>(&'b mut Vec<(&'a str, &'a RawValue)>);
+
+impl<'de, 'b> DeserializeSeed<'de> for Members<'de, 'b> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, 'b> Visitor<'de> for Members<'de, 'b> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a DICOM JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some((key, value)) = map.next_entry::<&'de str, &'de RawValue>()? {
+            self.0.push((key, value));
+        }
+        Ok(())
+    }
+}
+
+/// One result data set into `out`, as (key, JSON text) in tag order: stored attributes are
+/// copied as the text they are stored as (compact, as `serde_json` wrote them), never rebuilt
+/// as values. A key given twice keeps its last value (a later level's, then the path's UIDs).
+fn result<'a>(
+    plan: &'a Plan,
+    hit: &'a Hit,
+    computed: &Computed,
+    members: &mut Vec<(&'a str, &'a RawValue)>,
+    out: &mut Vec<(&'a str, Cow<'a, str>)>,
+) {
+    out.clear();
+    for ((_, text), (_, keys)) in hit.attributes.iter().zip(&plan.stored) {
+        members.clear();
+        let mut de = serde_json::Deserializer::from_str(text);
+        if Members(members).deserialize(&mut de).is_err() || de.end().is_err() {
             continue;
-        };
-        for tag in stored(*level) {
-            if returned(q, *level, *tag) {
-                let key = tag_key(*tag);
-                if let Some(v) = stored_json.get(key.as_str()) {
-                    out.insert(key, Cow::Borrowed(v.get()));
-                }
+        }
+        for (key, value) in members.iter() {
+            if keys.binary_search_by(|k| k.as_str().cmp(key)).is_ok() {
+                out.push((key, Cow::Borrowed(value.get())));
             }
         }
     }
-    if q.target.study.is_some() {
-        out.insert(tag_key(tags::STUDY_INSTANCE_UID), text(uid(&hit.study_uid)));
+    if let Some(key) = &plan.study_uid {
+        out.push((key, text(uid(&hit.study_uid))));
     }
-    if let (Some(_), Some(series)) = (&q.target.series, &hit.series_uid) {
-        out.insert(tag_key(tags::SERIES_INSTANCE_UID), text(uid(series)));
+    if let (Some(key), Some(series)) = (&plan.series_uid, &hit.series_uid) {
+        out.push((key, text(uid(series))));
     }
     let study = &hit.study_uid;
-    if wants_computed(q, tags::MODALITIES_IN_STUDY) {
-        let modalities: Vec<&String> = computed
-            .modalities
-            .get(study)
-            .map(|m| m.iter().collect())
-            .unwrap_or_default();
-        if !modalities.is_empty() {
-            out.insert(
-                tag_key(tags::MODALITIES_IN_STUDY),
-                text(json!({ "vr": "CS", "Value": modalities })),
-            );
+    if let Some(key) = &plan.modalities {
+        if let Some(modalities) = computed.modalities.get(study).filter(|m| !m.is_empty()) {
+            out.push((key, text(json!({ "vr": "CS", "Value": modalities }))));
         }
     }
-    if wants_computed(q, tags::NUMBER_OF_STUDY_RELATED_SERIES) {
-        out.insert(
-            tag_key(tags::NUMBER_OF_STUDY_RELATED_SERIES),
-            text(count(computed.study_series.get(study))),
-        );
+    if let Some(key) = &plan.study_series {
+        out.push((key, text(count(computed.study_series.get(study)))));
     }
-    if wants_computed(q, tags::NUMBER_OF_STUDY_RELATED_INSTANCES) {
-        out.insert(
-            tag_key(tags::NUMBER_OF_STUDY_RELATED_INSTANCES),
-            text(count(computed.study_instances.get(study))),
-        );
+    if let Some(key) = &plan.study_instances {
+        out.push((key, text(count(computed.study_instances.get(study)))));
     }
-    if wants_computed(q, tags::NUMBER_OF_SERIES_RELATED_INSTANCES) {
-        if let Some(series) = &hit.series_uid {
-            out.insert(
-                tag_key(tags::NUMBER_OF_SERIES_RELATED_INSTANCES),
-                text(count(
-                    computed
-                        .series_instances
-                        .get(&(study.clone(), series.clone())),
-                )),
-            );
+    if let (Some(key), Some(series)) = (&plan.series_instances, &hit.series_uid) {
+        out.push((
+            key,
+            text(count(
+                computed
+                    .series_instances
+                    .get(&(study.clone(), series.clone())),
+            )),
+        ));
+    }
+    // Keys in tag order, as DICOM JSON is conventionally written; of equal keys the last.
+    out.sort_by(|a, b| a.0.cmp(b.0));
+    let mut i = 0;
+    while i + 1 < out.len() {
+        if out[i].0 == out[i + 1].0 {
+            out.remove(i);
+        } else {
+            i += 1;
         }
     }
-    // Keys in tag order, as DICOM JSON is conventionally written.
-    out
 }
 
 fn text(v: Value) -> Cow<'static, str> {
@@ -107,19 +179,23 @@ fn text(v: Value) -> Cow<'static, str> {
 /// attributes are JSON text already; parsing them into values and writing those again was
 /// most of a search's CPU).
 pub fn write(q: &Query, hits: &[Hit], computed: &Computed) -> String {
+    let plan = Plan::of(q);
     let mut body = String::with_capacity(
         2 + hits
             .iter()
             .map(|h| h.attributes.iter().map(|(_, t)| t.len()).sum::<usize>() + 64)
             .sum::<usize>(),
     );
+    let mut members = Vec::new();
+    let mut entries = Vec::new();
     body.push('[');
     for (i, hit) in hits.iter().enumerate() {
         if i > 0 {
             body.push(',');
         }
         body.push('{');
-        for (j, (key, value)) in result(q, hit, computed).iter().enumerate() {
+        result(&plan, hit, computed, &mut members, &mut entries);
+        for (j, (key, value)) in entries.iter().enumerate() {
             if j > 0 {
                 body.push(',');
             }
