@@ -553,23 +553,24 @@ impl Store {
         .await
     }
 
-    /// One page of the current resources matching a search, in `_sort` order from `offset`.
+    /// One page of the current resources matching a search, in `_sort` order after the row
+    /// `after` (sort values and id), each with its sort values.
     pub async fn search_sorted(
         &self,
         instance: &InstanceName,
         rt: &ResourceType,
         conditions: &[crate::search::query::Condition],
         keys: &[crate::search::query::SortKey],
-        offset: i64,
+        after: Option<(&[crate::search::cursor::SortValue], &str)>,
         limit: i64,
-    ) -> Result<Vec<String>, FhirError> {
+    ) -> Result<Vec<(String, Vec<crate::search::cursor::SortValue>)>, FhirError> {
         crate::search::query::find_sorted(
             self.db.pool(),
             instance,
             rt,
             conditions,
             keys,
-            offset,
+            after,
             limit,
         )
         .await

@@ -11,7 +11,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::Env;
+use common::{next_link, Env};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
@@ -88,15 +88,6 @@ fn entries(bundle: &Value, mode: &str) -> Vec<String> {
             )
         })
         .collect()
-}
-
-fn next_link(bundle: &Value) -> Option<String> {
-    bundle["link"]
-        .as_array()?
-        .iter()
-        .find(|l| l["relation"] == "next")
-        .and_then(|l| l["url"].as_str())
-        .map(str::to_owned)
 }
 
 /// The result of a search through all its pages: `Type/id` of the matches (in order) and

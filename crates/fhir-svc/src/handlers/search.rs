@@ -4,12 +4,12 @@
 //!
 //! Parameters the server does not know or cannot apply are ignored and reported in an
 //! OperationOutcome entry (`search.mode` = `outcome`), as the spec allows; with
-//! `Prefer: handling=strict` they are a 400. Matches come in id order and `next` carries the
-//! last id as its continuation token: keyset paging, so pages stay stable while others
-//! write. `_count` (default 10, at most `[fhir] max_search_count`),
+//! `Prefer: handling=strict` they are a 400. Matches come in id order, or in `_sort` order
+//! (several keys, `-` for descending, then id), and `next` carries an opaque token of the
+//! page's last row ([`Cursor`]): keyset paging, so pages stay stable while others write.
+//! `_count` (default 10, at most `[fhir] max_search_count`),
 //! `_summary=count|data|text|true` (from the definitions' isSummary and min), `_elements`,
-//! `_total`, `_sort` (several keys, `-` for descending; a sorted search pages by position,
-//! so it is not stable while others write), and `_include` / `_revinclude` (with `:iterate` and `Type:*`; included resources
+//! `_total`, and `_include` / `_revinclude` (with `:iterate` and `Type:*`; included resources
 //! come as `search.mode` = `include`, at most [`MAX_INCLUDED`] per page, unlike Azure's cap of
 //! 100) are the result parameters applied so far.
 
@@ -25,6 +25,7 @@ use super::FhirCaller;
 use crate::domain::{instant, ResourceType};
 use crate::error::{operation_outcome, FhirError};
 use crate::http::{base_url, read_body, resource_type, FhirState, Instance, FHIR_JSON};
+use crate::search::cursor::{not_this_search, Cursor, SortValue};
 use crate::search::custom::{Catalog, USE_PARTIAL_INDICES};
 use crate::search::params::ParamType;
 use crate::search::query::{self, Condition, SortKey};
@@ -101,13 +102,14 @@ const CONTINUATION: &str = "ct";
 struct Search {
     conditions: Vec<Condition>,
     count: usize,
-    after: Option<String>,
+    /// Where this page starts (`ct`): after the previous page's last row.
+    after: Option<Cursor>,
     summary_count: bool,
     total: bool,
     includes: Vec<Include>,
     /// `_elements` / `_summary=text|data`: what each returned resource keeps.
     shape: Shape,
-    /// `_sort` keys; a sorted search pages by position (`ct=@{offset}`) instead of by id.
+    /// `_sort` keys (then id); none: id order.
     sort: Vec<SortKey>,
     /// The parameters applied, to repeat in `self` and `next` links.
     applied: Vec<(String, String)>,
@@ -138,7 +140,8 @@ impl Search {
             let (key, value) = (key.into_owned(), value.into_owned());
             let outcome: Result<(), FhirError> = match key.as_str() {
                 CONTINUATION => {
-                    s.after = Some(value.clone());
+                    // A token the server did not make is a mistake either way.
+                    s.after = Some(Cursor::parse(&value)?);
                     continue;
                 }
                 "_count" => match value.parse::<usize>() {
@@ -208,26 +211,33 @@ impl Search {
         Ok(s)
     }
 
-    /// Where a sorted page starts: its continuation token is `@{offset}`.
-    fn offset(&self) -> Result<i64, FhirError> {
-        match self.after.as_deref() {
-            None => Ok(0),
-            Some(t) => t
-                .strip_prefix('@')
-                .and_then(|n| n.parse().ok())
-                .ok_or_else(|| {
-                    FhirError::invalid("the continuation token does not belong to this search")
-                }),
+    /// The id an id-ordered page starts after.
+    fn after_id(&self) -> Result<Option<&str>, FhirError> {
+        match &self.after {
+            None => Ok(None),
+            Some(Cursor::Id { id }) if self.sort.is_empty() => Ok(Some(id)),
+            Some(_) => Err(not_this_search()),
         }
     }
 
-    fn link(&self, base: &str, rt: &ResourceType, after: Option<&str>) -> String {
+    /// The row (sort values, id) a sorted page starts after.
+    fn after_row(&self) -> Result<Option<(&[SortValue], &str)>, FhirError> {
+        match &self.after {
+            None => Ok(None),
+            Some(Cursor::Sorted { values, id }) if values.len() == self.sort.len() => {
+                Ok(Some((values, id)))
+            }
+            Some(_) => Err(not_this_search()),
+        }
+    }
+
+    fn link(&self, base: &str, rt: &ResourceType, after: Option<&Cursor>) -> String {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
         for (k, v) in &self.applied {
             q.append_pair(k, v);
         }
         if let Some(a) = after {
-            q.append_pair(CONTINUATION, a);
+            q.append_pair(CONTINUATION, &a.token());
         }
         let q = q.finish();
         if q.is_empty() {
@@ -399,7 +409,7 @@ pub async fn search_type_post(
 }
 
 /// System search: `GET [base]?_type=A,B&[common parameters]`, the matches of each listed
-/// type in turn (types in name order, then ids), paged with `Type/id` continuation tokens.
+/// type in turn (types in name order, then ids), paged after the last resource of a page.
 /// `_type` is required: a search of all 146 types at once is not offered.
 pub async fn search_system(
     req: HttpRequest,
@@ -422,12 +432,10 @@ pub async fn search_system(
                     );
                 }
             }
-            CONTINUATION => {
-                let (t, id) = v.split_once('/').ok_or_else(|| {
-                    FhirError::invalid("the continuation token does not belong to this search")
-                })?;
-                after = Some((t.to_owned(), id.to_owned()));
-            }
+            CONTINUATION => match Cursor::parse(&v)? {
+                Cursor::System { resource_type, id } => after = Some((resource_type, id)),
+                _ => return Err(not_this_search()),
+            },
             _ => {
                 rest.append_pair(&k, &v);
             }
@@ -511,8 +519,11 @@ pub async fn search_system(
     let mut links = vec![json!({"relation": "self", "url": format!("{base}?{query}")})];
     if more {
         if let Some((t, id)) = found.last() {
-            let token: String =
-                url::form_urlencoded::byte_serialize(format!("{t}/{id}").as_bytes()).collect();
+            let token = Cursor::System {
+                resource_type: t.to_string(),
+                id: id.clone(),
+            }
+            .token();
             links.push(json!({"relation": "next", "url": format!("{base}?{query}&{CONTINUATION}={token}")}));
         }
     }
@@ -591,22 +602,20 @@ async fn run(
         );
     }
     let mut links = vec![
-        json!({"relation": "self", "url": search.link(&link_base, rt, search.after.as_deref())}),
+        json!({"relation": "self", "url": search.link(&link_base, rt, search.after.as_ref())}),
     ];
     let mut entries: Vec<Value> = Vec::new();
     if !search.summary_count && search.count > 0 {
-        // One more than a page tells whether there is a next one.
-        let mut ids = if search.sort.is_empty() {
-            state
+        // One more than a page tells whether there is a next one; the page's last row is
+        // where the next starts.
+        let limit = search.count as i64 + 1;
+        let (mut ids, mut cursors): (Vec<String>, Vec<Cursor>) = if search.sort.is_empty() {
+            let ids = state
                 .store
-                .search_page(
-                    instance,
-                    rt,
-                    &search.conditions,
-                    search.after.as_deref(),
-                    search.count as i64 + 1,
-                )
-                .await?
+                .search_page(instance, rt, &search.conditions, search.after_id()?, limit)
+                .await?;
+            let cursors = ids.iter().map(|id| Cursor::Id { id: id.clone() }).collect();
+            (ids, cursors)
         } else {
             state
                 .store
@@ -615,22 +624,22 @@ async fn run(
                     rt,
                     &search.conditions,
                     &search.sort,
-                    search.offset()?,
-                    search.count as i64 + 1,
+                    search.after_row()?,
+                    limit,
                 )
                 .await?
+                .into_iter()
+                .map(|(id, values)| (id.clone(), Cursor::Sorted { values, id }))
+                .unzip()
         };
         let more = ids.len() > search.count;
         ids.truncate(search.count);
+        cursors.truncate(search.count);
         if more {
-            let token = if search.sort.is_empty() {
-                ids.last().cloned()
-            } else {
-                Some(format!("@{}", search.offset()? + search.count as i64))
-            };
-            links.push(
-                json!({"relation": "next", "url": search.link(&link_base, rt, token.as_deref())}),
-            );
+            links.push(json!({
+                "relation": "next",
+                "url": search.link(&link_base, rt, cursors.last())
+            }));
         }
         let matches = state.store.read_many(instance, rt, &ids).await?;
         let (included, truncated) = include(state, instance, &search.includes, &matches).await?;

@@ -8,12 +8,14 @@
 //! - [`query`]: a search query parsed into typed conditions, and the SQL that finds the
 //!   resources matching them;
 //! - [`compartments`]: the R4 CompartmentDefinitions, for compartment search;
+//! - [`cursor`]: continuation tokens, the keyset position a next page starts after;
 //! - [`custom`]: the parameters an instance's own SearchParameter resources define.
 //!
 //! It serves the search interaction, conditional create/update/delete/patch and conditional
 //! references alike.
 
 pub mod compartments;
+pub mod cursor;
 pub mod custom;
 pub mod index;
 pub mod keys;

@@ -9,6 +9,7 @@
 use hds_core::names::InstanceName;
 use sqlx::{Any, Row};
 
+use super::cursor::SortValue;
 use super::custom::Catalog;
 use super::index::{
     date_range, is_absolute, localize, normalize, reference_target, split_reference,
@@ -949,26 +950,32 @@ impl SortKey {
     }
 }
 
-/// One page of matches ordered by `keys` (then id): `limit` ids from `offset`.
+/// One page of matches ordered by `keys` (then id): `limit` rows after the row `after`
+/// (its sort values and id, from the previous page's last row), each with its sort values.
 ///
 /// A parameter's sort value is its lowest value for ascending order and its highest for
-/// descending (R4 search.html#_sort), resources without one last.
+/// descending (R4 search.html#_sort), resources without one last. Pages are a keyset: the
+/// next starts after the last row by the same order, so writes between pages shift nothing.
 pub async fn find_sorted<'e, E>(
     executor: E,
     instance: &InstanceName,
     rt: &ResourceType,
     conditions: &[Condition],
     keys: &[SortKey],
-    offset: i64,
+    after: Option<(&[SortValue], &str)>,
     limit: i64,
-) -> Result<Vec<String>, FhirError>
+) -> Result<Vec<(String, Vec<SortValue>)>, FhirError>
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
+    if after.is_some_and(|(values, _)| values.len() != keys.len()) {
+        return Err(super::cursor::not_this_search());
+    }
     let mut sql = Sql::new();
     let matching = matching_keys(&mut sql, instance, rt, conditions);
     let current = sql.current(instance, rt);
     let mut joins = String::new();
+    let mut columns = Vec::new();
     let mut order = Vec::new();
     for (i, key) in keys.iter().enumerate() {
         let dir = if key.descending { "DESC" } else { "ASC" };
@@ -977,13 +984,7 @@ where
             ID => "m.id".to_owned(),
             LAST_UPDATED => "m.last_updated_ms".to_owned(),
             param => {
-                let (table, value) = match key.kind {
-                    Some(ParamType::String) => ("fhir_index_strings", "value"),
-                    Some(ParamType::Token) => ("fhir_index_tokens", "code"),
-                    Some(ParamType::Reference) => ("fhir_index_references", "target_id"),
-                    _ if key.descending => ("fhir_index_dates", "end_ms"),
-                    _ => ("fhir_index_dates", "start_ms"),
-                };
+                let (table, value) = sort_column(key);
                 let p = sql.param_key(instance, rt.as_str(), param);
                 joins.push_str(&format!(
                     " LEFT JOIN (SELECT x.rkey, {agg}(x.{value}) AS k FROM {table} x \
@@ -992,25 +993,115 @@ where
                 format!("s{i}.k")
             }
         };
+        columns.push(format!("{column} AS k{i}"));
         // Without a value, last either way (CASE keeps it portable across both databases).
         order.push(format!(
-            "CASE WHEN {column} IS NULL THEN 1 ELSE 0 END, {column} {dir}"
+            "CASE WHEN q.k{i} IS NULL THEN 1 ELSE 0 END, q.k{i} {dir}"
         ));
     }
-    order.push("m.id".to_owned());
+    order.push("q.id".to_owned());
+    let past = match after {
+        Some((values, id)) => format!("WHERE {}", after_row(&mut sql, keys, values, id)?),
+        None => String::new(),
+    };
     let lim = sql.bind(Bind::Int(limit));
-    let off = sql.bind(Bind::Int(offset));
     sql.text = format!(
-        "SELECT m.id FROM (SELECT c.rkey, c.id, c.last_updated_ms FROM fhir_current c \
-         WHERE {current} AND c.rkey IN ({matching})) m{joins} ORDER BY {} LIMIT {lim} OFFSET {off}",
+        "SELECT q.* FROM (SELECT m.id, {} FROM (SELECT c.rkey, c.id, c.last_updated_ms \
+         FROM fhir_current c WHERE {current} AND c.rkey IN ({matching})) m{joins}) q \
+         {past} ORDER BY {} LIMIT {lim}",
+        columns.join(", "),
         order.join(", ")
     );
     sql.query()
         .fetch_all(executor)
         .await?
         .iter()
-        .map(|r| r.try_get::<String, _>("id").map_err(FhirError::from))
+        .map(|r| {
+            let id = r.try_get::<String, _>("id")?;
+            let values = keys
+                .iter()
+                .enumerate()
+                .map(|(i, key)| sort_value(r, i, key))
+                .collect::<Result<_, sqlx::Error>>()?;
+            Ok((id, values))
+        })
         .collect()
+}
+
+/// The index table and column a sort key's values are in.
+fn sort_column(key: &SortKey) -> (&'static str, &'static str) {
+    match key.kind {
+        Some(ParamType::String) => ("fhir_index_strings", "value"),
+        Some(ParamType::Token) => ("fhir_index_tokens", "code"),
+        Some(ParamType::Reference) => ("fhir_index_references", "target_id"),
+        _ if key.descending => ("fhir_index_dates", "end_ms"),
+        _ => ("fhir_index_dates", "start_ms"),
+    }
+}
+
+/// Whether a sort key's values are numbers (dates in ms, `_lastUpdated`) rather than text.
+fn sorts_by_number(key: &SortKey) -> bool {
+    match key.param.as_str() {
+        ID => false,
+        LAST_UPDATED => true,
+        _ => sort_column(key).0 == "fhir_index_dates",
+    }
+}
+
+fn sort_value(row: &sqlx::any::AnyRow, i: usize, key: &SortKey) -> Result<SortValue, sqlx::Error> {
+    let column = format!("k{i}");
+    Ok(if sorts_by_number(key) {
+        row.try_get::<Option<i64>, _>(column.as_str())?
+            .map_or(SortValue::Missing, SortValue::Int)
+    } else {
+        row.try_get::<Option<String>, _>(column.as_str())?
+            .map_or(SortValue::Missing, SortValue::Text)
+    })
+}
+
+/// The rows of `q` that come after the row with sort `values` and `id`, in the order of
+/// [`find_sorted`]: for some key, every key before it equal and it itself later (a value
+/// is later when further in its direction, or missing where the row had one), else every
+/// key equal and a greater id.
+fn after_row(
+    sql: &mut Sql,
+    keys: &[SortKey],
+    values: &[SortValue],
+    id: &str,
+) -> Result<String, FhirError> {
+    let mut alternatives = Vec::new();
+    let mut equal: Vec<String> = Vec::new();
+    for (i, (key, value)) in keys.iter().zip(values).enumerate() {
+        let column = format!("q.k{i}");
+        let bound = match (value, sorts_by_number(key)) {
+            (SortValue::Missing, _) => None,
+            (SortValue::Int(n), true) => Some(sql.bind(Bind::Int(*n))),
+            (SortValue::Text(t), false) => Some(sql.text(t)),
+            _ => return Err(super::cursor::not_this_search()),
+        };
+        let prefix = equal
+            .iter()
+            .map(|e| format!("{e} AND "))
+            .collect::<String>();
+        match bound {
+            Some(v) => {
+                let later = if key.descending { "<" } else { ">" };
+                alternatives.push(format!(
+                    "({prefix}({column} {later} {v} OR {column} IS NULL))"
+                ));
+                equal.push(format!("{column} = {v}"));
+            }
+            // Nothing comes after a missing value but other missing ones.
+            None => equal.push(format!("{column} IS NULL")),
+        }
+    }
+    let prefix = equal
+        .iter()
+        .map(|e| format!("{e} AND "))
+        .collect::<String>();
+    let id = sql.text(id);
+    alternatives.push(format!("({prefix}q.id > {id})"));
+    Ok(alternatives.join(" OR "))
 }
 
 /// How many current resources of `rt` match every condition.

@@ -210,3 +210,13 @@ impl Env {
         statuses.close().await;
     }
 }
+
+/// The `next` link of a searchset Bundle, if it has one.
+pub fn next_link(bundle: &serde_json::Value) -> Option<String> {
+    bundle["link"]
+        .as_array()?
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .and_then(|l| l["url"].as_str())
+        .map(str::to_owned)
+}
