@@ -215,18 +215,17 @@ impl Search {
     fn after_id(&self) -> Result<Option<&str>, FhirError> {
         match &self.after {
             None => Ok(None),
-            Some(Cursor::Id { id }) if self.sort.is_empty() => Ok(Some(id)),
+            Some(Cursor::Id { id }) => Ok(Some(id)),
             Some(_) => Err(not_this_search()),
         }
     }
 
-    /// The row (sort values, id) a sorted page starts after.
+    /// The row (sort values, id) a sorted page starts after; whether its values fit this
+    /// search's keys is `query::find_sorted`'s to say.
     fn after_row(&self) -> Result<Option<(&[SortValue], &str)>, FhirError> {
         match &self.after {
             None => Ok(None),
-            Some(Cursor::Sorted { values, id }) if values.len() == self.sort.len() => {
-                Ok(Some((values, id)))
-            }
+            Some(Cursor::Sorted { values, id }) => Ok(Some((values, id))),
             Some(_) => Err(not_this_search()),
         }
     }
