@@ -40,13 +40,44 @@ wait_instance() {
 
 cargo build --release -p medtech-svc -p fhir-svc -p operations-svc -p hds-bench --bins
 
-# Kafka-compatible broker
+# Kafka-compatible broker, on SQLite. Not tansu's memory:// engine, as bench/fhir.sh uses:
+# here the topic is read back, and that engine acknowledged 200,000 produced messages of which
+# the topic then held 190,908.
 kafka_port=$(free_port)
 (cd "$scratch" && exec tansu broker --listener-url "tcp://127.0.0.1:$kafka_port" \
   --advertised-listener-url "tcp://127.0.0.1:$kafka_port" --storage-engine sqlite://tansu.db) > "$scratch/tansu.log" 2>&1 &
 tansu_pid=$!
 pids+=($tansu_pid)
-common=(HDS_BUS__KIND=kafka "HDS_BUS__KAFKA__BROKERS=127.0.0.1:$kafka_port" "HDS_DATABASE__URL=$db" RUST_LOG=warn)
+# tansu 0.6's SQLite engine runs every storage operation on one task, the group coordinator's
+# included, and fetches a record's headers with one query per record from a table `header`
+# it gives no index: each device message read scanned every header row of the broker, and
+# fhir-svc's events (one per resource written, two or three headers each) add rows all the
+# time. Draining 200,000 messages that task ran at 100% of a core, the pipeline slowed to
+# about 1,300 messages/s, no heartbeat or commit was answered for 6 s and then 20 s
+# (SESSTMOUT/REQTMOUT in every service's log), librdkafka dropped its connections, and with
+# a reply's receiver gone the storage task ended: tansu answered nothing more (and panicked at
+# tansu-storage service.rs:337 in update_group). So the broker's database gets the index that
+# lookup needs, before any client connects (tansu is not changed; a real Kafka needs none).
+python3 - "$scratch/tansu.db" <<'PY'
+import sqlite3, sys, time
+for _ in range(100):
+    try:
+        db = sqlite3.connect(sys.argv[1], timeout=10)
+        if db.execute("select 1 from sqlite_master where type = 'table' and name = 'header'").fetchone():
+            db.execute("create index if not exists header_record on header (topition, offset_id)")
+            db.commit()
+            sys.exit(0)
+    except sqlite3.Error:
+        pass
+    time.sleep(0.1)
+sys.exit("tansu.db: no table header to index")
+PY
+# Besides, tansu serves up to 5 MB of one partition (about 30,000 device messages) in one
+# storage operation, during which nothing else is answered: medtech-svc asks for 1 MB at a
+# time (the least librdkafka allows with the default message.max.bytes), and the sessions
+# outlast a slow answer. Delivery is unchanged: commits still follow the writes.
+common=(HDS_BUS__KIND=kafka "HDS_BUS__KAFKA__BROKERS=127.0.0.1:$kafka_port" "HDS_DATABASE__URL=$db" RUST_LOG=warn
+  HDS_BUS__KAFKA__SESSION_TIMEOUT_MS=20000)
 sleep 1
 
 ops_port=$(free_port); fhir_port=$(free_port); medtech_port=$(free_port)
@@ -60,6 +91,7 @@ fhir_pid=$!
 pids+=($fhir_pid)
 flush_messages="${MEDTECH_FLUSH_MESSAGES:-50000}"
 env "${common[@]}" HDS_DATABASE__SCHEMA="${run_id}_medtech" \
+  HDS_BUS__KAFKA__PROPERTIES__FETCH_MAX_BYTES=1048576 \
   "HDS_MEDTECH__FHIR_BASE_URL=http://127.0.0.1:$fhir_port" \
   "HDS_MEDTECH__FLUSH_MESSAGES=$flush_messages" \
   ${MEDTECH_CONCURRENT_WRITES:+"HDS_MEDTECH__CONCURRENT_WRITES=$MEDTECH_CONCURRENT_WRITES"} \
@@ -82,6 +114,11 @@ HDS_MEDTECH__FLUSH_MESSAGES="$flush_messages" "$target/medtech-bench" ${MEDTECH_
 
 for log in medtech fhir ops; do
   if grep -qiE '(^|[^a-z])(error|panic)' "$scratch/$log.log"; then
-    echo; echo "errors in the $log log (first 10):"; grep -iE '(^|[^a-z])(error|panic)' "$scratch/$log.log" | head -10
+    # grep -m, not | head: under pipefail head's early exit (SIGPIPE) failed the script.
+    echo; echo "errors in the $log log (first 10):"; grep -m 10 -iE '(^|[^a-z])(error|panic)' "$scratch/$log.log"
   fi
 done
+# tansu logs an ERROR for every "topic already exists"; a panic is what matters there.
+if grep -q 'panicked' "$scratch/tansu.log"; then
+  echo; echo "tansu panicked:"; grep -m 5 -A1 'panicked' "$scratch/tansu.log"
+fi

@@ -98,10 +98,19 @@ pub fn resource_id(raw: &str) -> Result<ResourceId, FhirError> {
 
 /// Reads a request body of at most `limit` bytes (413 beyond).
 pub async fn read_body(
+    req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
 ) -> Result<web::BytesMut, FhirError> {
-    let mut body = web::BytesMut::new();
+    // Room for the declared length at once: a bundle of megabytes would otherwise be copied
+    // on every doubling of the buffer. (Only a hint: the limit is checked on what arrives.)
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = web::BytesMut::with_capacity(declared.min(limit));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| FhirError::invalid(format!("reading the body: {e}")))?;
         if body.len() + chunk.len() > limit {
@@ -128,7 +137,7 @@ pub async fn read_resource(
             return Err(FhirError::UnsupportedMediaType(ct));
         }
     }
-    let body = read_body(payload, limit).await?;
+    let body = read_body(req, payload, limit).await?;
     let body_len = body.len();
     let parse = move || {
         serde_json::from_slice::<Value>(&body)

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
-use hds_core::db::{Backend, Cell, Database, Migrations, Rows};
+use hds_core::db::{self, Backend, Cell, Database, Migrations, Rows, SqlType};
 use hds_core::events::v1::{FhirResourceAction, FhirResourceEvent};
 use hds_core::events::{new_event_id, topics};
 use hds_core::names::InstanceName;
@@ -115,10 +115,13 @@ pub struct WriteTx {
 /// A task inserting rows in the transaction; it ends with the transaction and the outcome.
 type SendingAhead = JoinHandle<(Transaction<'static, Any>, Result<(), FhirError>)>;
 
-/// Once this many versions wait, a transaction's creations start on their way to the
-/// database while the writer prepares the next ones (the database works on one core, the
-/// service on another, instead of taking turns).
-const SEND_AHEAD: usize = 128;
+/// Once this many versions wait and the database is not busy with the ones before, a
+/// transaction's creations start on their way to it while the writer prepares the next ones
+/// (the database works on one core, the service on another, instead of taking turns). Small,
+/// so that the database starts early in a bundle and has little left at its end; the rows
+/// that queue while a send is on its way go together in the next, so sends grow as large as
+/// the database is slow.
+const SEND_AHEAD: usize = 16;
 
 /// The rows a transaction's writes have queued.
 struct Queued {
@@ -132,29 +135,30 @@ struct Queued {
 
 impl Default for Queued {
     fn default() -> Self {
+        use SqlType::{BigInt, Text};
         Self {
             current: Rows::new(
                 "fhir_current",
                 &[
-                    "instance",
-                    "resource_type",
-                    "id",
-                    "version",
-                    "deleted",
-                    "last_updated_ms",
-                    "rkey",
+                    ("instance", Text),
+                    ("resource_type", Text),
+                    ("id", Text),
+                    ("version", BigInt),
+                    ("deleted", BigInt),
+                    ("last_updated_ms", BigInt),
+                    ("rkey", BigInt),
                 ],
             ),
             versions: Rows::new(
                 "fhir_versions",
                 &[
-                    "instance",
-                    "resource_type",
-                    "id",
-                    "version",
-                    "last_updated_ms",
-                    "method",
-                    "body",
+                    ("instance", Text),
+                    ("resource_type", Text),
+                    ("id", Text),
+                    ("version", BigInt),
+                    ("last_updated_ms", BigInt),
+                    ("method", Text),
+                    ("body", Text),
                 ],
             ),
             index: IndexRows::default(),
@@ -165,14 +169,26 @@ impl Default for Queued {
 }
 
 impl Queued {
+    /// Inserts every queued row (on PostgreSQL in one statement) and empties the queue.
     async fn insert(&mut self, tx: &mut Transaction<'static, Any>) -> Result<(), FhirError> {
-        self.current.insert(tx).await?;
-        self.versions.insert(tx).await?;
-        self.index.insert(tx).await?;
-        self.events
-            .insert(tx)
-            .await
-            .map_err(|e| FhirError::Internal(e.to_string()))?;
+        let [a, b, c, d, e, f, g, h] = self.index.tables();
+        db::insert_all(
+            tx,
+            &mut [
+                &mut self.current,
+                &mut self.versions,
+                a,
+                b,
+                c,
+                d,
+                e,
+                f,
+                g,
+                h,
+                self.events.rows(),
+            ],
+        )
+        .await?;
         self.types.clear();
         Ok(())
     }
@@ -705,9 +721,16 @@ impl Store {
         before: Option<i64>,
         count: i64,
     ) -> Result<HistoryPage, FhirError> {
+        // PostgreSQL's type-history index is keyed by this expression (migration 1010).
+        let by_type = match self.db.backend() {
+            Backend::Postgres => {
+                " AND (instance || '/' || resource_type) = ($1 || '/' || $5) COLLATE \"C\""
+            }
+            Backend::Sqlite => " AND resource_type = $5",
+        };
         let (filter, rt, id) = match scope {
             HistoryScope::System => ("", None, None),
-            HistoryScope::Type(rt) => (" AND resource_type = $5", Some(rt.as_str()), None),
+            HistoryScope::Type(rt) => (by_type, Some(rt.as_str()), None),
             HistoryScope::Instance(rt, id) => (
                 " AND resource_type = $5 AND id = $6",
                 Some(rt.as_str()),

@@ -11,7 +11,7 @@
 
 mod rows;
 
-pub use rows::{Cell, Rows};
+pub use rows::{insert_all, Cell, Column, Rows, SqlType};
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{decode_headers, encode_headers, BusError, OutgoingMessage, SharedBus};
-use crate::db::{Cell, Database, DbError, Migrations, Rows};
+use crate::db::{Cell, Database, DbError, Migrations, Rows, SqlType};
 use crate::events::{Event, EVENT_ID_HEADER};
 
 pub fn migrations() -> Migrations {
@@ -76,12 +76,12 @@ impl Default for Batch {
             rows: Rows::new(
                 "outbox",
                 &[
-                    "event_id",
-                    "topic",
-                    "msg_key",
-                    "payload",
-                    "headers",
-                    "created_ms",
+                    ("event_id", SqlType::Text),
+                    ("topic", SqlType::Text),
+                    ("msg_key", SqlType::Bytea),
+                    ("payload", SqlType::Bytea),
+                    ("headers", SqlType::Bytea),
+                    ("created_ms", SqlType::BigInt),
                 ],
             ),
         }
@@ -126,6 +126,12 @@ impl Batch {
     /// Drops every queued event (the change they report failed).
     pub fn clear(&mut self) {
         self.rows.clear();
+    }
+
+    /// The events as rows of the outbox table, for a write that inserts them together with
+    /// its own rows ([`crate::db::insert_all`]).
+    pub fn rows(&mut self) -> &mut Rows {
+        &mut self.rows
     }
 
     /// Writes the events in `tx` and empties the batch.

@@ -1,7 +1,14 @@
 //! The database seam, run against PostgreSQL (the real server) and SQLite.
 
-use hds_core::db::{Cell, Database, Migrations, Rows};
+use hds_core::db::{insert_all, Cell, Column, Database, Migrations, Rows, SqlType};
 use sqlx::Row;
+
+const WIDGETS: &[Column] = &[("name", SqlType::Text), ("data", SqlType::Bytea)];
+const GAUGES: &[Column] = &[
+    ("label", SqlType::Text),
+    ("reading", SqlType::Double),
+    ("ticks", SqlType::BigInt),
+];
 
 fn widgets() -> Migrations {
     Migrations {
@@ -105,8 +112,8 @@ async fn transactions_are_all_or_nothing(env: Env) {
 
 async fn many_rows_go_in_few_statements_and_come_back_intact(env: Env) {
     env.db.migrate(&widgets()).await.unwrap();
-    // 343 = 256 + 64 + 16 + 4 + 3: every statement size is used.
-    let mut rows = Rows::new("widgets", &["name", "data"]);
+    // 343 = 256 + 64 + 16 + 4 + 3: on SQLite every statement size is used.
+    let mut rows = Rows::new("widgets", WIDGETS);
     for i in 0..343u32 {
         let data = (i % 2 == 0).then(|| i.to_be_bytes().to_vec());
         rows.push([
@@ -134,13 +141,100 @@ async fn many_rows_go_in_few_statements_and_come_back_intact(env: Env) {
     }
 
     // A failing row fails the insert; the transaction is abandoned with nothing stored.
-    let mut rows = Rows::new("widgets", &["name", "data"]);
+    let mut rows = Rows::new("widgets", WIDGETS);
     rows.push([Cell::Text("new".into()), Cell::NullBytes]);
     rows.push([Cell::Text("w1".into()), Cell::NullBytes]);
     let mut tx = env.db.begin().await.unwrap();
     assert!(rows.insert(&mut tx).await.is_err());
     drop(tx);
     assert_eq!(count(&env.db).await, 343);
+}
+
+/// Texts that an encoding of values could get wrong: quotes, backslashes, the array syntax's
+/// own characters, the word NULL, blanks, non-ASCII.
+const AWKWARD: [&str; 8] = [
+    "",
+    " padded ",
+    r#"say "hi""#,
+    r"back\slash\",
+    "{a,b}",
+    "NULL",
+    "Zoë, 東京",
+    "line\nbreak\ttab",
+];
+
+async fn several_tables_go_in_together_and_values_survive(env: Env) {
+    env.db.migrate(&widgets()).await.unwrap();
+    let mut widgets = Rows::new("widgets", WIDGETS);
+    let mut gauges = Rows::new("gauges", GAUGES);
+    for (i, text) in AWKWARD.iter().enumerate() {
+        widgets.push([
+            Cell::Text(text.to_string()),
+            Cell::Bytes(
+                text.as_bytes()
+                    .iter()
+                    .chain(&[0, 255, b'\\'])
+                    .copied()
+                    .collect(),
+            ),
+        ]);
+        let label = if i % 2 == 0 {
+            Cell::Text(text.to_string())
+        } else {
+            Cell::NullText
+        };
+        gauges.push([
+            label,
+            Cell::Float(0.1 * i as f64 - 1e-7),
+            Cell::Int(i64::MIN + i as i64),
+        ]);
+    }
+    let mut tx = env.db.begin().await.unwrap();
+    insert_all(&mut tx, &mut [&mut widgets, &mut gauges])
+        .await
+        .unwrap();
+    assert!(widgets.is_empty() && gauges.is_empty());
+    tx.commit().await.unwrap();
+
+    let stored = sqlx::query("SELECT name, data FROM widgets ORDER BY id")
+        .fetch_all(env.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), AWKWARD.len());
+    for (row, text) in stored.iter().zip(AWKWARD) {
+        assert_eq!(row.get::<String, _>("name"), text);
+        let mut bytes = text.as_bytes().to_vec();
+        bytes.extend([0, 255, b'\\']);
+        assert_eq!(row.get::<Vec<u8>, _>("data"), bytes);
+    }
+    let stored = sqlx::query("SELECT label, reading, ticks FROM gauges ORDER BY id")
+        .fetch_all(env.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), AWKWARD.len());
+    for (i, row) in stored.iter().enumerate() {
+        let label: Option<String> = row.get("label");
+        assert_eq!(label.as_deref(), (i % 2 == 0).then_some(AWKWARD[i]));
+        assert_eq!(row.get::<f64, _>("reading"), 0.1 * i as f64 - 1e-7);
+        assert_eq!(row.get::<i64, _>("ticks"), i64::MIN + i as i64);
+    }
+
+    // One failing row fails them all: a duplicate widget takes the gauges with it.
+    widgets.push([Cell::Text("fresh".into()), Cell::NullBytes]);
+    widgets.push([Cell::Text(AWKWARD[2].into()), Cell::NullBytes]);
+    gauges.push([Cell::NullText, Cell::Float(1.0), Cell::Int(1)]);
+    let mut tx = env.db.begin().await.unwrap();
+    assert!(insert_all(&mut tx, &mut [&mut gauges, &mut widgets])
+        .await
+        .is_err());
+    drop(tx);
+    assert_eq!(count(&env.db).await, AWKWARD.len() as i64);
+    let gauges: i64 = sqlx::query("SELECT COUNT(*) AS n FROM gauges")
+        .fetch_one(env.db.pool())
+        .await
+        .unwrap()
+        .get("n");
+    assert_eq!(gauges, AWKWARD.len() as i64);
 }
 
 macro_rules! db_contract {
@@ -153,6 +247,13 @@ macro_rules! db_contract {
             #[tokio::test]
             async fn transactions_are_all_or_nothing() {
                 super::transactions_are_all_or_nothing(super::Env::$backend().await).await
+            }
+            #[tokio::test]
+            async fn several_tables_go_in_together_and_values_survive() {
+                super::several_tables_go_in_together_and_values_survive(
+                    super::Env::$backend().await,
+                )
+                .await
             }
             #[tokio::test]
             async fn many_rows_go_in_few_statements_and_come_back_intact() {

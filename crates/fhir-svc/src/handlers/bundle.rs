@@ -354,6 +354,22 @@ async fn resolve_conditional_references(
     Ok(())
 }
 
+/// Whether the searches of conditional references `wanted` must wait for the creations made
+/// so far: when one of those is of a type a search reads. (A bundle's patients and
+/// observations point at practitioners and organisations it does not create: their searches
+/// then run at once, and the creations go on being made and sent meanwhile.) A reference that
+/// does not parse waits too, and fails when resolved, after the entries before it.
+fn searches_wait_for(creations: &Creations, catalog: &Catalog, wanted: &[String]) -> bool {
+    wanted.iter().any(|reference| {
+        let reads = reference.split_once('?').and_then(|(t, q)| {
+            let rt: ResourceType = t.parse().ok()?;
+            let conditions = query::parse(catalog, &rt, q).ok()?;
+            Some(query::types_read(&rt, &conditions))
+        });
+        reads.is_none_or(|types| creations.makes_any(&types))
+    })
+}
+
 /// `Type?search`: a resource type before the `?` (the search itself may hold URLs).
 fn is_conditional(reference: &str) -> bool {
     reference
@@ -609,7 +625,8 @@ async fn run_transaction(
                     rewrite_references(r, &rewrite);
                     let mut wanted = Vec::new();
                     collect_conditional_references(r, &mut wanted);
-                    if wanted.iter().any(|w| !resolved.contains_key(w)) {
+                    wanted.retain(|w| !resolved.contains_key(w));
+                    if searches_wait_for(&creations, catalog, &wanted) {
                         // Its search must see the creations before it.
                         creations
                             .finish(&mut tx, &mut |i, w, text| made.push((i, w, text)))

@@ -5,7 +5,7 @@
 //! while the request's thread queues one batch of creations in the transaction and drives
 //! the database, the next batches are made on the blocking pool; they come back in order.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -39,7 +39,8 @@ pub struct Creations {
     custom: Arc<InstanceParams>,
     at: DateTime<Utc>,
     batch: Vec<Creation>,
-    making: VecDeque<JoinHandle<Made>>,
+    /// Batches being made, each with the resource types it creates.
+    making: VecDeque<(Vec<ResourceType>, JoinHandle<Made>)>,
 }
 
 impl Creations {
@@ -84,13 +85,27 @@ impl Creations {
         Ok(())
     }
 
+    /// Whether a creation added and not yet queued in the transaction is of one of `types`:
+    /// only then must a search over them wait for [`Creations::finish`].
+    pub fn makes_any(&self, types: &HashSet<String>) -> bool {
+        let pending = |rt: &ResourceType| types.contains(rt.as_str());
+        self.batch.iter().any(|c| pending(&c.resource_type))
+            || self.making.iter().any(|(made, _)| made.iter().any(pending))
+    }
+
     fn start_batch(&mut self) {
         if self.batch.is_empty() {
             return;
         }
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        let mut types: Vec<ResourceType> = Vec::new();
+        for c in &batch {
+            if !types.contains(&c.resource_type) {
+                types.push(c.resource_type.clone());
+            }
+        }
         let (instance, at, custom) = (self.instance.clone(), self.at, self.custom.clone());
-        self.making.push_back(tokio::task::spawn_blocking(move || {
+        let task = tokio::task::spawn_blocking(move || {
             batch
                 .into_iter()
                 .map(|c| {
@@ -106,7 +121,8 @@ impl Creations {
                     (c.entry, made)
                 })
                 .collect()
-        }));
+        });
+        self.making.push_back((types, task));
     }
 
     async fn queue_next(
@@ -114,7 +130,7 @@ impl Creations {
         tx: &mut WriteTx,
         done: &mut impl FnMut(usize, Written, String),
     ) -> Result<(), (usize, FhirError)> {
-        let Some(task) = self.making.pop_front() else {
+        let Some((_, task)) = self.making.pop_front() else {
             return Ok(());
         };
         let made = task

@@ -87,7 +87,7 @@ async fn read_patch(
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let raw = read_body(body, state.max_body_bytes).await?;
+    let raw = read_body(req, body, state.max_body_bytes).await?;
     Patch::parse(&ct, &raw)
 }
 

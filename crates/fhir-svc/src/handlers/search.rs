@@ -395,7 +395,7 @@ pub async fn search_type_post(
             "POST _search takes application/x-www-form-urlencoded parameters".into(),
         ));
     }
-    let raw = read_body(body, state.max_body_bytes).await?;
+    let raw = read_body(&req, body, state.max_body_bytes).await?;
     let body = String::from_utf8(raw.to_vec())
         .map_err(|_| FhirError::invalid("the form body is not UTF-8"))?;
     let query = [req.query_string(), body.as_str()]

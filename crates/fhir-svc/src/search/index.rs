@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
-use hds_core::db::{Cell, Rows};
+use hds_core::db::{Cell, Column, Rows, SqlType};
 use hds_core::names::InstanceName;
 use serde_json::Value;
 use sqlx::{Any, Transaction};
@@ -664,25 +664,60 @@ pub struct IndexRows {
     composites: Rows,
 }
 
+/// Every index row's first columns: the parameter's key and the resource's.
+const KEY: Column = ("pkey", SqlType::BigInt);
+const OWNER: Column = ("rkey", SqlType::BigInt);
+
 impl Default for IndexRows {
     fn default() -> Self {
+        use SqlType::{BigInt, Double, Text};
         Self {
-            tokens: Rows::new("fhir_index_tokens", &["pkey", "rkey", "system", "code"]),
-            strings: Rows::new("fhir_index_strings", &["pkey", "rkey", "value", "exact"]),
+            tokens: Rows::new(
+                "fhir_index_tokens",
+                &[KEY, OWNER, ("system", Text), ("code", Text)],
+            ),
+            strings: Rows::new(
+                "fhir_index_strings",
+                &[KEY, OWNER, ("value", Text), ("exact", Text)],
+            ),
             references: Rows::new(
                 "fhir_index_references",
-                &["pkey", "rkey", "target", "target_type", "target_id"],
+                &[
+                    KEY,
+                    OWNER,
+                    ("target", BigInt),
+                    ("target_type", Text),
+                    ("target_id", Text),
+                ],
             ),
-            dates: Rows::new("fhir_index_dates", &["pkey", "rkey", "start_ms", "end_ms"]),
-            numbers: Rows::new("fhir_index_numbers", &["pkey", "rkey", "value"]),
+            dates: Rows::new(
+                "fhir_index_dates",
+                &[KEY, OWNER, ("start_ms", BigInt), ("end_ms", BigInt)],
+            ),
+            numbers: Rows::new("fhir_index_numbers", &[KEY, OWNER, ("value", Double)]),
             quantities: Rows::new(
                 "fhir_index_quantities",
-                &["pkey", "rkey", "system", "code", "value"],
+                &[
+                    KEY,
+                    OWNER,
+                    ("system", Text),
+                    ("code", Text),
+                    ("value", Double),
+                ],
             ),
-            uris: Rows::new("fhir_index_uris", &["pkey", "rkey", "value"]),
+            uris: Rows::new("fhir_index_uris", &[KEY, OWNER, ("value", Text)]),
             composites: Rows::new(
                 "fhir_index_composites",
-                &["pkey", "rkey", "s1", "c1", "s2", "c2", "n2", "n3"],
+                &[
+                    KEY,
+                    OWNER,
+                    ("s1", Text),
+                    ("c1", Text),
+                    ("s2", Text),
+                    ("c2", Text),
+                    ("n2", Double),
+                    ("n3", Double),
+                ],
             ),
         }
     }
@@ -793,7 +828,8 @@ impl IndexRows {
         }
     }
 
-    fn tables(&mut self) -> [&mut Rows; 8] {
+    /// The rows of each index table.
+    pub(crate) fn tables(&mut self) -> [&mut Rows; 8] {
         [
             &mut self.composites,
             &mut self.tokens,
@@ -824,29 +860,43 @@ impl IndexRows {
         }
     }
 
-    /// Inserts the rows in `tx` and empties the list.
+    /// Inserts the rows in `tx` (on PostgreSQL in one statement) and empties the list.
     pub async fn insert(&mut self, tx: &mut Transaction<'_, Any>) -> Result<(), sqlx::Error> {
-        for rows in self.tables() {
-            rows.insert(tx).await?;
-        }
-        Ok(())
+        let mut tables = self.tables();
+        hds_core::db::insert_all(tx, &mut tables).await
     }
 }
 
 /// Removes the index rows of one resource (it is rewritten or deleted).
 pub async fn remove(tx: &mut Transaction<'_, Any>, rkey: i64) -> Result<(), sqlx::Error> {
-    for table in TABLES {
-        sqlx::query(&format!("DELETE FROM {table} WHERE rkey = $1"))
-            .bind(rkey)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
+    remove_all(tx, &[rkey]).await
 }
 
-/// Removes the index rows of the resources `keys` (being reindexed together).
+/// Removes the index rows of the resources `keys` (rewritten, deleted or reindexed together):
+/// on PostgreSQL in one statement (`WITH a AS (DELETE ...) DELETE ...`), on SQLite table by
+/// table.
 pub async fn remove_all(tx: &mut Transaction<'_, Any>, keys: &[i64]) -> Result<(), sqlx::Error> {
     if keys.is_empty() {
+        return Ok(());
+    }
+    if tx.backend_name() == "PostgreSQL" {
+        let (last, rest) = TABLES.split_last().expect("index tables");
+        let with: Vec<String> = rest
+            .iter()
+            .enumerate()
+            .map(|(i, table)| {
+                format!("d{i} AS (DELETE FROM {table} WHERE rkey = ANY($1::bigint[]))")
+            })
+            .collect();
+        let sql = format!(
+            "WITH {} DELETE FROM {last} WHERE rkey = ANY($1::bigint[])",
+            with.join(", ")
+        );
+        let list: Vec<String> = keys.iter().map(i64::to_string).collect();
+        sqlx::query(&sql)
+            .bind(format!("{{{}}}", list.join(",")))
+            .execute(&mut **tx)
+            .await?;
         return Ok(());
     }
     let list = (1..=keys.len())
