@@ -96,21 +96,25 @@ pub fn resource_id(raw: &str) -> Result<ResourceId, FhirError> {
     raw.parse().map_err(FhirError::invalid)
 }
 
+/// The most a body's buffer takes before its bytes arrive.
+const PREALLOCATED_BODY: usize = 8 << 20;
+
 /// Reads a request body of at most `limit` bytes (413 beyond).
 pub async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
 ) -> Result<web::BytesMut, FhirError> {
-    // Room for the declared length at once: a bundle of megabytes would otherwise be copied
-    // on every doubling of the buffer. (Only a hint: the limit is checked on what arrives.)
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.parse::<usize>().ok())
         .unwrap_or(0);
-    let mut body = web::BytesMut::with_capacity(declared.min(limit));
+    // Room for the declared length at once (up to a few megabytes, whatever a client
+    // declares): a bundle would otherwise be copied on every doubling of the buffer. The
+    // limit is checked on what arrives.
+    let mut body = web::BytesMut::with_capacity(declared.min(limit).min(PREALLOCATED_BODY));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| FhirError::invalid(format!("reading the body: {e}")))?;
         if body.len() + chunk.len() > limit {

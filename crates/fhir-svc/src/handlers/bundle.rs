@@ -633,9 +633,23 @@ async fn run_transaction(
                             .await
                             .map_err(|(i, err)| annotate(i, err))?;
                     }
-                    resolve_conditional_references(&mut tx, catalog, instance, r, &mut resolved)
-                        .await
-                        .map_err(|err| annotate(i, err))?;
+                    let found = resolve_conditional_references(
+                        &mut tx,
+                        catalog,
+                        instance,
+                        r,
+                        &mut resolved,
+                    )
+                    .await;
+                    if let Err(err) = found {
+                        // Creations before it may still be being made: an earlier entry's
+                        // failure is the one to report.
+                        creations
+                            .finish(&mut tx, &mut |i, w, text| made.push((i, w, text)))
+                            .await
+                            .map_err(|(i, err)| annotate(i, err))?;
+                        return Err(annotate(i, err));
+                    }
                 }
                 if let (Verb::Post, Target::Type(rt)) = (&e.verb, &e.target) {
                     let resource = resource.unwrap_or_default();
