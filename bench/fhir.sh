@@ -12,7 +12,15 @@ synthea="${SYNTHEA:-$repo/../shared/data/synthea}"
 db="${HDS_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}"
 scratch="$(mktemp -d)"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$scratch"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  # The services' schemas go with the run (a loaded set is about 1 GB).
+  if [ -n "${run_id:-}" ]; then
+    psql "$db" -qc "DROP SCHEMA IF EXISTS ${run_id}_ops CASCADE; DROP SCHEMA IF EXISTS ${run_id}_fhir CASCADE" >/dev/null 2>&1 || true
+  fi
+  rm -rf "$scratch"
+}
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
