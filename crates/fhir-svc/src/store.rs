@@ -865,7 +865,7 @@ pub async fn lock_criteria(
         &format!("{conditions:?}"),
     );
     let conn = tx.conn().await?;
-    let lock = if conn.backend_name() == "PostgreSQL" {
+    let lock = if Backend::of(conn) == Backend::Postgres {
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(key)
     } else {
         sqlx::query("UPDATE fhir_current SET version = version WHERE 1 = 0")

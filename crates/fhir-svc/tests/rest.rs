@@ -1075,6 +1075,31 @@ async fn conditional_entries_and_references(env: Env) {
     assert_eq!(e[3]["response"]["status"], "200 OK");
     assert_eq!(e[3]["resource"]["name"], "B renamed");
 
+    // A conditional reference finds a resource the transaction created before it (its search
+    // waits for the creations of the type it reads), not only stored ones.
+    let created_first = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        org("c"),
+        {"resource": {"resourceType": "Patient", "managingOrganization": {"reference": "Organization?identifier=https://github.com/synthetichealth/synthea|c"}},
+         "request": {"method": "POST", "url": "Patient"}}]});
+    let res = fhir.post("", created_first).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let e = res.body["entry"].as_array().unwrap();
+    assert_eq!(
+        e[1]["resource"]["managingOrganization"]["reference"],
+        format!("Organization/{}", e[0]["resource"]["id"].as_str().unwrap())
+    );
+
+    // An invalid entry before a failing conditional reference is the failure reported.
+    let both_bad = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient", "gender": 7}, "request": {"method": "POST", "url": "Patient"}},
+        {"resource": {"resourceType": "Patient", "managingOrganization": {"reference": "Organization?identifier=https://github.com/synthetichealth/synthea|zzz"}},
+         "request": {"method": "POST", "url": "Patient"}}]});
+    let res = fhir.post("", both_bad).await;
+    assert_eq!(res.status, 400, "{}", res.body);
+    let said = res.body.to_string();
+    assert!(said.contains("Bundle.entry[0]"), "{said}");
+    assert!(!said.contains("Bundle.entry[1]"), "{said}");
+
     // A conditional reference that matches nothing, or several, fails the transaction.
     let dangling = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": {"resourceType": "Patient", "managingOrganization": {"reference": "Organization?identifier=https://github.com/synthetichealth/synthea|zzz"}},

@@ -66,6 +66,18 @@ pub enum Backend {
     Sqlite,
 }
 
+impl Backend {
+    /// The backend behind a connection (or a transaction, through `&**tx`), for code that has
+    /// the connection and not the [`Database`].
+    pub fn of(conn: &sqlx::AnyConnection) -> Backend {
+        if conn.backend_name() == "PostgreSQL" {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("database.url '{0}' is not supported: use postgres://... or sqlite://...")]

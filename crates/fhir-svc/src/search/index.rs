@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
-use hds_core::db::{Cell, Column, Rows, SqlType};
+use hds_core::db::{Backend, Cell, Column, Rows, SqlType};
 use hds_core::names::InstanceName;
 use serde_json::Value;
 use sqlx::{Any, Transaction};
@@ -879,7 +879,7 @@ pub async fn remove_all(tx: &mut Transaction<'_, Any>, keys: &[i64]) -> Result<(
     if keys.is_empty() {
         return Ok(());
     }
-    if tx.backend_name() == "PostgreSQL" {
+    if Backend::of(tx) == Backend::Postgres {
         let (last, rest) = TABLES.split_last().expect("index tables");
         let with: Vec<String> = rest
             .iter()

@@ -294,7 +294,7 @@ pub async fn insert_all(
     if tables.iter().all(|t| t.is_empty()) {
         return Ok(());
     }
-    if tx.backend_name() != "PostgreSQL" {
+    if super::Backend::of(tx) == super::Backend::Sqlite {
         for rows in tables.iter_mut() {
             rows.insert_in_chunks(tx).await?;
         }
