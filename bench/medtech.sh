@@ -7,7 +7,7 @@
 #   MEDTECH_BENCH_MESSAGES   messages of the throughput phase (default 1000000)
 #   MEDTECH_BENCH_LATENCY_SECS  seconds of the 1,000 messages/s latency phase (default 30)
 #   MEDTECH_FLUSH_MESSAGES   medtech-svc window size, HDS_MEDTECH__FLUSH_MESSAGES (default 50000)
-#   MEDTECH_CONCURRENT_WRITES  Observation groups written at once, HDS_MEDTECH__CONCURRENT_WRITES
+#   MEDTECH_CONCURRENT_WRITES  FHIR requests of a window in flight at once, HDS_MEDTECH__CONCURRENT_WRITES
 #                            (default: the service's, 8)
 #   MEDTECH_BENCH_ARGS       extra medtech-bench options, e.g. "--sample-every 10 --poll-ms 50"
 #   HDS_TEST_DATABASE_URL    (default local PostgreSQL)

@@ -450,6 +450,15 @@ impl Store {
         }
     }
 
+    /// How many independent write transactions are worth running at once: several on
+    /// PostgreSQL, whose commits overlap; one on SQLite, which has a single writer anyway.
+    pub fn concurrent_writers(&self) -> usize {
+        match self.db.backend() {
+            Backend::Postgres => 8,
+            Backend::Sqlite => 1,
+        }
+    }
+
     /// The search parameters requests of `instance` may name.
     pub async fn catalog(&self, instance: &InstanceName) -> Result<Catalog, FhirError> {
         let inst = instance.to_string();

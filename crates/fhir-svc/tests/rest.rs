@@ -803,6 +803,43 @@ async fn batch_entries_fail_alone(env: Env) {
     let good = entries[0]["resource"]["id"].as_str().unwrap();
     assert_eq!(fhir.get(&format!("/Patient/{good}")).await.status, 200);
 
+    // Entries run several at once (on PostgreSQL), but two on one resource keep their order:
+    // the later PUT is version 2, and wins; the writes around them all land.
+    let put = |family: &str| {
+        json!({"resource": {"resourceType": "Patient", "id": "twice", "name": [{"family": family}]},
+               "request": {"method": "PUT", "url": "Patient/twice"}})
+    };
+    let mut entry: Vec<Value> = (0..20)
+        .map(|i| {
+            json!({"resource": {"resourceType": "Patient", "id": format!("many{i}")},
+                        "request": {"method": "PUT", "url": format!("Patient/many{i}")}})
+        })
+        .collect();
+    entry.insert(3, put("First"));
+    entry.insert(4, put("Second"));
+    let res = fhir
+        .post(
+            "",
+            json!({"resourceType": "Bundle", "type": "batch", "entry": entry}),
+        )
+        .await;
+    let statuses: Vec<&str> = res.body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses.len(), 22);
+    assert_eq!(statuses[3], "201 Created");
+    assert_eq!(statuses[4], "200 OK");
+    assert_eq!(statuses.iter().filter(|s| **s == "201 Created").count(), 21);
+    let twice = fhir.get("/Patient/twice").await;
+    assert_eq!(twice.body["name"][0]["family"], "Second");
+    assert_eq!(twice.body["meta"]["versionId"], "2");
+    for i in 0..20 {
+        assert_eq!(fhir.get(&format!("/Patient/many{i}")).await.status, 200);
+    }
+
     // Over the entry limit (500 by default), not a bundle, not a known bundle type.
     let many: Vec<Value> = (0..501)
         .map(|_| json!({"request": {"method": "GET", "url": "Patient/b2"}}))

@@ -265,6 +265,20 @@ fn fixtures(base: &str) -> Vec<Value> {
         }
         out.push(r);
     }
+    // MolecularSequences whose variants are found by composites with a `%resource`
+    // component: ms1 on chromosome 1 (by genome build), ms2 by reference sequence id.
+    out.push(
+        json!({"resourceType": "MolecularSequence", "id": "ms1", "coordinateSystem": 0,
+        "referenceSeq": {"genomeBuild": "GRCh38", "chromosome": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/chromosome-human", "code": "1"}]}},
+        "variant": [{"start": 100, "end": 200}, {"start": 500, "end": 510}]}),
+    );
+    out.push(
+        json!({"resourceType": "MolecularSequence", "id": "ms2", "coordinateSystem": 0,
+        "referenceSeq": {"referenceSeqId": {"coding": [{
+            "system": "http://www.ncbi.nlm.nih.gov/nuccore", "code": "NC_000001.11"}]}},
+        "variant": [{"start": 100, "end": 200}]}),
+    );
     out
 }
 
@@ -557,6 +571,17 @@ const ROWS: &[(&str, &[&str])] = &[
         &["o5"],
     ),
     ("/Observation?combo-code-value-quantity=http://loinc.org|8462-4$80", &["o5"]),
+    // The chromosome (and reference sequence id) is the resource's, start and end each
+    // variant's: `1$lt150$gt150` is a variant of chromosome 1 spanning position 150.
+    ("/MolecularSequence?chromosome-variant-coordinate=1$lt150$gt150", &["ms1"]),
+    ("/MolecularSequence?chromosome-variant-coordinate=1$ge500$le510", &["ms1"]),
+    ("/MolecularSequence?chromosome-variant-coordinate=1$lt150$gt300", &[]),
+    ("/MolecularSequence?chromosome-variant-coordinate=2$lt150$gt150", &[]),
+    (
+        "/MolecularSequence?referenceseqid-variant-coordinate=http://www.ncbi.nlm.nih.gov/nuccore|NC_000001.11$lt150$gt150",
+        &["ms2"],
+    ),
+    ("/MolecularSequence?referenceseqid-variant-coordinate=NC_000001.11$gt150$gt150", &[]),
     // ---- common parameters ----
     ("/Patient?_id=p1,p3", &["p1", "p3"]),
     ("/Patient?_id=nosuch", &[]),

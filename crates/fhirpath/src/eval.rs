@@ -82,7 +82,12 @@ impl<'a> Evaluator<'a> {
     }
 
     pub fn run(&self, ast: &Ast) -> R<Vec<It<'a>>> {
-        let focus = [It::node(self.resource, None)];
+        self.run_on(ast, self.resource)
+    }
+
+    /// Evaluates with `focus` as the initial context; `%resource` stays the resource.
+    pub fn run_on(&self, ast: &Ast, focus: &'a Value) -> R<Vec<It<'a>>> {
+        let focus = [It::node(focus, None)];
         self.eval(
             ast,
             Scope {

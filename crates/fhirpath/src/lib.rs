@@ -120,6 +120,16 @@ impl Expr {
         }
     }
 
+    /// Evaluates with `focus`, a node of `resource`, as the initial context, and `resource` as
+    /// `%resource`: how a composite search parameter's components see each item of its
+    /// context (R4 `MolecularSequence.variant` components read `%resource.referenceSeq`).
+    pub fn evaluate_on<'a>(&self, resource: &'a Value, focus: &'a Value) -> Vec<Item<'a>> {
+        match eval::Evaluator::new(resource).run_on(&self.ast, focus) {
+            Ok(items) => items.into_iter().map(|it| it.item).collect(),
+            Err(eval::Fail) => Vec::new(),
+        }
+    }
+
     /// Evaluates like [`Expr::evaluate`], but tells an evaluation error (what the spec calls
     /// an error: a type mismatch, several items where one is required, ...) from an empty
     /// result.

@@ -218,6 +218,15 @@ fn where_this_index_and_subsetting() {
         0
     );
     assert_eq!(eval("%resource.id", &p), vec![json!("p1")]);
+    // A composite parameter's component: the context is an item inside the resource.
+    let name = &p["name"][0];
+    let family_and_id = crate::compile("family | %resource.id").unwrap();
+    let values: Vec<Value> = family_and_id
+        .evaluate_on(&p, name)
+        .iter()
+        .map(|i| i.value().clone())
+        .collect();
+    assert_eq!(values, vec![name["family"].clone(), json!("p1")]);
     assert_eq!(
         eval(
             "Patient.name.where(use = %resource.name.first().use).family",

@@ -60,7 +60,8 @@ pub struct MedtechSettings {
         deserialize_with = "hds_core::config::lenient"
     )]
     pub read_ahead_messages: usize,
-    /// Observation groups of a window written at once (each a read and a write to FHIR).
+    /// FHIR requests of a window in flight at once: identity lookups, searches for existing
+    /// Observations, batch bundles of writes.
     #[serde(
         default = "default_concurrent_writes",
         deserialize_with = "hds_core::config::lenient"

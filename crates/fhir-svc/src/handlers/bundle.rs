@@ -5,11 +5,11 @@
 //! no event leaves). Entries run in the spec's order (DELETE, POST, PUT/PATCH, GET/HEAD);
 //! `urn:uuid:` and other `fullUrl`s of created resources are rewritten in every reference.
 //! The first failing entry fails the whole bundle with its own status and OperationOutcome.
-//! A batch runs each entry on its own; an entry that fails gets its status and
-//! OperationOutcome in the response and the others go on.
+//! A batch runs each entry in a transaction of its own (several at once on PostgreSQL); an
+//! entry that fails gets its status and OperationOutcome in the response and the others go on.
 //!
-//! Conditional URLs (`Patient?identifier=...`, `ifNoneExist`, conditional references) need
-//! the search index and are refused with 400 until it lands.
+//! Conditional URLs (`Patient?identifier=...`, `ifNoneExist`, conditional references) are
+//! searches of the index, under a lock on their criteria.
 
 use std::collections::{HashMap, HashSet};
 
@@ -17,6 +17,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use base64::Engine;
 use chrono::Utc;
+use futures::stream::{self, StreamExt};
 use hds_core::auth::Permission;
 use hds_core::names::InstanceName;
 use serde_json::{json, Value};
@@ -84,6 +85,30 @@ struct Entry {
     conditions: Option<Vec<Condition>>,
     /// `ifNoneExist` of a conditional create.
     if_none_exist: Option<Vec<Condition>>,
+}
+
+impl Entry {
+    /// Whether running the entry searches the store: a conditional URL, `ifNoneExist`, or a
+    /// conditional reference in its resource.
+    fn searches(&self) -> bool {
+        self.conditions.is_some()
+            || self.if_none_exist.is_some()
+            || self.resource.as_ref().is_some_and(|r| {
+                let mut found = Vec::new();
+                collect_conditional_references(r, &mut found);
+                !found.is_empty()
+            })
+    }
+
+    /// The resource the entry names by id, if it names one.
+    fn resource_named(&self) -> Option<(String, String)> {
+        match &self.target {
+            Target::Type(_) => None,
+            Target::Resource(t, id) | Target::Version(t, id, _) => {
+                Some((t.as_str().to_owned(), id.as_str().to_owned()))
+            }
+        }
+    }
 }
 
 fn entry_error(index: usize, message: impl std::fmt::Display) -> FhirError {
@@ -404,6 +429,28 @@ struct Outcome {
     stored: Option<String>,
 }
 
+impl Outcome {
+    /// A conditional create found its resource: 200 with it.
+    fn existing(v: Version) -> Self {
+        Outcome {
+            status: StatusCode::OK,
+            version: Some(v),
+            location: false,
+            stored: None,
+        }
+    }
+
+    /// A conditional delete found nothing: 204.
+    fn nothing() -> Self {
+        Outcome {
+            status: StatusCode::NO_CONTENT,
+            version: None,
+            location: false,
+            stored: None,
+        }
+    }
+}
+
 pub async fn process(
     req: HttpRequest,
     caller: FhirCaller,
@@ -476,6 +523,12 @@ pub async fn process(
     Ok(HttpResponse::Ok().content_type(FHIR_JSON).body(body))
 }
 
+/// A batch's entries run as separate transactions. R4 says they must not depend on one
+/// another (3.1.0.11.2), yet clients do send, say, the same conditional create twice; so
+/// entries run several at once (where the database gains from it) only while nothing about
+/// them can meet: entries that search (conditional, or with conditional references) run
+/// alone, in their place, as do entries on a resource an entry of the same run names. The
+/// answers keep the entries' order.
 async fn run_batch(
     caller: &FhirCaller,
     instance: &InstanceName,
@@ -485,47 +538,72 @@ async fn run_batch(
     parsed: Vec<Result<Entry, FhirError>>,
 ) -> Vec<Result<Outcome, FhirError>> {
     let mut out = Vec::with_capacity(parsed.len());
+    let mut run: Vec<Result<Entry, FhirError>> = Vec::new();
+    let mut named: HashSet<(String, String)> = HashSet::new();
     for entry in parsed {
-        let result = async {
-            let entry = entry?;
-            caller.require(entry.verb.permission())?;
-            let mut tx = state.store.begin().await?;
-            let outcome = match plan(&mut tx, instance, entry).await? {
-                Plan::Exists(v, _) => Outcome {
-                    status: StatusCode::OK,
-                    version: Some(v),
-                    location: false,
-                    stored: None,
-                },
-                Plan::Nothing => Outcome {
-                    status: StatusCode::NO_CONTENT,
-                    version: None,
-                    location: false,
-                    stored: None,
-                },
-                Plan::Run(mut entry) => {
-                    let id = matches!(entry.target, Target::Type(_)).then(ResourceId::generate);
-                    let mut resource = entry.resource.take();
-                    if let Some(r) = &mut resource {
-                        resolve_conditional_references(
-                            &mut tx,
-                            catalog,
-                            instance,
-                            r,
-                            &mut HashMap::new(),
-                        )
-                        .await?;
-                    }
-                    execute(&mut tx, instance, config, &entry, resource, id).await?
-                }
-            };
-            state.store.commit(tx).await?;
-            Ok(outcome)
+        let (alone, resource) = match &entry {
+            Ok(e) => (e.searches(), e.resource_named()),
+            Err(_) => (false, None),
+        };
+        if alone || resource.as_ref().is_some_and(|r| named.contains(r)) {
+            run_together(caller, instance, config, catalog, state, &mut run, &mut out).await;
+            named.clear();
         }
-        .await;
-        out.push(result);
+        if alone {
+            out.push(run_batch_entry(caller, instance, config, catalog, state, entry).await);
+            continue;
+        }
+        named.extend(resource);
+        run.push(entry);
     }
+    run_together(caller, instance, config, catalog, state, &mut run, &mut out).await;
     out
+}
+
+/// Runs the entries of `run`, several at once, appending their answers in order.
+async fn run_together(
+    caller: &FhirCaller,
+    instance: &InstanceName,
+    config: &InstanceConfig,
+    catalog: &Catalog,
+    state: &FhirState,
+    run: &mut Vec<Result<Entry, FhirError>>,
+    out: &mut Vec<Result<Outcome, FhirError>>,
+) {
+    let answers: Vec<_> = stream::iter(run.drain(..))
+        .map(|entry| run_batch_entry(caller, instance, config, catalog, state, entry))
+        .buffered(state.store.concurrent_writers())
+        .collect()
+        .await;
+    out.extend(answers);
+}
+
+async fn run_batch_entry(
+    caller: &FhirCaller,
+    instance: &InstanceName,
+    config: &InstanceConfig,
+    catalog: &Catalog,
+    state: &FhirState,
+    entry: Result<Entry, FhirError>,
+) -> Result<Outcome, FhirError> {
+    let entry = entry?;
+    caller.require(entry.verb.permission())?;
+    let mut tx = state.store.begin().await?;
+    let outcome = match plan(&mut tx, instance, entry).await? {
+        Plan::Exists(v, _) => Outcome::existing(v),
+        Plan::Nothing => Outcome::nothing(),
+        Plan::Run(mut entry) => {
+            let id = matches!(entry.target, Target::Type(_)).then(ResourceId::generate);
+            let mut resource = entry.resource.take();
+            if let Some(r) = &mut resource {
+                resolve_conditional_references(&mut tx, catalog, instance, r, &mut HashMap::new())
+                    .await?;
+            }
+            execute(&mut tx, instance, config, &entry, resource, id).await?
+        }
+    };
+    state.store.commit(tx).await?;
+    Ok(outcome)
 }
 
 async fn run_transaction(
@@ -607,18 +685,8 @@ async fn run_transaction(
     let mut made: Vec<(usize, Written, String)> = Vec::new();
     for i in order {
         let outcome = match &mut plans[i] {
-            Plan::Exists(v, _) => Outcome {
-                status: StatusCode::OK,
-                version: Some(v.clone()),
-                location: false,
-                stored: None,
-            },
-            Plan::Nothing => Outcome {
-                status: StatusCode::NO_CONTENT,
-                version: None,
-                location: false,
-                stored: None,
-            },
+            Plan::Exists(v, _) => Outcome::existing(v.clone()),
+            Plan::Nothing => Outcome::nothing(),
             Plan::Run(e) => {
                 let mut resource = e.resource.take();
                 if let Some(r) = &mut resource {

@@ -131,7 +131,7 @@ fn composite_rows(resource_type: &str, resource: &Value, out: &mut Vec<Composite
                 .components
                 .iter()
                 .map(|(kind, e)| {
-                    e.evaluate(ctx.value())
+                    e.evaluate_on(resource, ctx.value())
                         .iter()
                         .flat_map(|i| parts_of(*kind, i.value()))
                         .collect()

@@ -171,7 +171,8 @@ pub fn find(resource_type: &str, code: &str) -> Option<&'static Param> {
 pub struct Composite {
     pub code: String,
     pub context: fhirpath::Expr,
-    /// Each component's parameter type and its expression relative to the context.
+    /// Each component's parameter type and its expression relative to the context (with
+    /// `%resource` the whole resource).
     pub components: Vec<(ParamType, fhirpath::Expr)>,
 }
 
@@ -197,11 +198,6 @@ static COMPOSITES: LazyLock<HashMap<String, Vec<Arc<Composite>>>> = LazyLock::ne
         .expect("vendored composite parameters are JSON");
     let mut by_type: HashMap<String, Vec<Arc<Composite>>> = HashMap::new();
     for d in definitions {
-        // Components that look outside their context (`%resource...`) are left out: the
-        // evaluator sees only the context item there.
-        if d.components.iter().any(|c| c.expression.contains('%')) {
-            continue;
-        }
         let compiled = fhirpath::compile(&d.expression).and_then(|context| {
             let components = d
                 .components

@@ -1,5 +1,6 @@
 //! Writing one window of deliveries: normalize each message, group the measurements by
-//! device, type and window, resolve Patient/Device, and save each Observation. A window is
+//! device, type and window, resolve Patient/Device, and save the window's Observations
+//! together ([`upsert::save_all`]: searches and batch bundles, not a call each). A window is
 //! done when everything each of its messages produced is in FHIR or the message is in the
 //! dead-letter topic; only then does the worker commit it.
 //!
@@ -24,15 +25,25 @@ use tokio::sync::watch;
 
 use super::deadletter::DeadLetters;
 use super::failure::{error_type, Failure, Stage};
-use super::upsert::{self, Saved};
+use super::fhir_client::Endpoint;
+use super::upsert;
 use super::{event, Context};
 use crate::config::LoadedConfig;
-use crate::grouping::{group_with_sources, observation_groups, MeasurementGroup};
+use crate::fhir_mapping::CodeValueTemplate;
+use crate::grouping::{group_with_sources, observation_groups, MeasurementGroup, ObservationGroup};
+use crate::identity::ResolvedIds;
 use crate::measurement::Measurement;
 
 /// The window could not be finished before shutdown: commit nothing.
 #[derive(Debug)]
 pub struct Interrupted;
+
+/// A group ready to be written.
+struct Prepared<'c> {
+    template: &'c CodeValueTemplate,
+    windows: Vec<ObservationGroup>,
+    ids: ResolvedIds,
+}
 
 struct Pending {
     group: MeasurementGroup,
@@ -120,27 +131,15 @@ impl Window<'_> {
         loop {
             // The configuration as it is now: a destination fixed meanwhile is used at once.
             let config = self.config.borrow().clone();
-            let results: Vec<(Pending, Result<(), Failure>)> = stream::iter(pending)
-                .map(|p| {
-                    let config = config.clone();
-                    async move {
-                        let r = self
-                            .write_group(&config, &p.group, &p.sources, deliveries)
-                            .await;
-                        (p, r)
-                    }
-                })
-                .buffer_unordered(self.ctx.settings.concurrent_writes.max(1))
-                .collect()
-                .await;
-            pending = Vec::new();
-            for (p, result) in results {
+            let results = self.write_groups(&config, &pending, deliveries).await;
+            let mut retry = Vec::new();
+            for (p, result) in pending.into_iter().zip(results) {
                 match result {
                     Ok(()) => {}
                     Err(f) if f.transient => {
                         self.count_error(&f);
                         tracing::warn!(instance = %self.instance, device = %p.group.key.device_id, error = %f, "FHIR write failed; will retry");
-                        pending.push(p);
+                        retry.push(p);
                     }
                     Err(f) => {
                         for i in &p.sources {
@@ -151,6 +150,7 @@ impl Window<'_> {
                     }
                 }
             }
+            pending = retry;
             if pending.is_empty() {
                 return self.publish(&letters).await;
             }
@@ -161,27 +161,115 @@ impl Window<'_> {
         }
     }
 
-    async fn write_group(
+    /// Writes the Observations of every group, all in one [`upsert::save_all`]; a group's
+    /// outcome in the order of `pending`: done when all its Observations are saved, otherwise
+    /// its permanent failure if it has one (waiting cannot cure it), else its transient one.
+    async fn write_groups(
         &self,
         config: &LoadedConfig,
-        group: &MeasurementGroup,
-        sources: &BTreeSet<usize>,
+        pending: &[Pending],
         deliveries: &[Delivery],
-    ) -> Result<(), Failure> {
+    ) -> Vec<Result<(), Failure>> {
+        let fhir = config
+            .destination
+            .endpoint(&self.ctx.settings.fhir_base_url);
+        // Template, observation groups and resolved ids of each group; resolving may call
+        // FHIR for devices not yet cached, a few at a time.
+        // (Futures made first: see `upsert::save_all`.)
+        let preparing: Vec<_> = pending
+            .iter()
+            .map(|p| self.prepare(config, &fhir, &p.group))
+            .collect();
+        let prepared: Vec<Result<Prepared, Failure>> = stream::iter(preparing)
+            .buffered(self.ctx.settings.concurrent_writes.max(1))
+            .collect()
+            .await;
+        let mut items = Vec::new();
+        let mut owner = Vec::new();
+        for (g, p) in prepared.iter().enumerate() {
+            if let Ok(p) = p {
+                for og in &p.windows {
+                    items.push(upsert::Item {
+                        template: p.template,
+                        group: og,
+                        ids: &p.ids,
+                    });
+                    owner.push(g);
+                }
+            }
+        }
+        let saved = upsert::save_all(
+            &self.ctx.fhir,
+            &fhir,
+            &items,
+            self.ctx.settings.concurrent_writes,
+        )
+        .await;
+
+        let label = self.label();
+        let mut results: Vec<Result<(), Failure>> =
+            prepared.into_iter().map(|p| p.map(|_| ())).collect();
+        for (g, outcome) in owner.into_iter().zip(saved) {
+            match outcome {
+                Ok(s) => {
+                    self.ctx
+                        .metrics
+                        .resources_saved
+                        .with_label_values(&[&label, "Observation", s.as_str()])
+                        .inc();
+                }
+                Err(f) => {
+                    let replace = match &results[g] {
+                        Ok(()) => true,
+                        Err(kept) => kept.transient && !f.transient,
+                    };
+                    if replace {
+                        results[g] = Err(f);
+                    }
+                }
+            }
+        }
+        let now_ms = Utc::now().timestamp_millis();
+        for (p, result) in pending.iter().zip(&results) {
+            if result.is_err() {
+                continue;
+            }
+            for i in &p.sources {
+                if let Some(ts) = deliveries[*i].timestamp_ms {
+                    self.ctx
+                        .metrics
+                        .ingestion_latency
+                        .with_label_values(&[&label])
+                        .observe((now_ms - ts).max(0) as f64 / 1000.0);
+                }
+            }
+        }
+        results
+    }
+
+    /// A group's FHIR template, its observation groups by the template's `periodInterval`,
+    /// and the Patient/Device (and Encounter) its Observations point at.
+    async fn prepare<'c>(
+        &self,
+        config: &'c LoadedConfig,
+        fhir: &Endpoint,
+        group: &MeasurementGroup,
+    ) -> Result<Prepared<'c>, Failure> {
         let type_name = group.key.type_name.to_string();
-        let template =
-            config
-                .fhir
-                .template_for(&group.key.type_name)
-                .ok_or_else(|| {
-                    Failure::permanent(
-                Stage::FhirConversion,
-                error_type::FHIR_TEMPLATE,
-                "FhirTemplateNotFound",
-                format!("the FHIR destination mapping has no template for the type '{type_name}'"),
-            )
-            .with_template(type_name.clone())
-                })?;
+        let template = config
+            .fhir
+            .template_for(&group.key.type_name)
+            .ok_or_else(|| {
+                Failure::permanent(
+                    Stage::FhirConversion,
+                    error_type::FHIR_TEMPLATE,
+                    "FhirTemplateNotFound",
+                    format!(
+                        "the FHIR destination mapping has no template for the type '{type_name}'"
+                    ),
+                )
+                .with_template(type_name.clone())
+            })?;
         let windows = observation_groups(group, template.period_interval).map_err(|e| {
             Failure::permanent(
                 Stage::Grouping,
@@ -191,38 +279,17 @@ impl Window<'_> {
             )
             .with_template(type_name.clone())
         })?;
-        let fhir = config
-            .destination
-            .endpoint(&self.ctx.settings.fhir_base_url);
         let ids = self
             .ctx
             .resolver
-            .resolve(&config.destination, &fhir, &group.key)
+            .resolve(&config.destination, fhir, &group.key)
             .await
-            .map_err(|f| f.with_template(type_name.clone()))?;
-        let label = self.label();
-        for og in &windows {
-            let saved = upsert::save(&self.ctx.fhir, &fhir, template, og, &ids).await?;
-            self.ctx
-                .metrics
-                .resources_saved
-                .with_label_values(&[&label, "Observation", saved.as_str()])
-                .inc();
-            if saved != Saved::NoOperation {
-                tracing::debug!(instance = %self.instance, r#type = %type_name, operation = saved.as_str(), "Observation saved");
-            }
-        }
-        let now_ms = Utc::now().timestamp_millis();
-        for i in sources {
-            if let Some(ts) = deliveries[*i].timestamp_ms {
-                self.ctx
-                    .metrics
-                    .ingestion_latency
-                    .with_label_values(&[&label])
-                    .observe((now_ms - ts).max(0) as f64 / 1000.0);
-            }
-        }
-        Ok(())
+            .map_err(|f| f.with_template(type_name))?;
+        Ok(Prepared {
+            template,
+            windows,
+            ids,
+        })
     }
 
     /// Adds a message to the window's dead letters (published by [`Self::publish`]).
