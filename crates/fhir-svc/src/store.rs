@@ -188,7 +188,17 @@ impl Queued {
                 self.events.rows(),
             ],
         )
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // A resource created here from the outside meanwhile (a PUT of a new id
+            // raced another writer): the client may retry, as with any lost race.
+            sqlx::Error::Database(d) if d.is_unique_violation() => FhirError::Conflict(
+                "a resource this request creates was created by another request at the same \
+                 time; retry the request"
+                    .into(),
+            ),
+            other => other.into(),
+        })?;
         self.types.clear();
         Ok(())
     }
@@ -510,25 +520,31 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let marks: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
+        // By key on the unique `rkey` index alone: with `instance = .. AND resource_type = ..`
+        // beside it, PostgreSQL without statistics took that prefix of the primary key for
+        // one row, merge-joined every current and every stored version of the type, and each
+        // search's page cost time in proportion to the type's size. A key names its instance
+        // and type (search/keys.rs); the type and id of each row are checked all the same.
+        let inst = instance.to_string();
+        let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT v.seq, v.resource_type, v.id, v.version, v.last_updated_ms, v.method, v.body \
              FROM fhir_current c JOIN fhir_versions v ON v.instance = c.instance \
              AND v.resource_type = c.resource_type AND v.id = c.id AND v.version = c.version \
-             WHERE c.instance = $1 AND c.resource_type = $2 AND c.deleted = 0 AND c.id IN ({})",
+             WHERE c.deleted = 0 AND c.rkey IN ({})",
             marks.join(", ")
         );
-        let mut q = sqlx::query(&sql)
-            .bind(instance.to_string())
-            .bind(rt.as_str());
+        let mut q = sqlx::query(&sql);
         for id in ids {
-            q = q.bind(id.as_str());
+            q = q.bind(crate::search::keys::resource(&inst, rt.as_str(), id));
         }
         let mut found: std::collections::HashMap<String, Version> = q
             .fetch_all(self.db.pool())
             .await?
             .iter()
-            .map(|r| version_from_row(r).map(|v| (v.id.clone(), v)))
+            .map(version_from_row)
+            .filter(|v| !matches!(v, Ok(v) if v.resource_type != rt.as_str()))
+            .map(|v| v.map(|v| (v.id.clone(), v)))
             .collect::<Result<_, _>>()?;
         Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
     }
@@ -984,6 +1000,8 @@ fn stamp(resource: &mut Value, id: &ResourceId, version: i64, at: DateTime<Utc>)
 pub struct NewResource {
     resource_type: ResourceType,
     id: ResourceId,
+    /// POST, or PUT of an id that does not exist yet (history's `request.method`).
+    method: Method,
     rkey: i64,
     at: DateTime<Utc>,
     /// The stamped resource, when the caller wants it back (`keep`).
@@ -1000,10 +1018,12 @@ impl NewResource {
     /// index rows (R4's parameters and the instance's `custom` ones); CPU work only. Unless
     /// `keep`, the parsed resource is dropped here: its stored text is all a bundle's
     /// response needs.
+    #[allow(clippy::too_many_arguments)]
     pub fn prepare(
         instance: &InstanceName,
         rt: &ResourceType,
         id: &ResourceId,
+        method: Method,
         mut resource: Value,
         at: DateTime<Utc>,
         keep: bool,
@@ -1026,6 +1046,7 @@ impl NewResource {
             definition,
             resource_type: rt.clone(),
             id: id.clone(),
+            method,
             rkey,
             at,
             text: resource.to_string(),
@@ -1076,7 +1097,7 @@ pub async fn create_in(
         Cell::from(id.as_str()),
         Cell::Int(1),
         Cell::Int(at_ms),
-        Cell::from(Method::Post.as_str()),
+        Cell::from(new.method.as_str()),
         Cell::Text(new.text.clone()),
     ]);
     tx.queued.index.append(&mut new.index);
@@ -1088,12 +1109,36 @@ pub async fn create_in(
             id: id.to_string(),
             version: 1,
             last_updated: new.at,
-            method: Method::Post,
+            method: new.method,
             body: new.resource,
         },
         created: true,
     };
     Ok((written, new.text))
+}
+
+/// Which of the resource keys `rkeys` have a pointer (existing or deleted resources): one
+/// statement for all of a transaction's PUTs, which then create the absent ones as new.
+pub async fn existing_keys(
+    tx: &mut WriteTx,
+    rkeys: &[i64],
+) -> Result<std::collections::HashSet<i64>, FhirError> {
+    let mut found = std::collections::HashSet::new();
+    for chunk in rkeys.chunks(1000) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT rkey FROM fhir_current WHERE rkey IN ({})",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for k in chunk {
+            q = q.bind(*k);
+        }
+        for row in q.fetch_all(&mut **tx.conn().await?).await? {
+            found.insert(row.try_get::<i64, _>("rkey")?);
+        }
+    }
+    Ok(found)
 }
 
 /// What becomes of the versions a write replaces: kept for history and vread (`versioned`,
@@ -1122,7 +1167,8 @@ pub async fn write_in(
     // A server-assigned id is new: nothing to read, so its rows just join the queue.
     if method == Method::Post && expected.is_none() {
         // (A new resource has no earlier versions for `history` to drop.)
-        let new = NewResource::prepare(instance, rt, id, resource, now, true, &custom)?;
+        let new =
+            NewResource::prepare(instance, rt, id, Method::Post, resource, now, true, &custom)?;
         return Ok(create_in(tx, instance, new).await?.0);
     }
     let now_ms = now.timestamp_millis();

@@ -33,6 +33,7 @@ use crate::http::{
 };
 use crate::instance_config::InstanceConfig;
 use crate::search::custom::Catalog;
+use crate::search::keys;
 use crate::search::query::{self, Condition};
 use crate::store::{self, Method, Version, WriteTx, Written};
 use crate::versioning;
@@ -560,7 +561,11 @@ async fn run_batch(
     out
 }
 
-/// Runs the entries of `run`, several at once, appending their answers in order.
+/// Runs the entries of `run`, appending their answers in order. They are first tried as one
+/// transaction: when every entry succeeds, as they mostly do, that is one commit instead of
+/// one each. If any fails, nothing of it stays and each entry runs on its own, so that each
+/// gets its own answer. Entries with a `fullUrl` always run on their own: in a transaction,
+/// references to it would be rewritten, which a batch must not do.
 async fn run_together(
     caller: &FhirCaller,
     instance: &InstanceName,
@@ -570,6 +575,19 @@ async fn run_together(
     run: &mut Vec<Result<Entry, FhirError>>,
     out: &mut Vec<Result<Outcome, FhirError>>,
 ) {
+    let shareable = run.len() > 1
+        && run
+            .iter()
+            .all(|e| matches!(e, Ok(e) if e.full_url.is_none()));
+    if shareable {
+        let entries = run.iter().flatten().cloned().map(Ok).collect();
+        let together = run_transaction(caller, instance, config, catalog, state, entries).await;
+        if let Ok(answers) = together {
+            run.clear();
+            out.extend(answers);
+            return;
+        }
+    }
     let answers: Vec<_> = stream::iter(run.drain(..))
         .map(|entry| run_batch_entry(caller, instance, config, catalog, state, entry))
         .buffered(state.store.concurrent_writers())
@@ -672,6 +690,8 @@ async fn run_transaction(
         let new = matches!(p, Plan::Run(e) if matches!(e.target, Target::Type(_)));
         ids.push(new.then_some(id));
     }
+    // PUTs of ids that do not exist yet are creations, made in bulk with the POSTs.
+    let fresh = fresh_puts(&mut tx, instance, &plans).await?;
     let mut order: Vec<usize> = (0..plans.len()).collect();
     order.sort_by_key(|i| match &plans[*i] {
         Plan::Run(e) => e.verb.order(),
@@ -719,9 +739,22 @@ async fn run_transaction(
                         return Err(annotate(i, err));
                     }
                 }
-                if let (Verb::Post, Target::Type(rt)) = (&e.verb, &e.target) {
+                let creates = match (&e.verb, &e.target) {
+                    (Verb::Post, Target::Type(rt)) => {
+                        Some((rt, ids[i].clone().unwrap_or_else(ResourceId::generate)))
+                    }
+                    (Verb::Put, Target::Resource(rt, id)) if fresh.contains(&i) => {
+                        Some((rt, id.clone()))
+                    }
+                    _ => None,
+                };
+                if let Some((rt, id)) = creates {
                     let resource = resource.unwrap_or_default();
-                    if let Err(err) = check_type(&resource, rt) {
+                    let checked = check_type(&resource, rt).and_then(|()| match e.verb {
+                        Verb::Put => check_put_id(&resource, &id),
+                        _ => Ok(()),
+                    });
+                    if let Err(err) = checked {
                         // An earlier entry's failure is the one to report.
                         creations
                             .finish(&mut tx, &mut |i, w, text| made.push((i, w, text)))
@@ -732,7 +765,12 @@ async fn run_transaction(
                     let creation = Creation {
                         entry: i,
                         resource_type: rt.clone(),
-                        id: ids[i].clone().unwrap_or_else(ResourceId::generate),
+                        id,
+                        method: if e.verb == Verb::Put {
+                            Method::Put
+                        } else {
+                            Method::Post
+                        },
                         resource,
                     };
                     creations
@@ -833,14 +871,7 @@ async fn execute(
         (Verb::Put, Target::Resource(rt, id)) => {
             let resource = resource.unwrap_or_default();
             check_type(&resource, rt)?;
-            match resource.get("id").and_then(Value::as_str) {
-                Some(i) if i == id.as_str() => {}
-                _ => {
-                    return Err(FhirError::invalid(format!(
-                        "the resource's id must be '{id}' as in request.url"
-                    )))
-                }
-            }
+            check_put_id(&resource, id)?;
             if e.if_match.is_none() && versioning::requires_if_match(config, rt) {
                 let exists = store::read_in(&mut **tx.conn().await?, instance, rt, id)
                     .await?
@@ -930,6 +961,48 @@ async fn execute(
             "this request is not supported in a bundle",
         )),
     }
+}
+
+/// A PUT's resource carries the id of its `request.url`.
+fn check_put_id(resource: &Value, id: &ResourceId) -> Result<(), FhirError> {
+    match resource.get("id").and_then(Value::as_str) {
+        Some(i) if i == id.as_str() => Ok(()),
+        _ => Err(FhirError::invalid(format!(
+            "the resource's id must be '{id}' as in request.url"
+        ))),
+    }
+}
+
+/// The entries (by index) that PUT an id with no pointer yet, without `ifMatch`: creations.
+async fn fresh_puts(
+    tx: &mut WriteTx,
+    instance: &InstanceName,
+    plans: &[Plan],
+) -> Result<HashSet<usize>, FhirError> {
+    let inst = instance.to_string();
+    let candidates: Vec<(usize, i64)> = plans
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match p {
+            Plan::Run(Entry {
+                verb: Verb::Put,
+                target: Target::Resource(rt, id),
+                if_match: None,
+                ..
+            }) => Some((i, keys::resource(&inst, rt.as_str(), id.as_str()))),
+            _ => None,
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rkeys: Vec<i64> = candidates.iter().map(|(_, k)| *k).collect();
+    let existing = store::existing_keys(tx, &rkeys).await?;
+    Ok(candidates
+        .into_iter()
+        .filter(|(_, k)| !existing.contains(k))
+        .map(|(i, _)| i)
+        .collect())
 }
 
 fn found(v: Version, verb: Verb) -> Result<Outcome, FhirError> {

@@ -1,4 +1,5 @@
-//! A transaction's creations (POST with a server-assigned id) made on other threads.
+//! A transaction's creations (POST with a server-assigned id, PUT of an id that does not
+//! exist) made on other threads.
 //!
 //! Turning a resource into its rows (validation, index extraction, serialisation) is most of
 //! the service's work in a large transaction, and it reads nothing from the database. So
@@ -16,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::domain::{ResourceId, ResourceType};
 use crate::error::FhirError;
 use crate::search::custom::InstanceParams;
-use crate::store::{self, NewResource, WriteTx, Written};
+use crate::store::{self, Method, NewResource, WriteTx, Written};
 
 /// Creations made per task: enough to outweigh a task's cost.
 const BATCH: usize = 32;
@@ -28,6 +29,8 @@ pub struct Creation {
     pub entry: usize,
     pub resource_type: ResourceType,
     pub id: ResourceId,
+    /// POST, or PUT of an id that does not exist.
+    pub method: Method,
     pub resource: Value,
 }
 
@@ -113,6 +116,7 @@ impl Creations {
                         &instance,
                         &c.resource_type,
                         &c.id,
+                        c.method,
                         c.resource,
                         at,
                         false,

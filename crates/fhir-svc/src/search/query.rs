@@ -886,15 +886,28 @@ fn page_sql(
     limit: i64,
 ) -> Sql {
     let mut sql = Sql::new();
-    let matching = matching_keys(&mut sql, instance, rt, conditions);
-    let current = sql.current(instance, rt);
+    // `_id` alone: the pointers of those keys, and nothing else that could lead PostgreSQL
+    // astray (see `Condition::Id` in `matching_keys`).
+    let (filter, matching) = match conditions {
+        [Condition::Id(ids)] => (
+            "c.deleted = 0".to_owned(),
+            format!(
+                "c.rkey IN ({})",
+                key_list(&mut sql, instance, rt.as_str(), ids)
+            ),
+        ),
+        _ => {
+            let matching = matching_keys(&mut sql, instance, rt, conditions);
+            (sql.current(instance, rt), format!("c.rkey IN ({matching})"))
+        }
+    };
     let after = match after {
         Some(id) => format!("AND c.id > {}", sql.text(id)),
         None => String::new(),
     };
     let lim = sql.bind(Bind::Int(limit));
     sql.text = format!(
-        "SELECT c.id FROM fhir_current c WHERE {current} AND c.rkey IN ({matching}) {after} \
+        "SELECT c.id FROM fhir_current c WHERE {filter} AND {matching} {after} \
          ORDER BY c.id LIMIT {lim}"
     );
     sql
@@ -1294,13 +1307,14 @@ fn matching_keys(
     for c in conditions {
         let set = match c {
             Condition::Id(ids) => {
-                let alts: Vec<String> = ids
-                    .iter()
-                    .map(|i| format!("c.id = {}", sql.text(i)))
-                    .collect();
+                // By key, on the unique `rkey` index alone: a key names its instance and type
+                // (keys.rs), so no other condition is needed. With `instance = .. AND
+                // resource_type = ..` beside it, PostgreSQL without statistics took that
+                // prefix of the primary key for one row and read every resource of the type
+                // (seconds per search at a few hundred thousand).
                 format!(
-                    "SELECT c.rkey FROM fhir_current c WHERE {current} AND ({})",
-                    or(alts)
+                    "SELECT c.rkey FROM fhir_current c WHERE c.deleted = 0 AND c.rkey IN ({})",
+                    key_list(sql, instance, rt.as_str(), ids)
                 )
             }
             Condition::Token { param, values } => {

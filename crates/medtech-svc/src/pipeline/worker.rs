@@ -1,8 +1,8 @@
 //! One instance's consumer: reads its device topic in its consumer group (a [`DeviceSource`]:
 //! `hds.devices.{instance}` in `medtech-svc.{instance}` unless the connector's
 //! `ingestionEndpointConfiguration` names others),
-//! collects a window of messages (until `flush_interval_ms` after its first message, or
-//! `flush_messages` messages), has [`flush`](super::flush) write it, and then commits, per
+//! collects a window of messages (until `flush_interval_ms` after its first message was read,
+//! or `flush_messages` messages), has [`flush`](super::flush) write it, and then commits, per
 //! partition, the last offset of the window. Nothing is committed before the whole window is
 //! in FHIR or the dead-letter topic, so a crash or shutdown reads it again (and writing it
 //! again changes nothing: merging the same data is a no-op).
@@ -62,18 +62,24 @@ impl Worker {
                         _ = self.shutdown.cancelled() => break,
                         n = intake.next() => n,
                     },
+                    // Messages already read come first: a deadline that passed while the
+                    // previous window was written still takes everything waiting.
                     Some(at) => tokio::select! {
+                        biased;
                         _ = self.shutdown.cancelled() => break,
-                        _ = tokio::time::sleep_until(at) => None,
                         n = intake.next() => match n {
                             None => break,
                             n => n,
                         },
+                        _ = tokio::time::sleep_until(at) => None,
                     },
                 };
                 match next {
-                    Some(Read::Delivery(d)) => {
-                        deadline.get_or_insert_with(|| Instant::now() + interval);
+                    Some(Read::Delivery(d, read_at)) => {
+                        // A window lasts from when its first message was read, not from when
+                        // the worker got to it: messages that arrived while the previous
+                        // window was written have waited already.
+                        deadline.get_or_insert(read_at + interval);
                         window.push(d);
                         continue;
                     }
