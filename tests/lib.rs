@@ -96,6 +96,11 @@ impl Service {
         }
     }
 
+    /// SIGKILL: no shutdown of any kind (nothing flushed, nothing committed).
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("SIGKILL");
+    }
+
     /// SIGTERM, then the exit status.
     pub async fn terminate(mut self) -> (ExitStatus, String) {
         let pid = self.child.id().expect("running");
@@ -234,6 +239,16 @@ impl Stack {
             .unwrap_or_else(|| panic!("{name} is not running"));
         let (status, log) = self.services.remove(i).terminate().await;
         assert!(status.success(), "{name} exited with {status}:\n{log}");
+    }
+
+    /// Kills one service with SIGKILL, as a crash or an OOM kill would.
+    pub async fn kill(&mut self, name: &str) {
+        let i = self
+            .services
+            .iter()
+            .position(|s| s.name == name)
+            .unwrap_or_else(|| panic!("{name} is not running"));
+        self.services.remove(i).kill().await;
     }
 
     /// Starts a stopped service again, on its port, database and settings; waits until ready.
