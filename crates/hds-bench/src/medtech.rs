@@ -944,7 +944,6 @@ async fn main() -> anyhow::Result<()> {
     println!("- Latency phase counters: {}.", m_lat.describe());
 
     let normalize_ok = normalize_rate >= 20_000.0;
-    let throughput_ok = drain_rate >= 20_000.0;
     let latency_ok = p99 <= 2.0 && missing == 0;
     println!("\nBars (issue 5):");
     let verdict = |ok: bool| if ok { "holds" } else { "does NOT hold" };
@@ -953,8 +952,8 @@ async fn main() -> anyhow::Result<()> {
         verdict(normalize_ok)
     );
     println!(
-        "- the same bar for the whole pipeline (read, normalize, group, write to FHIR, commit): {drain_rate:.0}/s -> {}",
-        verdict(throughput_ok)
+        "- for comparison, not a bar of the issue: the whole pipeline (read, normalize, group, write to FHIR, commit) at {drain_rate:.0}/s, {}",
+        if drain_rate >= 20_000.0 { "also over 20,000/s" } else { "under 20,000/s (bounded by the FHIR writes)" }
     );
     println!(
         "- end-to-end p99 <= 2 s at {rate} messages/s: p99 {p99:.3} s{} -> {}",
