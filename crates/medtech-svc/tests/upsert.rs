@@ -196,3 +196,60 @@ async fn embedded_window_writes_in_batches() {
 async fn kafka_and_postgres_window_writes_in_batches() {
     scenario(Stack::kafka().await).await;
 }
+
+/// A FHIR service that takes at most 3 entries per bundle refuses the window's bundle of 7
+/// as a whole: the writes go again in halves, and every Observation is saved.
+async fn over_the_entry_limit(stack: Stack) {
+    stack.provision().await;
+    let client = FhirClient::new(Duration::from_secs(30), None);
+    let fhir = Endpoint {
+        url: stack.fhir_url(""),
+        audience: None,
+    };
+    let mapping = bp_mapping();
+    let ids = ids();
+    let groups: Vec<ObservationGroup> = (0..7)
+        .map(|h| {
+            reading(
+                &mapping,
+                &format!("2020-01-01T{:02}:00:00Z", 10 + h),
+                "120",
+                "80",
+            )
+        })
+        .collect();
+    let outcomes = saved(save_all(&client, &fhir, &items(&mapping, &ids, &groups), 4).await);
+    assert_eq!(outcomes, vec![Saved::Created; 7]);
+    for g in &groups {
+        let o = medtech_svc::observation::build(
+            mapping.template_for(&g.type_name).unwrap(),
+            g,
+            &ids,
+            Utc::now(),
+        )
+        .unwrap();
+        let id = o["id"].as_str().unwrap();
+        assert!(stack
+            .fhir_read(&format!("/Observation/{id}"))
+            .await
+            .is_some());
+    }
+    stack.stop().await;
+}
+
+fn three_entries() -> common::Options {
+    common::Options {
+        fhir: |s| s.fhir.max_bundle_entries = 3,
+        ..common::Options::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_bundles_over_the_entry_limit_go_in_halves() {
+    over_the_entry_limit(Stack::embedded_with(three_entries()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kafka_and_postgres_bundles_over_the_entry_limit_go_in_halves() {
+    over_the_entry_limit(Stack::kafka_with(|_| {}, three_entries()).await).await;
+}

@@ -4,7 +4,8 @@
 //! write the absent ones and merge the present ones, in batch bundles of up to
 //! [`WRITE_CHUNK`] entries, a merged one only if something changed and with `If-Match` on the
 //! version read. An entry that lost a race (409/412) is read and merged again in the next
-//! round. Each entry of a batch succeeds or fails on its own, as each PUT did.
+//! round. Each entry of a batch succeeds or fails on its own, as each PUT did; a bundle the
+//! FHIR service refuses as a whole (over its entry or size limit) is sent again in halves.
 
 use std::collections::{HashMap, HashSet};
 
@@ -43,6 +44,10 @@ const RACE_ATTEMPTS: usize = 5;
 const READ_CHUNK: usize = 100;
 /// Entries per batch bundle, well under fhir-svc's default limit of 500.
 const WRITE_CHUNK: usize = 200;
+
+/// A write of a round: the item, the Observation, the ETag it was merged into (none when
+/// new), and what the write is.
+type Write = (usize, Value, Option<String>, Saved);
 
 /// One Observation to save: an observation group with its template and resolved ids.
 pub struct Item<'a> {
@@ -106,7 +111,7 @@ pub async fn save_all(
         };
         // What each item of the round writes: the new Observation, or the merged one with the
         // ETag of the version it was merged into.
-        let mut writes: Vec<(usize, Value, Option<String>, Saved)> = Vec::new();
+        let mut writes: Vec<Write> = Vec::new();
         for &i in &round {
             let (id, new) = &fresh[i];
             match existing.get(id.as_str()) {
@@ -122,36 +127,46 @@ pub async fn save_all(
                 }
             }
         }
-        // The futures are made first: a closure handing out borrowing futures would not be
-        // `Send` for every lifetime, which the worker's `tokio::spawn` needs.
-        let batches: Vec<_> = writes
-            .chunks(WRITE_CHUNK)
-            .map(|chunk| async move {
-                let batch: Vec<(&Value, Option<&str>)> =
-                    chunk.iter().map(|(_, r, e, _)| (r, e.as_deref())).collect();
-                (chunk, client.put_batch(fhir, &batch).await)
-            })
-            .collect();
-        let written: Vec<_> = stream::iter(batches)
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
-        for (chunk, answer) in written {
-            match answer {
-                Ok(results) => {
-                    for ((i, _, _, saved), result) in chunk.iter().zip(results) {
-                        outcomes[*i] = match result {
-                            Ok(_) => Some(Ok(*saved)),
-                            Err(CallError::Conflict) => None,
-                            Err(CallError::Failed(f)) => {
-                                Some(Err(f.with_template(type_of(&items[*i]))))
-                            }
-                        };
+        let mut chunks: Vec<&[Write]> = writes.chunks(WRITE_CHUNK).collect();
+        while !chunks.is_empty() {
+            // The futures are made first: a closure handing out borrowing futures would not
+            // be `Send` for every lifetime, which the worker's `tokio::spawn` needs.
+            let batches: Vec<_> = chunks
+                .drain(..)
+                .map(|chunk| async move {
+                    let batch: Vec<(&Value, Option<&str>)> =
+                        chunk.iter().map(|(_, r, e, _)| (r, e.as_deref())).collect();
+                    (chunk, client.put_batch(fhir, &batch).await)
+                })
+                .collect();
+            let written: Vec<_> = stream::iter(batches)
+                .buffer_unordered(concurrency.max(1))
+                .collect()
+                .await;
+            for (chunk, answer) in written {
+                match answer {
+                    Ok(results) => {
+                        for ((i, _, _, saved), result) in chunk.iter().zip(results) {
+                            outcomes[*i] = match result {
+                                Ok(_) => Some(Ok(*saved)),
+                                Err(CallError::Conflict) => None,
+                                Err(CallError::Failed(f)) => {
+                                    Some(Err(f.with_template(type_of(&items[*i]))))
+                                }
+                            };
+                        }
                     }
-                }
-                Err(f) => {
-                    for (i, ..) in chunk {
-                        outcomes[*i] = Some(Err(f.clone().with_template(type_of(&items[*i]))));
+                    // The bundle refused as a whole (more entries or bytes than the FHIR
+                    // service takes in one): its halves, down to single entries, which then
+                    // answer for themselves.
+                    Err(f) if !f.transient && chunk.len() > 1 => {
+                        let (a, b) = chunk.split_at(chunk.len() / 2);
+                        chunks.extend([a, b]);
+                    }
+                    Err(f) => {
+                        for (i, ..) in chunk {
+                            outcomes[*i] = Some(Err(f.clone().with_template(type_of(&items[*i]))));
+                        }
                     }
                 }
             }

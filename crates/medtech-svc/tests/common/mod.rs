@@ -112,6 +112,8 @@ pub struct Options {
     pub auth: AuthSettings,
     /// Adjusts medtech-svc's `[medtech]` settings at each start.
     pub medtech: fn(&mut medtech_svc::MedtechSettings),
+    /// Adjusts fhir-svc's settings at each start.
+    pub fhir: fn(&mut fhir_svc::Settings),
 }
 
 impl Default for Options {
@@ -119,6 +121,7 @@ impl Default for Options {
         Self {
             auth: AuthSettings::default(),
             medtech: |_| {},
+            fhir: |_| {},
         }
     }
 }
@@ -262,6 +265,7 @@ impl Stack {
         let l = listener(self.fhir.addr);
         let mut settings = fhir_svc::Settings::local_defaults(self.dir.path());
         settings.auth = self.options.auth.clone();
+        (self.options.fhir)(&mut settings);
         let shutdown = CancellationToken::new();
         let deps = fhir_svc::Deps {
             db: Database::connect(&self.fhir_db).await.unwrap(),
