@@ -101,13 +101,19 @@ fn systolic_values(observation: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn scenario(stack: Stack) {
-    stack.provision().await;
+/// A client of the stack's FHIR service instance, without a token.
+fn fhir_of(stack: &Stack) -> (FhirClient, Endpoint) {
     let client = FhirClient::new(Duration::from_secs(30), None);
     let fhir = Endpoint {
         url: stack.fhir_url(""),
         audience: None,
     };
+    (client, fhir)
+}
+
+async fn scenario(stack: Stack) {
+    stack.provision().await;
+    let (client, fhir) = fhir_of(&stack);
     let mapping = bp_mapping();
     let ids = ids();
     // Two readings of the same hour (one Observation) and one of the next hour.
@@ -201,11 +207,7 @@ async fn kafka_and_postgres_window_writes_in_batches() {
 /// as a whole: the writes go again in halves, and every Observation is saved.
 async fn over_the_entry_limit(stack: Stack) {
     stack.provision().await;
-    let client = FhirClient::new(Duration::from_secs(30), None);
-    let fhir = Endpoint {
-        url: stack.fhir_url(""),
-        audience: None,
-    };
+    let (client, fhir) = fhir_of(&stack);
     let mapping = bp_mapping();
     let ids = ids();
     let groups: Vec<ObservationGroup> = (0..7)
