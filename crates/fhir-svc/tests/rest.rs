@@ -836,6 +836,15 @@ async fn batch_entries_fail_alone(env: Env) {
     let twice = fhir.get("/Patient/twice").await;
     assert_eq!(twice.body["name"][0]["family"], "Second");
     assert_eq!(twice.body["meta"]["versionId"], "2");
+    // Version 1 was a PUT of a new id, made with the run's creations: history says PUT.
+    let history = fhir.get("/Patient/twice/_history").await;
+    let methods: Vec<&str> = history.body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["request"]["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods, ["PUT", "PUT"]);
     for i in 0..20 {
         assert_eq!(fhir.get(&format!("/Patient/many{i}")).await.status, 200);
     }

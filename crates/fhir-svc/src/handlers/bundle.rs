@@ -716,10 +716,7 @@ async fn run_transaction(
                     wanted.retain(|w| !resolved.contains_key(w));
                     if searches_wait_for(&creations, catalog, &wanted) {
                         // Its search must see the creations before it.
-                        creations
-                            .finish(&mut tx, &mut |i, w, text| made.push((i, w, text)))
-                            .await
-                            .map_err(|(i, err)| annotate(i, err))?;
+                        finish_creations(&mut creations, &mut tx, &mut made).await?;
                     }
                     let found = resolve_conditional_references(
                         &mut tx,
@@ -732,10 +729,7 @@ async fn run_transaction(
                     if let Err(err) = found {
                         // Creations before it may still be being made: an earlier entry's
                         // failure is the one to report.
-                        creations
-                            .finish(&mut tx, &mut |i, w, text| made.push((i, w, text)))
-                            .await
-                            .map_err(|(i, err)| annotate(i, err))?;
+                        finish_creations(&mut creations, &mut tx, &mut made).await?;
                         return Err(annotate(i, err));
                     }
                 }
@@ -756,10 +750,7 @@ async fn run_transaction(
                     });
                     if let Err(err) = checked {
                         // An earlier entry's failure is the one to report.
-                        creations
-                            .finish(&mut tx, &mut |i, w, text| made.push((i, w, text)))
-                            .await
-                            .map_err(|(i, err)| annotate(i, err))?;
+                        finish_creations(&mut creations, &mut tx, &mut made).await?;
                         return Err(annotate(i, err));
                     }
                     let creation = Creation {
@@ -779,10 +770,7 @@ async fn run_transaction(
                         .map_err(|(i, err)| annotate(i, err))?;
                     continue;
                 }
-                creations
-                    .finish(&mut tx, &mut |i, w, text| made.push((i, w, text)))
-                    .await
-                    .map_err(|(i, err)| annotate(i, err))?;
+                finish_creations(&mut creations, &mut tx, &mut made).await?;
                 // The first failure ends it: dropping the transaction rolls everything back.
                 execute(&mut tx, instance, config, e, resource, ids[i].clone())
                     .await
@@ -791,10 +779,7 @@ async fn run_transaction(
         };
         results[i] = Some(outcome);
     }
-    creations
-        .finish(&mut tx, &mut |i, w, text| made.push((i, w, text)))
-        .await
-        .map_err(|(i, err)| annotate(i, err))?;
+    finish_creations(&mut creations, &mut tx, &mut made).await?;
     for (i, w, text) in made {
         results[i] = Some(Outcome {
             status: StatusCode::CREATED,
@@ -808,6 +793,19 @@ async fn run_transaction(
         .into_iter()
         .map(|o| o.ok_or_else(|| FhirError::Internal("entry not run".into())))
         .collect())
+}
+
+/// Makes and queues every creation added so far, noting each in `made`; a failure names its
+/// entry.
+async fn finish_creations(
+    creations: &mut Creations,
+    tx: &mut WriteTx,
+    made: &mut Vec<(usize, Written, String)>,
+) -> Result<(), FhirError> {
+    creations
+        .finish(tx, &mut |i, w, text| made.push((i, w, text)))
+        .await
+        .map_err(|(i, err)| annotate(i, err))
 }
 
 /// Says which entry failed, keeping the error's status.
