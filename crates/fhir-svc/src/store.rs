@@ -549,15 +549,16 @@ impl Store {
         Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
     }
 
-    /// One page of the current resources matching a search, in id order after `after`.
+    /// One page of the current resources matching an unsorted search, after `after`: each
+    /// id with the cursor that starts the next page after it.
     pub async fn search_page(
         &self,
         instance: &InstanceName,
         rt: &ResourceType,
         conditions: &[crate::search::query::Condition],
-        after: Option<&str>,
+        after: Option<&crate::search::cursor::Cursor>,
         limit: i64,
-    ) -> Result<Vec<String>, FhirError> {
+    ) -> Result<Vec<(String, crate::search::cursor::Cursor)>, FhirError> {
         crate::search::query::find_page(self.db.pool(), instance, rt, conditions, after, limit)
             .await
     }

@@ -211,11 +211,12 @@ impl Search {
         Ok(s)
     }
 
-    /// The id an id-ordered page starts after.
-    fn after_id(&self) -> Result<Option<&str>, FhirError> {
+    /// Where an unsorted page starts; whether the cursor fits this search's order is
+    /// `query::find_page`'s to say.
+    fn after_unsorted(&self) -> Result<Option<&Cursor>, FhirError> {
         match &self.after {
             None => Ok(None),
-            Some(Cursor::Id { id }) => Ok(Some(id)),
+            Some(c @ (Cursor::Id { .. } | Cursor::Key { .. })) => Ok(Some(c)),
             Some(_) => Err(not_this_search()),
         }
     }
@@ -419,7 +420,7 @@ pub async fn search_system(
     caller.require(Permission::Read)?;
     let mut types: Vec<ResourceType> = Vec::new();
     let mut rest = url::form_urlencoded::Serializer::new(String::new());
-    let mut after: Option<(String, String)> = None;
+    let mut after: Option<(String, Cursor)> = None;
     for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
         match k.as_ref() {
             "_type" => {
@@ -432,7 +433,10 @@ pub async fn search_system(
                 }
             }
             CONTINUATION => match Cursor::parse(&v)? {
-                Cursor::System { resource_type, id } => after = Some((resource_type, id)),
+                Cursor::System {
+                    resource_type,
+                    within,
+                } => after = Some((resource_type, *within)),
                 _ => return Err(not_this_search()),
             },
             _ => {
@@ -453,7 +457,8 @@ pub async fn search_system(
     let mut ignored = Vec::new();
     let mut first_ignored: Vec<String> = Vec::new();
     let mut count = DEFAULT_COUNT;
-    let mut found: Vec<(ResourceType, String)> = Vec::new();
+    // Each match with the cursor of its type's search that starts after it.
+    let mut found: Vec<(ResourceType, String, Cursor)> = Vec::new();
     let catalog = state
         .store
         .catalog(&instance)
@@ -484,19 +489,19 @@ pub async fn search_system(
         }
         let from = match &after {
             Some((t, _)) if t.as_str() > rt.as_str() => continue,
-            Some((t, id)) if t == rt.as_str() => Some(id.as_str()),
+            Some((t, within)) if t == rt.as_str() => Some(within),
             _ => None,
         };
         let wanted = (count + 1).saturating_sub(found.len());
         if wanted == 0 {
             break;
         }
-        for id in state
+        for (id, cursor) in state
             .store
             .search_page(&instance, rt, &search.conditions, from, wanted as i64)
             .await?
         {
-            found.push((rt.clone(), id));
+            found.push((rt.clone(), id, cursor));
         }
     }
     let more = found.len() > count;
@@ -517,10 +522,10 @@ pub async fn search_system(
     };
     let mut links = vec![json!({"relation": "self", "url": format!("{base}?{query}")})];
     if more {
-        if let Some((t, id)) = found.last() {
+        if let Some((t, _, within)) = found.last() {
             let token = Cursor::System {
                 resource_type: t.to_string(),
-                id: id.clone(),
+                within: Box::new(within.clone()),
             }
             .token();
             links.push(json!({"relation": "next", "url": format!("{base}?{query}&{CONTINUATION}={token}")}));
@@ -530,8 +535,8 @@ pub async fn search_system(
     for rt in &types {
         let ids: Vec<String> = found
             .iter()
-            .filter(|(t, _)| t == rt)
-            .map(|(_, id)| id.clone())
+            .filter(|(t, _, _)| t == rt)
+            .map(|(_, id, _)| id.clone())
             .collect();
         for v in state.store.read_many(&instance, rt, &ids).await? {
             entries.push(json!({
@@ -609,12 +614,18 @@ async fn run(
         // where the next starts.
         let limit = search.count as i64 + 1;
         let (mut ids, mut cursors): (Vec<String>, Vec<Cursor>) = if search.sort.is_empty() {
-            let ids = state
+            state
                 .store
-                .search_page(instance, rt, &search.conditions, search.after_id()?, limit)
-                .await?;
-            let cursors = ids.iter().map(|id| Cursor::Id { id: id.clone() }).collect();
-            (ids, cursors)
+                .search_page(
+                    instance,
+                    rt,
+                    &search.conditions,
+                    search.after_unsorted()?,
+                    limit,
+                )
+                .await?
+                .into_iter()
+                .unzip()
         } else {
             state
                 .store

@@ -29,12 +29,19 @@ pub enum Cursor {
     /// A type-level search in id order: after this id.
     #[serde(rename = "id")]
     Id { id: String },
+    /// A type-level search in resource-key order (see `query::find_page`): after this key.
+    #[serde(rename = "key")]
+    Key { key: i64 },
     /// A `_sort`ed search: after the row with these sort values (one per key) and this id.
     #[serde(rename = "sort")]
     Sorted { values: Vec<SortValue>, id: String },
-    /// A system-level search (types in name order, then ids): after this resource.
+    /// A system-level search (types in name order, then each type's own order): after the
+    /// row of `within` in that type's search.
     #[serde(rename = "sys")]
-    System { resource_type: String, id: String },
+    System {
+        resource_type: String,
+        within: Box<Cursor>,
+    },
 }
 
 impl Cursor {
@@ -68,6 +75,7 @@ mod tests {
     fn tokens_round_trip_and_say_nothing_readable() {
         let cursors = [
             Cursor::Id { id: "a-1".into() },
+            Cursor::Key { key: -42 },
             Cursor::Sorted {
                 values: vec![
                     SortValue::Text("smith".into()),
@@ -78,7 +86,7 @@ mod tests {
             },
             Cursor::System {
                 resource_type: "Patient".into(),
-                id: "x".into(),
+                within: Box::new(Cursor::Id { id: "x".into() }),
             },
         ];
         for c in cursors {
