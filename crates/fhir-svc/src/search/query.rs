@@ -842,8 +842,8 @@ where
 {
     // Conditional operations name identifiers and the like, selective whatever their values:
     // their statements are kept prepared (and planned once), unlike searches'.
-    let sql = page_sql(instance, rt, conditions, None, limit)?;
-    let rows = page_rows(sql.statement(true), executor, PageOrder::of(rt, conditions)).await?;
+    let (sql, order) = page_sql(instance, rt, conditions, None, limit)?;
+    let rows = page_rows(sql.statement(true), executor, order).await?;
     Ok(rows.into_iter().map(|(id, _)| id).collect())
 }
 
@@ -897,8 +897,8 @@ pub async fn find_page<'e, E>(
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
-    let sql = page_sql(instance, rt, conditions, after, limit)?;
-    page_rows(sql.query(), executor, PageOrder::of(rt, conditions)).await
+    let (sql, order) = page_sql(instance, rt, conditions, after, limit)?;
+    page_rows(sql.query(), executor, order).await
 }
 
 async fn page_rows<'q, 'e, E>(
@@ -926,14 +926,14 @@ where
         .collect()
 }
 
-/// The statement of [`find_page`].
+/// The statement of [`find_page`], and the order its rows come in.
 fn page_sql(
     instance: &InstanceName,
     rt: &ResourceType,
     conditions: &[Condition],
     after: Option<&Cursor>,
     limit: i64,
-) -> Result<Sql, FhirError> {
+) -> Result<(Sql, PageOrder), FhirError> {
     let mut sql = Sql::new();
     let matching = matching_keys(&mut sql, instance, rt, conditions);
     let order = PageOrder::of(rt, conditions);
@@ -976,7 +976,7 @@ fn page_sql(
         }
         _ => return Err(super::cursor::not_this_search()),
     };
-    Ok(sql)
+    Ok((sql, order))
 }
 
 /// One `_sort` key: a parameter (or `_id`, `_lastUpdated`) and its direction.
@@ -1245,7 +1245,7 @@ where
     let mut sql = if summary_count {
         count_sql(instance, rt, &conditions)
     } else {
-        page_sql(instance, rt, &conditions, None, limit + 1)?
+        page_sql(instance, rt, &conditions, None, limit + 1)?.0
     };
     sql.text = format!("EXPLAIN (ANALYZE, BUFFERS) {}", sql.text);
     let rows = sql.query().fetch_all(executor).await?;
