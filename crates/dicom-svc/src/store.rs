@@ -165,6 +165,20 @@ fn chunks<T>(items: &[T]) -> impl Iterator<Item = (usize, &[T])> {
         .map(|(i, c)| (i * MAX_ROWS, c))
 }
 
+/// The `dicom_studies.modalities` of the study row `row` names, from its series rows: their
+/// distinct modalities, lowercased, between bars (`|ct|mr|`), or NULL. QIDO matches
+/// `ModalitiesInStudy` on it (`qido::search`). A write sets it in a statement that runs after
+/// the write holds the study row: a subquery sees the snapshot its statement started with, so
+/// in the statement that waited for the row it could miss the series of the writer it waited
+/// for.
+fn study_modalities(row: &str) -> String {
+    format!(
+        "(SELECT '|' || string_agg(d.m, '|') || '|' FROM (SELECT DISTINCT lower(s.modality) AS m \
+         FROM dicom_series s WHERE s.instance = {row}.instance AND s.study_uid = {row}.study_uid \
+         AND s.modality IS NOT NULL) d)"
+    )
+}
+
 /// `{head}($1, ..., $w), ($w+1, ...), ...{tail}`: a multi-row `VALUES` of `rows` rows of
 /// `width` parameters. A request's instances go in one statement per table (a round trip
 /// each) rather than one per instance; statement texts differ only by row count, so the
@@ -341,6 +355,34 @@ async fn index_in(
     }
     let studies: Vec<(usize, i64)> = studies.into_values().collect();
     let series: Vec<(usize, i64)> = series.into_values().collect();
+    for (_, chunk) in chunks(&series) {
+        let sql = values_statement(
+            "INSERT INTO dicom_series (instance, study_uid, series_uid, modality, \
+             performed_procedure_step_start_date, manufacturer_model_name, attributes, \
+             updated_watermark) VALUES ",
+            8,
+            chunk.len(),
+            " ON CONFLICT (instance, study_uid, series_uid) DO UPDATE SET \
+             modality = excluded.modality, \
+             performed_procedure_step_start_date = excluded.performed_procedure_step_start_date, \
+             manufacturer_model_name = excluded.manufacturer_model_name, \
+             attributes = excluded.attributes, updated_watermark = excluded.updated_watermark",
+        );
+        let mut q = sqlx::query(&sql);
+        for &(i, watermark) in chunk {
+            let (n, se) = (new[i].1, &new[i].1.series);
+            q = q
+                .bind(names[i].as_str())
+                .bind(n.id.study.as_str())
+                .bind(n.id.series.as_str())
+                .bind(&se.modality)
+                .bind(&se.performed_procedure_step_start_date)
+                .bind(&se.manufacturer_model_name)
+                .bind(&se.attributes)
+                .bind(watermark);
+        }
+        q.execute(&mut **tx).await?;
+    }
     for (_, chunk) in chunks(&studies) {
         let sql = values_statement(
             "INSERT INTO dicom_studies (instance, study_uid, patient_id, patient_name, \
@@ -384,31 +426,22 @@ async fn index_in(
         }
         q.execute(&mut **tx).await?;
     }
-    for (_, chunk) in chunks(&series) {
+    // The studies' modalities, read from their series rows by a statement of its own: it
+    // starts once this transaction holds the study rows, so it sees the series of every
+    // transaction that held them before (its snapshot is newer than their commits).
+    for (_, chunk) in chunks(&studies) {
         let sql = values_statement(
-            "INSERT INTO dicom_series (instance, study_uid, series_uid, modality, \
-             performed_procedure_step_start_date, manufacturer_model_name, attributes, \
-             updated_watermark) VALUES ",
-            8,
+            &format!(
+                "UPDATE dicom_studies SET modalities = {} WHERE (instance, study_uid) IN (VALUES ",
+                study_modalities("dicom_studies")
+            ),
+            2,
             chunk.len(),
-            " ON CONFLICT (instance, study_uid, series_uid) DO UPDATE SET \
-             modality = excluded.modality, \
-             performed_procedure_step_start_date = excluded.performed_procedure_step_start_date, \
-             manufacturer_model_name = excluded.manufacturer_model_name, \
-             attributes = excluded.attributes, updated_watermark = excluded.updated_watermark",
+            ")",
         );
         let mut q = sqlx::query(&sql);
-        for &(i, watermark) in chunk {
-            let (n, se) = (new[i].1, &new[i].1.series);
-            q = q
-                .bind(names[i].as_str())
-                .bind(n.id.study.as_str())
-                .bind(n.id.series.as_str())
-                .bind(&se.modality)
-                .bind(&se.performed_procedure_step_start_date)
-                .bind(&se.manufacturer_model_name)
-                .bind(&se.attributes)
-                .bind(watermark);
+        for &(i, _) in chunk {
+            q = q.bind(names[i].as_str()).bind(new[i].1.id.study.as_str());
         }
         q.execute(&mut **tx).await?;
     }
@@ -583,6 +616,23 @@ impl Store {
              (SELECT 1 FROM dicom_instances i WHERE i.instance = dicom_series.instance \
              AND i.study_uid = dicom_series.study_uid AND i.series_uid = dicom_series.series_uid)",
         )
+        .bind(partition.index_key())
+        .bind(scope.study().as_str())
+        .execute(&mut *tx)
+        .await?;
+        // The study's modalities, once its row is held (see `index_in`).
+        sqlx::query(
+            "UPDATE dicom_studies SET updated_watermark = updated_watermark \
+             WHERE instance = $1 AND study_uid = $2",
+        )
+        .bind(partition.index_key())
+        .bind(scope.study().as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&format!(
+            "UPDATE dicom_studies SET modalities = {} WHERE instance = $1 AND study_uid = $2",
+            study_modalities("dicom_studies")
+        ))
         .bind(partition.index_key())
         .bind(scope.study().as_str())
         .execute(&mut *tx)

@@ -283,7 +283,8 @@ async fn store_retrieve_and_metadata(env: Env) {
     );
     assert_eq!(parts.len(), 1);
     assert_eq!(parts[0].1, transcoded.bytes);
-    // What cannot be produced without codecs is refused.
+    // What cannot be produced is refused: the service decodes, it never encodes compressed
+    // syntaxes.
     assert_eq!(
         dicom
             .get(
@@ -928,6 +929,37 @@ async fn search_matches_and_returns(env: Env) {
     assert_eq!(
         dicom.get("/v2/studies", "application/dicom").await.status,
         406
+    );
+    // ModalitiesInStudy follows the study's series: a series stored again with another
+    // modality moves it, a deleted series takes its modality away.
+    let a4 = instance_in(
+        &a,
+        &a_ct,
+        &[a_attrs[0], a_attrs[1], a_attrs[2], modality("US")],
+    );
+    assert_eq!(dicom.stow("/v2/studies", &[&a4.bytes]).await.status, 200);
+    let by_modality = |m: &str| format!("/v2/studies?ModalitiesInStudy={m}&StudyInstanceUID={a}");
+    assert_eq!(
+        found(&dicom.search(&by_modality("US")).await, STUDY_UID),
+        vec![a.clone()]
+    );
+    assert_eq!(
+        dicom.search(&by_modality("CT")).await.status,
+        204,
+        "no CT series is left"
+    );
+    let deleted = dicom
+        .delete(&format!("/v2/studies/{a}/series/{a_mr}"))
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    assert_eq!(
+        dicom.search(&by_modality("MR")).await.status,
+        204,
+        "the MR series is gone"
+    );
+    assert_eq!(
+        found(&dicom.search(&by_modality("us")).await, STUDY_UID),
+        vec![a.clone()]
     );
     env.stop().await;
 }

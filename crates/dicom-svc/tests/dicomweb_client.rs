@@ -1,5 +1,6 @@
 //! dicom-svc through the real Python DICOMweb client `dicomweb-client`, and every file of
-//! `pydicom-data` stored and read back byte for byte, on both stacks. `make test` installs
+//! `pydicom-data` stored and read back byte for byte, and its compressed files decoded equal
+//! to their uncompressed twins, on both stacks. `make test` installs
 //! both packages into `~/.cache/hds-py` (scripts/test-tools.sh); the scenario is
 //! `tests/python/dicom_clients.py`.
 
@@ -34,6 +35,7 @@ async fn scenario(env: Env) {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("dicomweb-client: ok"), "{text}");
     assert!(text.contains("pydicom-data: ok"), "{text}");
+    assert!(text.contains("compressed: ok"), "{text}");
     // Every study was deleted after its check: nothing is left behind.
     assert!(env.blob_keys("ws1-dicom/").await.is_empty());
     assert_eq!(env.rows("dicom_instances", "ws1-dicom").await, 0);

@@ -124,7 +124,7 @@ pub const SEARCHABLE: &[Searchable] = &[
         tags::MODALITIES_IN_STUDY,
         "ModalitiesInStudy",
         Level::Study,
-        "st.study_uid",
+        "st.modalities",
         Kind::ModalitiesInStudy,
     ),
     s(

@@ -5,8 +5,8 @@
 //!
 //! Strings compare as `lower(column) = lower(value)` (Azure's collation is case-insensitive),
 //! which the expression indexes of `1001_search_and_changefeed.sql` serve; person names
-//! compare on the folded columns; ModalitiesInStudy is `study_uid IN (the studies with such a
-//! series)`, answered by the series index on `(instance, lower(modality), study_uid)`.
+//! compare on the folded columns; ModalitiesInStudy matches the study row's list of its series'
+//! modalities, so a newest-first page reads the newest studies until it is full.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -153,15 +153,18 @@ fn page_sql(partition: &DataPartition, q: &Query) -> Sql {
                 parts.join(" AND ")
             }
             (Matcher::Modalities(modalities), _) => {
-                let ps: Vec<String> = modalities
+                // The study row's modalities, `|ct|mr|` (store::study_modalities).
+                let any: Vec<String> = modalities
                     .iter()
-                    .map(|m| format!("lower({})", sql.bind(m.as_str())))
+                    .map(|m| {
+                        // Lowercased here: `lower($n)` would be evaluated for every row
+                        // once PostgreSQL plans the statement generically.
+                        let m = escape_like(&m.to_lowercase());
+                        let p = sql.bind(format!("%|{m}|%"));
+                        format!("{column} LIKE {p} ESCAPE '\\'")
+                    })
                     .collect();
-                format!(
-                    "{column} IN (SELECT m.study_uid FROM dicom_series m WHERE m.instance = $1 \
-                     AND lower(m.modality) IN ({}))",
-                    ps.join(", ")
-                )
+                format!("({})", any.join(" OR "))
             }
         };
         conditions.push(condition);

@@ -1,8 +1,8 @@
 //! Retrieve frames (PS3.18 10.4.1.1.3): `GET .../instances/{i}/frames/{list}`, the listed
 //! frames (1-based, comma-separated) as `multipart/related; type="application/octet-stream"`,
 //! one part per frame with its uncompressed bytes, or one frame as a bare
-//! `application/octet-stream` body. Frames are cut from native (uncompressed) pixel data;
-//! an instance with encapsulated pixel data cannot be served without codecs: 406.
+//! `application/octet-stream` body. Encapsulated pixel data is decoded first (the codecs are
+//! listed in `transcode`); one without a decoder linked (JPEG-LS) is 406.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
