@@ -202,6 +202,42 @@ async fn acknowledged_messages_survive_a_restart(mut env: BusEnv) {
     sub.close().await;
 }
 
+/// A batch (`publish_all`, what the outbox relay sends) is acknowledged as a whole: after a
+/// restart every message of it is there, each key's messages in the batch's order, on both of
+/// its topics.
+async fn batches_keep_their_order_and_survive_a_restart(mut env: BusEnv) {
+    let topics = [unique("t"), unique("t")];
+    for t in &topics {
+        env.bus().ensure_topic(t, 3).await.unwrap();
+    }
+    let keys = ["alpha", "beta", "gamma", "delta"];
+    let mut batch = Vec::new();
+    for n in 0..12 {
+        for (i, k) in keys.iter().enumerate() {
+            batch.push((topics[i % 2].clone(), msg(k, n)));
+        }
+    }
+    env.bus().publish_all(batch).await.unwrap();
+    env.restart().await;
+    let mut sub = env
+        .bus()
+        .subscribe(&unique("g"), &[&topics[0], &topics[1]])
+        .await
+        .unwrap();
+    let mut per_key: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for d in take(&mut sub, 48).await {
+        let (k, n) = parse(&d.payload);
+        let i = keys.iter().position(|x| *x == k).unwrap();
+        assert_eq!(d.topic, topics[i % 2], "{k} on its topic");
+        assert_eq!(d.header_str("n"), Some(n.to_string().as_str()));
+        per_key.entry(k).or_default().push(n);
+    }
+    for k in keys {
+        assert_eq!(per_key[k], (0..12).collect::<Vec<_>>(), "order of key {k}");
+    }
+    sub.close().await;
+}
+
 /// Members of one group share the partitions: once both are in, each message goes to exactly
 /// one of them and both get some.
 async fn group_members_share_the_partitions(env: BusEnv) {
@@ -363,6 +399,11 @@ macro_rules! bus_contract {
             #[tokio::test]
             async fn trace_context_travels_in_headers() {
                 super::trace_context_travels_in_headers(BusEnv::$backend().await).await
+            }
+            #[tokio::test]
+            async fn batches_keep_their_order_and_survive_a_restart() {
+                super::batches_keep_their_order_and_survive_a_restart(BusEnv::$backend().await)
+                    .await
             }
             #[tokio::test]
             async fn acknowledged_messages_survive_a_restart() {
