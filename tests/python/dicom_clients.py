@@ -13,8 +13,8 @@ Usage: dicom_clients.py BASE_URL   (BASE_URL = http://host:port/{ws}-{name}/v2)
 3. Compressed pixel data: each losslessly compressed pydicom-data file (JPEG 2000, RLE,
    JPEG lossless) with an uncompressed twin is stored, then retrieved in the default
    transfer syntax (explicit VR little endian: decoded by the service), as frames and
-   rendered; the decoded pixels must equal the twin's. A JPEG-LS file (no decoder) is
-   stored, retrieved as stored, and its decoding refused with 406.
+   rendered; the decoded pixels must equal the twin's. A garbled JPEG 2000 stream and a
+   JPEG-LS file (no decoder) are stored, and decoding them is refused with 406.
 
 Prints "dicomweb-client: ok", "pydicom-data: ok" and "compressed: ok" when everything held.
 """
@@ -208,6 +208,17 @@ def retrieve_decoded(session, url, name):
     return back
 
 
+def check_not_decodable(session, url, name):
+    """Everything that needs the pixel data decoded is refused with 406."""
+    for path, accept in [
+        (url, "application/dicom"),
+        (f"{url}/frames/1", "application/octet-stream"),
+        (f"{url}/rendered", "image/png"),
+    ]:
+        r = session.get(path, headers={"Accept": accept})
+        check(r.status_code == 406, f"{name}: {path} as {accept}: {r.status_code}")
+
+
 def delete_study_of(session, base, url):
     study = url.split("/studies/")[1].split("/")[0]
     check(session.delete(f"{base}/studies/{study}").status_code == 204, f"delete {study}")
@@ -263,19 +274,22 @@ def compressed_scenario(base):
             check(diff.mean() < 1.0, f"{name}: decoded pixels differ by {diff.mean()} on average")
         delete_study_of(session, base, url)
         print(f"{name}: decoded")
+    # A JPEG 2000 stream garbled after its first bytes: stored (STOW does not decode), and
+    # every decoding of it is 406, never a 500.
+    data = bytearray((folder / "emri_small_jpeg_2k_lossless.dcm").read_bytes())
+    start = data.find(b"\xe0\x7f\x10\x00") + 200
+    for k in range(start, len(data) - 16, 37):
+        data[k] = (data[k] * 7 + k) % 256
+    url = instance_url(session, base, bytes(data), "garbled JPEG 2000")
+    check_not_decodable(session, url, "garbled JPEG 2000")
+    delete_study_of(session, base, url)
     # JPEG-LS: no decoder linked. Stored and sent as stored; decoding it is 406.
     name = "emri_small_jpeg_ls_lossless.dcm"
     data = (folder / name).read_bytes()
     url = instance_url(session, base, data, name)
     r = session.get(url, headers={"Accept": "application/dicom; transfer-syntax=*"})
     check(r.status_code == 200 and r.content == zeroed_preamble(data), f"{name}: as stored")
-    for path, accept in [
-        (url, "application/dicom"),
-        (f"{url}/frames/1", "application/octet-stream"),
-        (f"{url}/rendered", "image/png"),
-    ]:
-        r = session.get(path, headers={"Accept": accept})
-        check(r.status_code == 406, f"{name}: {path} as {accept}: {r.status_code}")
+    check_not_decodable(session, url, name)
     delete_study_of(session, base, url)
     print("compressed: ok")
 

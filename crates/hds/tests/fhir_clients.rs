@@ -31,10 +31,19 @@ async fn fhirpy_and_fhirclient_work_against_hds() {
         .args(["--dicom-port", &port().to_string()])
         .args(["--medtech-port", &port().to_string()])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    // Its log, kept to say why it stopped if it does not start (it happened once, 2026-12-07).
+    let mut log_lines = BufReader::new(up.stderr.take().unwrap()).lines();
+    let log = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        while let Ok(Some(l)) = log_lines.next_line().await {
+            kept.push(l);
+        }
+        kept.join("\n")
+    });
     let mut lines = BufReader::new(up.stdout.take().unwrap()).lines();
     let mut fhir = None;
     tokio::time::timeout(Duration::from_secs(120), async {
@@ -49,7 +58,13 @@ async fn fhirpy_and_fhirclient_work_against_hds() {
     })
     .await
     .expect("hds up started");
-    let base = fhir.expect("a fhir-svc URL");
+    let Some(base) = fhir else {
+        let status = up.wait().await;
+        panic!(
+            "hds up printed no fhir-svc URL; it ended with {status:?}; its log:\n{}",
+            log.await.unwrap_or_default()
+        );
+    };
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/fhir_clients.py");
     let out = tokio::time::timeout(

@@ -6,9 +6,16 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{header, Backend, Stack};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+
+/// The longest a request to the data plane may take. Once (2026-12-07) a `put_patient` here
+/// never returned, with the stack's servers gone; a timeout makes that a failure that says
+/// where, instead of a suite that hangs until CI's limit.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// PUT, then follow the operation to its end; returns the final resource.
 async fn put_and_wait(stack: &Stack, url: &str, body: &Value, expected: u16) -> Value {
@@ -24,6 +31,7 @@ async fn put_and_wait(stack: &Stack, url: &str, body: &Value, expected: u16) -> 
 async fn preflight(url: &str, origin: &str) -> reqwest::Response {
     reqwest::Client::new()
         .request(Method::OPTIONS, url)
+        .timeout(REQUEST_TIMEOUT)
         .header("Origin", origin)
         .header("Access-Control-Request-Method", "PUT")
         .send()
@@ -40,6 +48,7 @@ fn allowed_origin(res: &reqwest::Response) -> Option<String> {
 async fn put_patient(base: &str, if_match: Option<&str>) -> StatusCode {
     let mut req = reqwest::Client::new()
         .put(format!("{base}/Patient/p1"))
+        .timeout(REQUEST_TIMEOUT)
         .header("Content-Type", "application/fhir+json")
         .body(json!({"resourceType": "Patient", "id": "p1"}).to_string());
     if let Some(m) = if_match {

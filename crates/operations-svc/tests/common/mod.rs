@@ -182,7 +182,11 @@ impl Stack {
             medtech,
             fhir_db,
             bus,
-            http: reqwest::Client::new(),
+            // A request that never returns fails the test instead of hanging the suite.
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
             shutdown,
             _tansu: tansu,
             _dir: dir,
