@@ -10,8 +10,8 @@ Usage: dicom_clients.py BASE_URL   (BASE_URL = http://host:port/{ws}-{name}/v2)
    back with `transfer-syntax=*` and must equal the file with a zeroed preamble (Azure zeroes
    it); a rejected one must carry a FailureReason. Each study is deleted afterwards (several
    files share UIDs). One line per file, `stored`/`rejected REASON`, then a summary.
-3. Compressed pixel data: each losslessly compressed pydicom-data file (JPEG 2000, RLE,
-   JPEG lossless) with an uncompressed twin is stored, then retrieved in the default
+3. Compressed pixel data: each losslessly compressed (JPEG 2000, RLE) or big endian
+   pydicom-data file with an explicit VR little endian twin is stored, then retrieved in the default
    transfer syntax (explicit VR little endian: decoded by the service), as frames and
    rendered; the decoded pixels must equal the twin's. A garbled JPEG 2000 stream and a
    JPEG-LS file (no decoder) are stored, and decoding them is refused with 406.
@@ -173,7 +173,8 @@ def pydicom_data_scenario(base):
     print("pydicom-data: ok")
 
 
-# (compressed file, its uncompressed twin) in pydicom-data: lossless, so the pixels agree.
+# (file in another transfer syntax, its explicit VR little endian twin) in pydicom-data:
+# lossless compression or big endian, so the pixels agree.
 LOSSLESS_TWINS = [
     ("MR2_J2KR.dcm", "MR2_UNCR.dcm"),
     ("RG1_J2KR.dcm", "RG1_UNCR.dcm"),
@@ -182,6 +183,9 @@ LOSSLESS_TWINS = [
     ("emri_small_RLE.dcm", "emri_small.dcm"),
     ("OBXXXX1A_rle.dcm", "OBXXXX1A.dcm"),
     ("OBXXXX1A_rle_2frame.dcm", "OBXXXX1A_2frame.dcm"),
+    ("emri_small_big_endian.dcm", "emri_small.dcm"),
+    ("OBXXXX1A_expb.dcm", "OBXXXX1A.dcm"),
+    ("OBXXXX1A_expb_2frame.dcm", "OBXXXX1A_2frame.dcm"),
 ]
 
 
