@@ -1,6 +1,6 @@
 //! dicom-svc through the real Python DICOMweb client `dicomweb-client`, and every file of
-//! `pydicom-data` stored and read back byte for byte, and its compressed files decoded equal
-//! to their uncompressed twins, on both stacks. `make test` installs
+//! `pydicom-data` stored and read back byte for byte, and its compressed and big-endian files
+//! transcoded equal to their explicit VR little endian twins, on both stacks. `make test` installs
 //! both packages into `~/.cache/hds-py` (scripts/test-tools.sh); the scenario is
 //! `tests/python/dicom_clients.py`.
 

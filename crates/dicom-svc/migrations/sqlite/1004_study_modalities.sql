@@ -1,6 +1,6 @@
 -- ModalitiesInStudy is matched on the study row: `modalities` holds the study's distinct
 -- series modalities, lowercased, between bars (`|ct|mr|`), kept by the writes that change its
--- series (see `store::STUDY_MODALITIES`). A newest-first page of `ModalitiesInStudy=CT` then
+-- series (see `store::study_modalities`). A newest-first page of `ModalitiesInStudy=CT` then
 -- walks the newest-studies index and reads each study row once, instead of first collecting
 -- every study that has such a series and sorting them all.
 ALTER TABLE dicom_studies ADD COLUMN modalities TEXT;
