@@ -216,6 +216,33 @@ impl Inner {
     }
 }
 
+/// Appends `placed` (topic, partition, message) in one transaction and commits it; returns
+/// their offsets. The transaction runs in a task of its own, to its end even when the caller
+/// stops waiting (an outbox relay at shutdown): a transaction dropped half-way would keep
+/// SQLite's write lock until its pooled connection is next used, and every other writer
+/// would wait for it.
+async fn commit_appends(
+    inner: Arc<Inner>,
+    placed: Vec<(String, i32, OutgoingMessage)>,
+) -> Result<Vec<i64>, BusError> {
+    let topic = placed.first().map(|p| p.0.clone()).unwrap_or_default();
+    tokio::spawn(async move {
+        let mut tx = inner.db.begin().await?;
+        let mut offsets = Vec::with_capacity(placed.len());
+        for (topic, partition, message) in placed {
+            offsets.push(append(&mut tx, &topic, partition, message).await?);
+        }
+        tx.commit().await?;
+        inner.notify.notify_waiters();
+        Ok(offsets)
+    })
+    .await
+    .map_err(|e| BusError::Publish {
+        topic,
+        reason: format!("the publishing task ended: {e}"),
+    })?
+}
+
 /// Appends `message` to `partition` of `topic` in `tx`; returns its offset.
 async fn append(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
@@ -289,11 +316,15 @@ impl EventBus for EmbeddedBus {
     ) -> Result<Published, BusError> {
         crate::telemetry::inject_into_headers(&mut message.headers);
         let partition = self.inner.partition_of(topic, &message).await?;
-        let mut tx = self.inner.db.begin().await?;
-        let offset = append(&mut tx, topic, partition, message).await?;
-        tx.commit().await?;
-        self.inner.notify.notify_waiters();
-        Ok(Published { partition, offset })
+        let offsets = commit_appends(
+            self.inner.clone(),
+            vec![(topic.to_owned(), partition, message)],
+        )
+        .await?;
+        Ok(Published {
+            partition,
+            offset: offsets[0],
+        })
     }
 
     /// All in one transaction: one commit (and one sync of the bus's file) for the batch, where
@@ -307,12 +338,7 @@ impl EventBus for EmbeddedBus {
             let partition = self.inner.partition_of(&topic, &message).await?;
             placed.push((topic, partition, message));
         }
-        let mut tx = self.inner.db.begin().await?;
-        for (topic, partition, message) in placed {
-            append(&mut tx, &topic, partition, message).await?;
-        }
-        tx.commit().await?;
-        self.inner.notify.notify_waiters();
+        commit_appends(self.inner.clone(), placed).await?;
         Ok(())
     }
 
