@@ -288,7 +288,22 @@ impl Stack {
 
 /// Polls `check` until it returns `Some`, at most `secs` seconds (a bound, not a timing
 /// assumption); `what` names what was awaited in the panic.
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    eventually_or(secs, what, String::new, check).await
+}
+
+/// As [`eventually`]; a timeout's panic also shows `context()` (say, the stack's logs), so
+/// that a wait that runs out can be told apart from a slow machine.
+pub async fn eventually_or<T, F, Fut>(
+    secs: u64,
+    what: &str,
+    context: impl Fn() -> String,
+    mut check: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -298,7 +313,11 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {secs} s\n{}",
+            context()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hds_core::events::topics::MEDTECH_DEADLETTER;
 use hds_core::events::v1::DeadLetter;
-use hds_e2e::{eventually, Stack};
+use hds_e2e::{eventually, eventually_or, Stack};
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -146,7 +146,8 @@ async fn device_events_survive_a_killed_medtech_svc_and_a_fhir_outage() {
     // And again while it works through what was left (windows of 200, written in parts):
     // a crash between any window's commit and its writes would lose that window.
     for at_least in [800, 1400] {
-        eventually(120, "more Observations", || async {
+        let logs = || stack.logs();
+        eventually_or(120, "more Observations", logs, || async {
             observations(&http, &fhir).await.filter(|n| *n >= at_least)
         })
         .await;
@@ -162,9 +163,13 @@ async fn device_events_survive_a_killed_medtech_svc_and_a_fhir_outage() {
     stack.start_again("fhir-svc").await;
 
     let expected = (FIRST + DURING_OUTAGE - POISON.len()) as u64;
-    eventually(180, "every device message as an Observation", || async {
-        observations(&http, &fhir).await.filter(|n| *n >= expected)
-    })
+    let logs = || stack.logs();
+    eventually_or(
+        180,
+        "every device message as an Observation",
+        logs,
+        || async { observations(&http, &fhir).await.filter(|n| *n >= expected) },
+    )
     .await;
 
     // Exactly one Observation per message, each written once.
